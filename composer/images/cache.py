@@ -1,0 +1,273 @@
+"""The content-addressed image cache, laid out as an OCI image layout.
+
+Layout under the cache root::
+
+    oci-layout, index.json        OCI image layout; refs are org.opencontainers.image.ref.name
+    blobs/sha256/<hex>            every blob, verified (size and sha256) before it is renamed in
+    uncompressed/sha256/<hex>     derived: each layer decompressed, named and verified by diff_id
+    tmp/                          partial downloads; never read
+    lock                          flock(2) serialising index.json updates between processes
+
+Every byte read back goes through :class:`VerifyingReader`, the one digest-verifying reader: a
+blob is trusted only as far as its hash, whichever source it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import io
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from composer import canonjson
+from composer.errors import ComposerError
+
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+CHUNK = 1 << 20
+
+
+class DigestMismatch(ComposerError):
+    """A blob's bytes do not match the digest or size that named it."""
+
+
+def check_digest(digest: str) -> str:
+    """The hex part of a ``sha256:<64 hex>`` digest; anything else is refused."""
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+        raise ComposerError(f"unsupported or malformed digest {digest!r}")
+    return hexpart
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class VerifyingReader(io.RawIOBase):
+    """Reads ``raw`` and, at its end, insists it was exactly ``size`` bytes hashing to ``digest``.
+
+    ``size`` may be None when unknown (the digest still has to match). Reading past the expected
+    size fails at once, so an endless stream cannot fill a disk.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str):
+        super().__init__()
+        check_digest(digest)
+        self._raw = raw
+        self._digest = digest
+        self._size = size
+        self._what = what
+        self._hash = hashlib.sha256()
+        self._seen = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        data = self._raw.read(len(buffer))
+        if data:
+            self._seen += len(data)
+            if self._size is not None and self._seen > self._size:
+                raise DigestMismatch(f"{self._what}: more than the expected {self._size} bytes")
+            self._hash.update(data)
+            buffer[: len(data)] = data
+            return len(data)
+        self._done = True
+        if self._size is not None and self._seen != self._size:
+            raise DigestMismatch(
+                f"{self._what}: got {self._seen} bytes, expected {self._size} ({self._digest})"
+            )
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != self._digest:
+            raise DigestMismatch(f"{self._what}: content is {actual}, expected {self._digest}")
+        return 0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
+        super().close()
+
+
+def drain(reader: BinaryIO, sink: BinaryIO | None = None) -> int:
+    """Copy a reader to its end (which is when a VerifyingReader checks), returning the size."""
+    total = 0
+    while chunk := reader.read(CHUNK):
+        total += len(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return total
+
+
+def open_decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
+    """A layer's uncompressed tar stream, by media type (or by magic bytes if it says nothing)."""
+    buffered = io.BufferedReader(raw, CHUNK) if not isinstance(raw, io.BufferedReader) else raw
+    head = buffered.peek(4)[:4]
+    if media_type.endswith("+zstd") or head == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+    if media_type.endswith("+gzip") or media_type.endswith(".gzip") or head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    return buffered
+
+
+class Cache:
+    """A cache directory. Cheap to construct; creates its layout on first use."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # -- paths -----------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / check_digest(digest)
+
+    def uncompressed_path(self, diff_id: str) -> Path:
+        return self.root / "uncompressed" / "sha256" / check_digest(diff_id)
+
+    def _ensure(self) -> None:
+        for sub in ("blobs/sha256", "uncompressed/sha256", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        layout = self.root / "oci-layout"
+        if not layout.exists():
+            self._atomic_write(layout, canonjson.compact({"imageLayoutVersion": "1.0.0"}))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock for read-modify-write of index.json, shared with other processes."""
+        self._ensure()
+        with open(self.root / "lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _atomic_write(self, dest: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    # -- blobs -----------------------------------------------------------------------------
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def put_blob(self, source: BinaryIO, digest: str, size: int | None, what: str) -> Path:
+        """Store a blob from a stream; verified while streaming; nothing is stored on mismatch."""
+        dest = self.blob_path(digest)
+        if dest.is_file():
+            return dest
+        self._ensure()
+        reader = VerifyingReader(source, digest, size, what)
+        self._store(reader, dest)
+        return dest
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        self.put_blob(io.BytesIO(data), digest, len(data), "blob")
+        return digest
+
+    def _store(self, reader: BinaryIO, dest: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                drain(reader, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def open_blob(self, digest: str, size: int | None = None, what: str = "") -> BinaryIO:
+        """A verifying reader over a cached blob."""
+        path = self.blob_path(digest)
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the reader
+        except FileNotFoundError:
+            raise ComposerError(f"{what or digest}: not in the cache") from None
+        return io.BufferedReader(VerifyingReader(raw, digest, size, what or digest), CHUNK)
+
+    def read_blob(self, digest: str, size: int | None = None, what: str = "") -> bytes:
+        with self.open_blob(digest, size, what) as fh:
+            return fh.read()
+
+    def uncompressed_layer(self, digest: str, size: int, media_type: str, diff_id: str,
+                           what: str) -> Path:
+        """The layer as a plain tar file, verified against both its digest and its diff_id.
+
+        Flattening seeks in it, so the rootfs can be written in sorted order without holding any
+        file content in memory.
+        """
+        dest = self.uncompressed_path(diff_id)
+        if dest.is_file():
+            return dest
+        self._ensure()
+        with self.open_blob(digest, size, what) as compressed:
+            try:
+                plain = open_decompressed(compressed, media_type)
+                self._store(VerifyingReader(plain, diff_id, None, f"{what} (uncompressed)"), dest)
+            except (OSError, EOFError, zlib.error, ValueError) as exc:
+                if isinstance(exc, DigestMismatch):
+                    raise
+                raise ComposerError(f"{what}: cannot decompress layer: {exc}") from exc
+        return dest
+
+    # -- refs ------------------------------------------------------------------------------
+    def _read_index(self) -> dict:
+        path = self.root / "index.json"
+        if not path.is_file():
+            return {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
+        try:
+            return canonjson.loads(path.read_bytes())
+        except ValueError as exc:
+            raise ComposerError(f"{path}: corrupt cache index: {exc}") from exc
+
+    def lookup(self, ref_name: str) -> dict | None:
+        """The descriptor a ref name points to in the cache, if any."""
+        for desc in self._read_index()["manifests"]:
+            if desc.get("annotations", {}).get(REF_ANNOTATION) == ref_name:
+                return desc
+        return None
+
+    def refs(self) -> list[tuple[str, dict]]:
+        out = []
+        for desc in self._read_index()["manifests"]:
+            name = desc.get("annotations", {}).get(REF_ANNOTATION)
+            if name:
+                out.append((name, desc))
+        return sorted(out, key=lambda item: item[0])
+
+    def tag(self, ref_name: str, descriptor: dict) -> None:
+        """Point ``ref_name`` at a descriptor whose blob is already stored."""
+        if not self.has_blob(descriptor["digest"]):
+            raise ComposerError(f"{ref_name}: refusing to tag a blob that is not in the cache")
+        with self.locked():
+            index = self._read_index()
+            kept = [d for d in index["manifests"]
+                    if d.get("annotations", {}).get(REF_ANNOTATION) != ref_name]
+            entry = dict(descriptor)
+            entry["annotations"] = {**descriptor.get("annotations", {}), REF_ANNOTATION: ref_name}
+            kept.append(entry)
+            kept.sort(key=lambda d: d["annotations"][REF_ANNOTATION])
+            index["manifests"] = kept
+            self._atomic_write(self.root / "index.json", canonjson.pretty(index))

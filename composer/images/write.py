@@ -1,0 +1,115 @@
+"""Write a single-platform OCI image (config, manifest, layers) into a cache or a layout.
+
+Used by ``pkg build`` and by the test fixtures that generate images, so every image we make is
+serialised one way: compact sorted JSON, gzip layers with no name and mtime 0.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import canonjson
+from composer.images.cache import Cache
+from composer.images.model import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
+
+GZIP_LEVEL = 9
+
+
+@dataclass(frozen=True)
+class Written:
+    """What was written: the manifest descriptor, and the bytes it names (for records)."""
+
+    descriptor: dict
+    manifest: bytes
+    config: bytes
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor["digest"]
+
+
+def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
+    """Deterministic gzip: no file name, mtime 0 (the bytes still depend on the zlib build)."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=level, mtime=0) as gz:
+        gz.write(data)
+    return buf.getvalue()
+
+
+def image_config(layer_tars: list[bytes], arch: str, config: dict, created: str) -> dict:
+    return {
+        "architecture": arch,
+        "config": config,
+        "created": created,
+        "os": "linux",
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars],
+        },
+    }
+
+
+def write_image(
+    store: Cache,
+    layer_tars: list[bytes],
+    *,
+    arch: str = "amd64",
+    config: dict | None = None,
+    created: str = "1970-01-01T00:00:00Z",
+    compress: bool = True,
+    annotations: dict[str, str] | None = None,
+    raw_config: dict | None = None,
+) -> Written:
+    """Store layers, config and manifest as blobs; returns the manifest descriptor.
+
+    ``raw_config`` replaces the generated image config entirely (tests use it for odd configs).
+    """
+    layers = []
+    for tar in layer_tars:
+        blob = gzip_bytes(tar) if compress else tar
+        digest = store.put_bytes(blob)
+        layers.append({"mediaType": OCI_LAYER_GZIP if compress else OCI_LAYER,
+                       "digest": digest, "size": len(blob)})
+    cfg = raw_config if raw_config is not None else image_config(
+        layer_tars, arch, config or {}, created)
+    cfg_bytes = canonjson.compact(cfg)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": store.put_bytes(cfg_bytes),
+                   "size": len(cfg_bytes)},
+        "layers": layers,
+    }
+    if annotations:
+        manifest["annotations"] = dict(annotations)
+    man_bytes = canonjson.compact(manifest)
+    desc = {
+        "mediaType": OCI_MANIFEST,
+        "digest": store.put_bytes(man_bytes),
+        "size": len(man_bytes),
+        "platform": {"architecture": arch, "os": "linux"},
+    }
+    return Written(desc, man_bytes, cfg_bytes)
+
+
+def export_layout(store: Cache, written: Written, dest: Path, tag: str) -> None:
+    """Copy one image from a cache into an OCI image layout directory ``dest`` as ``tag``."""
+    target = Cache(dest)
+    manifest = canonjson.loads(written.manifest)
+    for desc in [manifest["config"], *manifest["layers"]]:
+        if not target.has_blob(desc["digest"]):
+            with store.open_blob(desc["digest"], desc["size"]) as src:
+                target.put_blob(src, desc["digest"], desc["size"], desc["digest"])
+    target.put_bytes(written.manifest)
+    target.tag(tag, written.descriptor)
+    for stray in ("uncompressed", "tmp", "lock"):
+        path = dest / stray
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,136 @@
+"""Flatten an image's layers into a :class:`Tree`, following the OCI image-spec layer rules.
+
+Each layer is read from its uncompressed, diff_id-verified copy in the cache, headers only: file
+content is referenced by offset, never loaded. Per layer, whiteouts are applied first and only to
+the layers below (``.wh.NAME`` removes NAME and its subtree; ``.wh..wh..opq`` empties its directory
+but keeps it), then the layer's own entries are applied in order (the last of duplicates wins).
+Hard links point at the node their target has at that moment, so a link keeps its content even if
+a later layer replaces or deletes the target.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+
+from composer.errors import ComposerError
+from composer.images.cache import Cache
+from composer.images.model import Image
+from composer.rootfs.tree import Node, Span, Tree
+from composer.tarcanon import CanonError, Kind, entry_from_tarinfo, normalise
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+class LayerError(ComposerError):
+    pass
+
+
+class Window(io.RawIOBase):
+    """A seekable read-only view of ``size`` bytes at ``offset`` of an open file (a nested tar)."""
+
+    def __init__(self, fh, offset: int, size: int):
+        super().__init__()
+        self._fh, self._base, self._size, self._pos = fh, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, min(self._size, base + pos))
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._fh.seek(self._base + self._pos)
+        data = self._fh.read(n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, source: str,
+              location: str, whiteouts: bool = True) -> None:
+    """Apply one plain tar (open as ``fh``; content spans refer to ``file_path``) onto ``tree``."""
+    entries = []
+    removals: list[str] = []
+    opaque: list[str] = []
+    try:
+        with tarfile.open(fileobj=fh, mode="r:", encoding="utf-8",
+                          errors="surrogateescape") as tf:
+            for info in tf:
+                tf.members.clear()
+                name = normalise(info.name)
+                base = posixpath.basename(name)
+                if whiteouts and base.startswith(WHITEOUT):
+                    parent = posixpath.dirname(name)
+                    if base == OPAQUE:
+                        opaque.append(parent)
+                        continue
+                    hidden = base[len(WHITEOUT):]
+                    if hidden in ("", ".", "..") or "/" in hidden:
+                        raise LayerError(f"{what}: invalid whiteout {info.name!r}")
+                    removals.append(posixpath.join(parent, hidden))
+                    continue
+                if info.sparse:
+                    raise LayerError(f"{what}: {info.name}: sparse files are not supported yet")
+                entry = entry_from_tarinfo(info)
+                offset = base_offset + info.offset_data
+                entries.append((entry, offset))
+    except tarfile.TarError as exc:
+        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
+    except CanonError as exc:
+        raise LayerError(f"{what}: {exc}") from exc
+    for path in opaque:
+        tree.clear_children(tree.resolve_parent(path) if path else "")
+    for path in removals:
+        tree.remove(tree.resolve_parent(path))
+    for entry, offset in entries:
+        if not entry.path:
+            continue  # the root directory itself
+        path = entry.path
+        if entry.kind is Kind.HARDLINK:
+            target_path = tree.resolve_parent(entry.linkname)
+            target = tree.get(target_path)
+            if target is None or target.entry.kind is Kind.DIR:
+                raise LayerError(f"{what}: {entry.path}: hard link to missing or non-file "
+                                 f"{entry.linkname!r}")
+            tree.put(path, target)
+            continue
+        content = Span(file_path, offset, entry.size) if entry.kind is Kind.FILE else None
+        tree.put(path, Node(entry, content, source, location))
+
+
+def image_tree(image: Image, cache: Cache, *, implicit_mtime: int, source: str,
+               location: str) -> Tree:
+    """The flattened filesystem of ``image``."""
+    tree = Tree(implicit_mtime)
+    for number, layer in enumerate(image.layers):
+        what = f"{image.ref} layer {number} ({layer.digest})"
+        path = cache.uncompressed_layer(layer.digest, layer.size, layer.media_type,
+                                        layer.diff_id, what)
+        with open(path, "rb") as fh:
+            apply_tar(tree, fh, str(path), 0, what=what, source=source, location=location)
+    return tree
+
+
+def nested_tar(node: Node, dest: Tree, *, what: str, source: str, location: str) -> None:
+    """Apply a tar stored as a file inside an image (a kernel's ``kernel.tar``) onto ``dest``."""
+    content = node.content
+    if not isinstance(content, Span):
+        raise LayerError(f"{what}: not a file inside an image layer")
+    with open(content.path, "rb") as fh:
+        apply_tar(dest, Window(fh, content.offset, content.size), content.path, content.offset,
+                  what=what, source=source, location=location, whiteouts=False)
+

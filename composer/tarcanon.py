@@ -1,0 +1,273 @@
+"""The one canonical tar writer, and the reader every phase-two converter uses.
+
+The writer is ours, not :mod:`tarfile`'s, so the bytes depend on nothing but the entries: not on
+the Python version, the host's passwd database, umask or float timestamps. It refuses input that
+breaks the canon (unsorted, duplicate, orphaned or dangling entries) instead of writing it.
+``docs/canonical-tar.md`` documents the format byte for byte.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+PAX_NAME = b"././@PaxHeader"
+COPY_CHUNK = 1 << 20
+
+
+class Kind(enum.Enum):
+    FILE = b"0"
+    HARDLINK = b"1"
+    SYMLINK = b"2"
+    CHAR = b"3"
+    BLOCK = b"4"
+    DIR = b"5"
+    FIFO = b"6"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One tar entry's metadata. ``path`` is relative and normalised, with no trailing slash."""
+
+    path: str
+    kind: Kind
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    size: int = 0
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    records: tuple[tuple[str, str], ...] = ()  # extra pax records, e.g. provenance
+
+
+class CanonError(ValueError):
+    """The input would break the canon; a bug in the caller, or a hostile input it let through."""
+
+
+def sort_key(path: str) -> bytes:
+    """Component-wise bytewise order: parents sort before children, ``a/b`` before ``a-b``."""
+    return encode(path).replace(b"/", b"\0")
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def normalise(name: str) -> str:
+    """A tar member name as a canonical relative path; ``..`` is clamped at the root.
+
+    Returns ``""`` for the root itself.
+    """
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def _octal(value: int, width: int) -> bytes | None:
+    """``width``-byte NUL-terminated octal, or None if it does not fit."""
+    if value < 0 or value >= 8 ** (width - 1):
+        return None
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    body = b" " + encode(key) + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def _header(
+    name: bytes, kind: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+    linkname: bytes, devmajor: int, devminor: int,
+) -> bytes:
+    fields = [
+        name.ljust(100, b"\0"),
+        _octal(mode, 8),
+        _octal(uid, 8),
+        _octal(gid, 8),
+        _octal(size, 12),
+        _octal(mtime, 12),
+        b" " * 8,  # checksum placeholder
+        kind,
+        linkname.ljust(100, b"\0"),
+        b"ustar\x0000",
+        b"\0" * 32,  # uname: always empty
+        b"\0" * 32,  # gname: always empty
+        _octal(devmajor, 8),
+        _octal(devminor, 8),
+        b"\0" * 155,  # prefix: never used, long names go to pax
+    ]
+    block = b"".join(f if f is not None else b"\0" * 8 for f in fields).ljust(BLOCK, b"\0")
+    checksum = b"%06o\0 " % sum(block)
+    return block[:148] + checksum + block[156:]
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def header_bytes(entry: Entry) -> bytes:
+    """The pax extended header (if needed) plus the ustar header of ``entry``."""
+    records: dict[str, bytes] = {}
+    name = encode(entry.path + ("/" if entry.kind is Kind.DIR else ""))
+    if len(name) > 100 or not name.isascii():
+        records["path"] = name
+        name = name[:99].decode("ascii", "replace").encode("ascii", "replace")
+    link = encode(entry.linkname)
+    if len(link) > 100 or not link.isascii():
+        records["linkpath"] = link
+        link = link[:99].decode("ascii", "replace").encode("ascii", "replace")
+    size = entry.size if entry.kind is Kind.FILE else 0
+    for key, value, width in (
+        ("size", size, 12), ("mtime", entry.mtime, 12), ("uid", entry.uid, 8),
+        ("gid", entry.gid, 8),
+    ):
+        if _octal(value, width) is None:
+            if value < 0:
+                raise CanonError(f"{entry.path}: negative {key}")
+            records[key] = str(value).encode()
+    for xname, xvalue in entry.xattrs:
+        records["SCHILY.xattr." + xname] = xvalue
+    for key, value in entry.records:
+        records[key] = encode(value)
+    out = b""
+    if records:
+        payload = b"".join(_pax_record(k, records[k]) for k in sorted(records))
+        out = _header(PAX_NAME, b"x", 0o644, 0, 0, len(payload), 0, b"", 0, 0)
+        out += payload + _pad(len(payload))
+    out += _header(
+        name, entry.kind.value, entry.mode & 0o7777,
+        entry.uid if "uid" not in records else 0,
+        entry.gid if "gid" not in records else 0,
+        size if "size" not in records else 0,
+        entry.mtime if "mtime" not in records else 0,
+        link, entry.devmajor, entry.devminor,
+    )
+    return out
+
+
+class CanonicalTarWriter:
+    """Writes entries that must arrive in canonical order; checks every rule as it goes.
+
+    Only the set of directory paths is kept (to check parents exist), plus the set of
+    non-directory paths that hard links may point to.
+    """
+
+    def __init__(self, out: BinaryIO):
+        self._out = out
+        self._last: bytes | None = None
+        self._dirs: set[str] = {""}
+        self._files: set[str] = set()
+        self.written = 0
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.written += len(data)
+
+    def add(self, entry: Entry, data: BinaryIO | bytes | None = None) -> None:
+        """Append ``entry``; for a regular file, ``data`` supplies exactly ``entry.size`` bytes."""
+        path = entry.path
+        if not path or normalise(path) != path:
+            raise CanonError(f"not a canonical path: {path!r}")
+        key = sort_key(path)
+        if self._last is not None and key <= self._last:
+            raise CanonError(f"{path}: out of order or duplicate")
+        parent = posixpath.dirname(path)
+        if parent not in self._dirs:
+            raise CanonError(f"{path}: parent directory {parent!r} has no entry before it")
+        if entry.kind is Kind.HARDLINK and entry.linkname not in self._files:
+            raise CanonError(f"{path}: hard link to {entry.linkname!r}, not an earlier file")
+        if list(entry.xattrs) != sorted(entry.xattrs):
+            raise CanonError(f"{path}: xattrs not sorted")
+        self._last = key
+        self._write(header_bytes(entry))
+        if entry.kind is Kind.DIR:
+            self._dirs.add(path)
+        elif entry.kind is not Kind.HARDLINK:
+            self._files.add(path)
+        if entry.kind is Kind.FILE:
+            self._copy(entry, data)
+
+    def _copy(self, entry: Entry, data: BinaryIO | bytes | None) -> None:
+        if isinstance(data, bytes | bytearray):
+            if len(data) != entry.size:
+                raise CanonError(f"{entry.path}: {len(data)} bytes given, size {entry.size}")
+            self._write(bytes(data))
+        else:
+            remaining = entry.size
+            while remaining:
+                chunk = data.read(min(COPY_CHUNK, remaining)) if data else b""
+                if not chunk:
+                    raise CanonError(f"{entry.path}: content ended {remaining} bytes short")
+                self._write(chunk)
+                remaining -= len(chunk)
+        self._write(_pad(entry.size))
+
+    def close(self) -> None:
+        """Two zero blocks, then zero padding to a whole 10240-byte record (as tar does)."""
+        self._write(b"\0" * (2 * BLOCK))
+        self._write(b"\0" * (-self.written % RECORD))
+
+
+_KINDS = {
+    tarfile.REGTYPE: Kind.FILE, tarfile.AREGTYPE: Kind.FILE, tarfile.CONTTYPE: Kind.FILE,
+    tarfile.LNKTYPE: Kind.HARDLINK, tarfile.SYMTYPE: Kind.SYMLINK, tarfile.CHRTYPE: Kind.CHAR,
+    tarfile.BLKTYPE: Kind.BLOCK, tarfile.DIRTYPE: Kind.DIR, tarfile.FIFOTYPE: Kind.FIFO,
+}
+XATTR_PREFIX = "SCHILY.xattr."
+_STANDARD_PAX = {"path", "linkpath", "size", "mtime", "uid", "gid", "uname", "gname",
+                 "atime", "ctime"}
+
+
+def entry_from_tarinfo(info: tarfile.TarInfo) -> Entry:
+    """Our view of a member read by :mod:`tarfile` (which handles GNU, pax and v7 dialects)."""
+    kind = _KINDS.get(info.type)
+    if kind is None:
+        raise CanonError(f"{info.name}: unsupported tar entry type {info.type!r}")
+    xattrs = []
+    records = []
+    for key, value in sorted(info.pax_headers.items()):
+        if key.startswith(XATTR_PREFIX):
+            xattrs.append((key[len(XATTR_PREFIX):], encode(value)))
+        elif key not in _STANDARD_PAX and not key.startswith("GNU.sparse"):
+            records.append((key, value))
+    return Entry(
+        path=normalise(info.name),
+        kind=kind,
+        mode=info.mode & 0o7777,
+        uid=info.uid,
+        gid=info.gid,
+        mtime=int(info.mtime),
+        size=info.size if kind is Kind.FILE else 0,
+        linkname=normalise(info.linkname) if kind is Kind.HARDLINK else info.linkname,
+        devmajor=info.devmajor,
+        devminor=info.devminor,
+        xattrs=tuple(xattrs),
+        records=tuple(records),
+    )
+
+
+def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
+    """Stream a tar's entries with a reader for each regular file's content.
+
+    The reader is only valid until the next entry is requested. Memory stays flat: members are
+    not accumulated.
+    """
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8",
+                          errors="surrogateescape") as tf:
+            for info in tf:
+                tf.members.clear()
+                entry = entry_from_tarinfo(info)
+                yield entry, (tf.extractfile(info) if entry.kind is Kind.FILE else None)
+    except tarfile.TarError as exc:
+        raise CanonError(f"unreadable tar: {exc}") from exc
