@@ -69,6 +69,8 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
 
     epoch = resolve_epoch(req.source_date_epoch)
     spec = load_spec(list(req.specs))
+    for pos, message in spec.warnings:
+        log(f"{pos}: warning: {message}" if pos else f"warning: {message}")
     cache = Cache(req.cache_dir)
     images = resolve_images(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                             log=log)

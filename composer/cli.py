@@ -104,9 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_build(args: argparse.Namespace) -> int:
     from composer.build import BuildRequest, run_build
 
-    for spec in args.specs:
-        if not spec.is_file():
-            raise UsageError(f"{spec}: no such spec file")
     request = BuildRequest(
         specs=tuple(args.specs),
         formats=tuple(_formats(args.formats)),

@@ -42,9 +42,14 @@ class SpecError(ComposerError):
     exit_status = 2
 
     def __init__(self, problems: list[tuple[Position | None, str]]):
+        files: dict[str, int] = {}
+        for pos, _ in problems:
+            if pos is not None:
+                files.setdefault(pos.file, len(files))
+        # files in the order they were given, positions in file order within each
         self.problems = sorted(
             problems,
-            key=lambda p: (p[0].file, p[0].line, p[0].col) if p[0] else ("", 0, 0),
+            key=lambda p: (files[p[0].file], p[0].line, p[0].col) if p[0] else (-1, 0, 0),
         )
         super().__init__("; ".join(m for _, m in self.problems))
 

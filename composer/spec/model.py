@@ -73,3 +73,5 @@ class Spec:
     onshutdown: tuple[Container, ...] = ()
     services: tuple[Container, ...] = ()
     files: tuple[File, ...] = ()
+    #: Things accepted but ignored (``trust``), as ``(position, message)``: print, don't fail.
+    warnings: tuple[tuple[Position | None, str], ...] = field(default=(), compare=False)

@@ -1,0 +1,117 @@
+"""Spec files (linuxkit-style YAML) -> one validated, merged :class:`~composer.spec.model.Spec`.
+
+:func:`load_spec` reads every file, reports *every* problem in all of them at once as one
+:class:`~composer.errors.SpecError` (``FILE:LINE:COL: message`` each), and merges the files
+the way linuxkit's ``AppendConfig`` does:
+
+- ``kernel``: ``image``, ``cmdline`` and ``binary`` from the last file where they are
+  non-empty; ``tar`` and ``ucode`` from the last file that sets them at all;
+- ``init``, ``onboot``, ``onshutdown``, ``services``, ``files``: appended in file order;
+- a service name used twice (in any files) is an error at the second; onboot and onshutdown
+  names may repeat.
+
+Decisions that differ from, or go beyond, linuxkit:
+
+- YAML aliases are refused (no "billion laughs"); so are duplicate keys, merge keys and
+  non-core tags (see :mod:`composer.spec.yamlpos`).
+- ``files[].mode`` is an octal string ("0644") as in linuxkit, or an unquoted YAML octal
+  literal (0644); a plain decimal integer (644) is refused as ambiguous.
+- ``files[].source`` is relative to the spec file's directory (linuxkit: the cwd).
+- ``files[].uid``/``gid`` by container name is not supported yet.
+- ``@pkg:DIR`` is expanded only where an image is expected (linuxkit: any string).
+- ``trust`` is accepted, checked and ignored with a warning in :attr:`Spec.warnings`.
+- ``volumes`` is recognised but not supported yet (an error).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from composer.errors import Position, SpecError
+from composer.spec.loader import Part, load_part
+from composer.spec.model import Kernel, Spec
+from composer.spec.schema import Ctx, Got
+from composer.spec.yamlpos import Problem, position, read_root
+
+__all__ = ["load_spec"]
+
+
+def load_spec(paths: list[Path]) -> Spec:
+    """Load, validate and merge spec files in order; raise SpecError listing every problem."""
+    if not paths:
+        raise SpecError([(None, "no spec files given")])
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    parts: list[tuple[Ctx, Part]] = []
+    for path in paths:
+        file = str(path)
+        ctx = Ctx(file, Path(os.path.abspath(path)).parent)
+        root, read_problems = read_root(Path(path), file)
+        problems += read_problems
+        if root is not None:
+            parts.append((ctx, load_part(ctx, root)))
+            problems += ctx.problems
+            warnings += ctx.warnings
+    spec = _merge(parts, [str(p) for p in paths], problems)
+    if problems:
+        raise SpecError(problems)
+    return Spec(**{**spec, "warnings": tuple(warnings)})
+
+
+def _merge(parts: list[tuple[Ctx, Part]], sources: list[str],
+           problems: list[Problem]) -> dict[str, Any]:
+    kernel: dict[str, Got] = {}
+    first_kernel: tuple[Ctx, Any] | None = None
+    image_written = False  # perhaps invalid, and so already reported
+    for ctx, part in parts:
+        if part.kernel is None:
+            continue
+        first_kernel = first_kernel or (ctx, part.kernel_key)
+        image_written = image_written or "image" in part.kernel_keys
+        for key, got in part.kernel.items():
+            if key in ("tar", "ucode") or got.value:
+                kernel[key] = got
+    merged_kernel = None
+    if first_kernel is not None:
+        if "image" in kernel:
+            merged_kernel = _kernel({k: g.value for k, g in kernel.items()})
+        elif not image_written:
+            ctx, key = first_kernel
+            problems.append((position(ctx.file, key), "kernel: missing required key 'image'"))
+
+    seen: dict[str, Position] = {}
+    for _, part in parts:
+        for named in part.services:
+            name = named.container.name
+            if name in seen:
+                first = seen[name]
+                problems.append((named.name_pos, f"duplicate service name {name!r} (first at "
+                                 f"{first})"))
+            else:
+                seen[name] = named.name_pos
+
+    def containers(key: str) -> tuple:
+        return tuple(n.container for _, part in parts for n in getattr(part, key))
+
+    return {
+        "sources": tuple(sources),
+        "kernel": merged_kernel,
+        "init": tuple(ref for _, part in parts for ref in part.init),
+        "onboot": containers("onboot"),
+        "onshutdown": containers("onshutdown"),
+        "services": containers("services"),
+        "files": tuple(f for _, part in parts for f in part.files),
+    }
+
+
+def _kernel(values: dict[str, Any]) -> Kernel:
+    tar = values.get("tar", "kernel.tar")
+    return Kernel(
+        image=values["image"],
+        cmdline=values.get("cmdline", ""),
+        binary=values.get("binary") or "kernel",
+        tar=None if tar in ("", "none") else tar,
+        ucode=values.get("ucode") or None,
+    )
