@@ -1,0 +1,27 @@
+"""What a phase-two converter may be told besides the rootfs tar: nothing that varies per host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from composer.errors import ComposerError
+from outputs.gz import DEFAULT_LEVEL, check_level
+
+
+@dataclass(frozen=True)
+class Options:
+    """``mtime``: the timestamp of entries a converter synthesises itself (the members of the
+    ``tar-kernel-initrd`` wrapper tar); the build passes ``Epoch.generated``.
+
+    ``gzip_level``: deflate level 1-9 for gzip'd outputs (the initrd). The default 6 is gzip's
+    and zlib's own default; it is part of the output's identity, so it goes into the build
+    record (see :func:`outputs.gz.compressor_id`).
+    """
+
+    mtime: int
+    gzip_level: int = DEFAULT_LEVEL
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mtime, int) or isinstance(self.mtime, bool) or self.mtime < 0:
+            raise ComposerError(f"output mtime must be a non-negative integer, not {self.mtime!r}")
+        check_level(self.gzip_level)
