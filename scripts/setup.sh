@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything image-composer needs on a fresh Debian/Ubuntu machine, then create .venv.
+#   scripts/setup.sh          runtime + demo tools (qemu, apt-get download works without root)
+#   scripts/setup.sh --test   also the test oracles and services (registry, skopeo, cpio, ...)
+# Safe to run again: apt and pip skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 cpio)
+if [ "${1:-}" = "--test" ]; then
+    packages+=(docker-registry skopeo umoci xorriso mtools dosfstools ovmf isolinux
+               syslinux-common grub-efi-amd64-bin time tar)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "${1:-}" = "--test" ]; then
+    .venv/bin/python -m pip install -q -e '.[test]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi
+echo "setup: ready ($(.venv/bin/image-composer --version))" >&2

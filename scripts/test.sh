@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up everything (system packages, services' binaries, .venv) and run the whole test suite:
+# lint, unit tests, then integration tests against a real registry and QEMU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check .
+python -m pytest -q -p no:cacheprovider "$@"
