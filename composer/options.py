@@ -1,0 +1,29 @@
+"""Defaults shared by commands: host architecture, cache location, progress output."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+           "s390x": "s390x", "riscv64": "riscv64", "ppc64le": "ppc64le"}
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    return _ARCHES.get(machine, machine)
+
+
+def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$IMAGE_COMPOSER_CACHE``, else ``$XDG_CACHE_HOME/image-composer`` (``~/.cache``)."""
+    env = os.environ if environ is None else environ
+    if env.get("IMAGE_COMPOSER_CACHE"):
+        return Path(env["IMAGE_COMPOSER_CACHE"])
+    xdg = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
+    return Path(xdg) / "image-composer"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
