@@ -220,6 +220,7 @@ class CanonicalTarWriter:
 
 _KINDS = {
     tarfile.REGTYPE: Kind.FILE, tarfile.AREGTYPE: Kind.FILE, tarfile.CONTTYPE: Kind.FILE,
+    tarfile.GNUTYPE_SPARSE: Kind.FILE,
     tarfile.LNKTYPE: Kind.HARDLINK, tarfile.SYMTYPE: Kind.SYMLINK, tarfile.CHRTYPE: Kind.CHAR,
     tarfile.BLKTYPE: Kind.BLOCK, tarfile.DIRTYPE: Kind.DIR, tarfile.FIFOTYPE: Kind.FIFO,
 }

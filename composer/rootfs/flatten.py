@@ -17,7 +17,7 @@ import tarfile
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
-from composer.rootfs.tree import Node, Span, Tree
+from composer.rootfs.tree import Node, Span, SparseSpan, Tree
 from composer.tarcanon import CanonError, Kind, entry_from_tarinfo, normalise
 
 WHITEOUT = ".wh."
@@ -83,11 +83,10 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
                         raise LayerError(f"{what}: invalid whiteout {info.name!r}")
                     removals.append(posixpath.join(parent, hidden))
                     continue
-                if info.sparse:
-                    raise LayerError(f"{what}: {info.name}: sparse files are not supported yet")
                 entry = entry_from_tarinfo(info)
                 offset = base_offset + info.offset_data
-                entries.append((entry, offset))
+                sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
+                entries.append((entry, offset, sparse))
     except tarfile.TarError as exc:
         raise LayerError(f"{what}: unreadable tar: {exc}") from exc
     except CanonError as exc:
@@ -96,7 +95,7 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
         tree.clear_children(tree.resolve_parent(path) if path else "")
     for path in removals:
         tree.remove(tree.resolve_parent(path))
-    for entry, offset in entries:
+    for entry, offset, sparse in entries:
         if not entry.path:
             continue  # the root directory itself
         path = entry.path
@@ -108,7 +107,10 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
                                  f"{entry.linkname!r}")
             tree.put(path, target)
             continue
-        content = Span(file_path, offset, entry.size) if entry.kind is Kind.FILE else None
+        content: Span | SparseSpan | None = None
+        if entry.kind is Kind.FILE:
+            content = (SparseSpan(file_path, offset, entry.size, sparse) if sparse is not None
+                       else Span(file_path, offset, entry.size))
         tree.put(path, Node(entry, content, source, location))
 
 

@@ -16,6 +16,7 @@ under a prefix, so there is one set of replacement rules:
 
 from __future__ import annotations
 
+import io
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -43,7 +44,19 @@ class HostFile:
     path: str
 
 
-Content = Span | HostFile | bytes
+@dataclass(frozen=True, slots=True)
+class SparseSpan:
+    """A sparse file in a layer: ``segments`` are (file offset, length) pairs whose data is
+    stored back to back at ``offset`` of ``path``; everything else reads as zeros. The canonical
+    tar always stores the expanded file (OCI layers SHOULD NOT be sparse; outputs never are)."""
+
+    path: str
+    offset: int
+    size: int
+    segments: tuple[tuple[int, int], ...]
+
+
+Content = Span | SparseSpan | HostFile | bytes
 
 
 @dataclass(slots=True, eq=False)
@@ -199,12 +212,55 @@ class Tree:
             yield replace(entry, path=path, mtime=mtime, records=records), node
 
 
+class _SparseReader(io.RawIOBase):
+    """Expands a :class:`SparseSpan`: stored segments at their offsets, zeros in between."""
+
+    def __init__(self, fh: BinaryIO, span: SparseSpan):
+        super().__init__()
+        self._fh, self._span = fh, span
+        self._pos = 0
+        starts, stored = [], span.offset
+        for offset, length in span.segments:
+            if length:
+                starts.append((offset, length, stored))
+                stored += length
+        self._segments = starts
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._span.size - self._pos)
+        if want <= 0:
+            return 0
+        for offset, length, stored in self._segments:
+            if offset <= self._pos < offset + length:
+                n = min(want, offset + length - self._pos)
+                self._fh.seek(stored + self._pos - offset)
+                data = self._fh.read(n)
+                if len(data) != n:
+                    raise TreeError(f"{self._span.path}: sparse data truncated")
+                buffer[:n] = data
+                self._pos += n
+                return n
+        following = [o for o, _, _ in self._segments if o > self._pos]
+        n = min(want, (min(following) if following else self._span.size) - self._pos)
+        buffer[:n] = bytes(n)
+        self._pos += n
+        return n
+
+
 def open_content(content: Content, cache: dict[str, BinaryIO]) -> BinaryIO | bytes:
     """A reader positioned at a node's content (``cache`` keeps layer files open)."""
     if isinstance(content, bytes):
         return content
     if isinstance(content, HostFile):
         return open(content.path, "rb")
+    if isinstance(content, SparseSpan):
+        fh = cache.get(content.path)
+        if fh is None:
+            fh = cache[content.path] = open(content.path, "rb")  # noqa: SIM115
+        return io.BufferedReader(_SparseReader(fh, content), 1 << 20)
     fh = cache.get(content.path)
     if fh is None:
         fh = cache[content.path] = open(content.path, "rb")  # noqa: SIM115
