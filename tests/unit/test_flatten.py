@@ -177,3 +177,43 @@ def test_same_image_grafted_twice_does_not_share_inodes(tmp_path):
     root.graft(fs, "two")
     kinds = {e.path: e.kind for e, _ in root.entries()}
     assert kinds["one/f"] is Kind.FILE and kinds["two/f"] is Kind.FILE
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_layer_compressions(tmp_path, compression):
+    import hashlib
+
+    import zstandard
+
+    from composer.images.write import gzip_bytes
+
+    plain = layer(member("f", data=b"payload" * 1000))
+    blob, media = {
+        "none": (plain, "application/vnd.oci.image.layer.v1.tar"),
+        "gzip": (gzip_bytes(plain), "application/vnd.oci.image.layer.v1.tar+gzip"),
+        "zstd": (zstandard.ZstdCompressor().compress(plain),
+                 "application/vnd.oci.image.layer.v1.tar+zstd"),
+    }[compression]
+    cache = Cache(tmp_path / "cache")
+    diff_id = "sha256:" + hashlib.sha256(plain).hexdigest()
+    image = Image("test/z:1", "sha256:" + "0" * 64, {},
+                  (Layer(cache.put_bytes(blob), len(blob), media, diff_id),))
+    tree = image_tree(image, cache, implicit_mtime=0, source="s", location="l")
+    buf = io.BytesIO()
+    write_tree(tree, buf, Epoch(None))
+    contents = [reader.read() for _, reader in read_entries(io.BytesIO(buf.getvalue()))]
+    assert contents == [b"payload" * 1000]
+
+
+def test_wrong_diff_id_is_rejected_and_not_cached(tmp_path):
+    from composer.images.cache import DigestMismatch
+
+    plain = layer(member("f", data=b"x"))
+    cache = Cache(tmp_path / "cache")
+    image = Image("test/z:1", "sha256:" + "0" * 64, {},
+                  (Layer(cache.put_bytes(plain), len(plain),
+                         "application/vnd.oci.image.layer.v1.tar", "sha256:" + "1" * 64),))
+    with pytest.raises(DigestMismatch, match="uncompressed"):
+        image_tree(image, cache, implicit_mtime=0, source="s", location="l")
+    assert not list((tmp_path / "cache" / "uncompressed" / "sha256").iterdir())
+    assert not list((tmp_path / "cache" / "tmp").iterdir())
