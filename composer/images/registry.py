@@ -1,0 +1,294 @@
+"""A small pull-only client for the OCI distribution API (registry v2).
+
+Only what pulling needs: ``GET`` a manifest (by tag or digest) and stream a blob. Anonymous bearer
+tokens are fetched on a 401 challenge; redirects are followed by hand so that ``Authorization``
+never leaves the registry's origin (blob redirects usually point at a CDN); every request has a
+timeout; connection failures, 429 and 5xx are retried a bounded number of times with backoff.
+
+The client trusts nothing it returns: callers verify every byte against its digest (the cache
+does that while storing). Credentials slot in through ``credentials`` (docker ``config.json``,
+credential helpers: a later addition), used for the token request and for Basic challenges.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+
+from composer import __version__, canonjson
+from composer.errors import ComposerError
+from composer.images.model import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from composer.refs import Ref, is_loopback_host
+
+ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+MAX_MANIFEST_BYTES = 4 << 20  # manifests are small; refuse to buffer an endless one
+MAX_REDIRECTS = 5
+USER_AGENT = f"image-composer/{__version__}"
+_NO_PROXY = {"http": None, "https": None, "all": None}  # loopback never goes through a proxy
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+Credentials = Callable[[str], "tuple[str, str] | None"]
+"""Registry host -> (username, password), or None for anonymous."""
+
+T = TypeVar("T")
+
+
+class RegistryError(ComposerError):
+    """A registry refused a request or could not be reached."""
+
+
+class TransientError(RegistryError):
+    """Worth another try: connection failures, timeouts, 429 and 5xx answers."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry sent it: raw bytes (their sha256 is the digest)."""
+
+    data: bytes
+    content_type: str | None
+    digest_header: str | None
+    url: str
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="...",service="...",scope="a:b:pull,push"`` -> ("bearer", params)."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {}
+    for match in re.finditer(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))', rest):
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        params[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+    return scheme.lower(), params
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful end of a requests/urllib3 exception chain: 'Connection refused', not a repr."""
+    text = str(exc)
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if found:
+        return found[-1].strip()
+    ssl = re.search(r"\[SSL: [A-Z_]+\] (.+?)(?: \(_ssl\.c:\d+\))?[\"']\)", text)
+    if ssl:
+        return ssl.group(1).strip()
+    if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError):
+        return "timed out"
+    return _one_line(text) or type(exc).__name__
+
+
+def _error_detail(resp: requests.Response) -> str:
+    """The registry's own error message (``{"errors": [{"code", "message"}]}``), if any."""
+    try:
+        body = resp.raw.read(64 << 10, decode_content=True)
+        errors = canonjson.loads(body).get("errors") or []
+        first = errors[0]
+        return _one_line(str(first.get("message") or first.get("code")))
+    except Exception:  # no JSON error body: fall back to the HTTP reason
+        return _one_line(resp.reason or "request failed")
+
+
+class _ResponseStream(io.RawIOBase):
+    """A response body as a raw stream; network failures become :class:`TransientError`."""
+
+    def __init__(self, resp: requests.Response, what: str):
+        super().__init__()
+        self._resp = resp
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            data = self._resp.raw.read(len(buffer), decode_content=False)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            raise TransientError(f"{self._what}: download failed: {_reason(exc)}") from None
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._resp.close()
+        super().close()
+
+
+class RegistryClient:
+    """Talks to registries; one per process is enough (thread-safe, keeps tokens per repository)."""
+
+    def __init__(self, *, credentials: Credentials | None = None,
+                 timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
+                 backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 session: requests.Session | None = None):
+        self._credentials = credentials
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._sleep = sleep
+        self._session = session or requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._auth: dict[tuple[str, str], str] = {}  # (registry, repository) -> Authorization
+        self._lock = threading.Lock()
+
+    # -- public ----------------------------------------------------------------------------
+    @staticmethod
+    def repo_url(ref: Ref) -> str:
+        scheme = "http" if ref.is_loopback else "https"
+        return f"{scheme}://{ref.api_host}/v2/{ref.repository}"
+
+    def get_manifest(self, ref: Ref, reference: str) -> Manifest:
+        """The manifest named by a tag or digest, unverified (the caller hashes it)."""
+        url = f"{self.repo_url(ref)}/manifests/{reference}"
+        what = str(ref) if reference in (ref.tag, ref.digest) else f"{ref}: manifest {reference}"
+
+        def read(resp: requests.Response) -> Manifest:
+            data = _ResponseStream(resp, what).read(MAX_MANIFEST_BYTES + 1)
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise RegistryError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+            ctype = resp.headers.get("Content-Type")
+            return Manifest(data, ctype.split(";")[0].strip() if ctype else None,
+                            resp.headers.get("Docker-Content-Digest"), resp.url or url)
+
+        return self._with_retries(lambda: self._consume(ref, url, what, ACCEPT, read))
+
+    def fetch_blob(self, ref: Ref, digest: str, consume: Callable[[BinaryIO], T],
+                   what: str | None = None) -> T:
+        """Stream a blob into ``consume`` (which must verify it); retried as a whole."""
+        url = f"{self.repo_url(ref)}/blobs/{digest}"
+        label = what or f"{ref}: blob {digest}"
+
+        def read(resp: requests.Response) -> T:
+            with _ResponseStream(resp, label) as stream:
+                return consume(io.BufferedReader(stream, 1 << 20))
+
+        return self._with_retries(lambda: self._consume(ref, url, label, None, read))
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _with_retries(self, attempt: Callable[[], T]) -> T:
+        for number in range(self._retries + 1):
+            try:
+                return attempt()
+            except TransientError:
+                if number == self._retries:
+                    raise
+                self._sleep(self._backoff * (2 ** number))
+        raise AssertionError("unreachable")
+
+    def _consume(self, ref: Ref, url: str, what: str, accept: str | None,
+                 read: Callable[[requests.Response], T]) -> T:
+        resp = self._get(ref, url, what, accept)
+        try:
+            return read(resp)
+        finally:
+            resp.close()
+
+    def _get(self, ref: Ref, url: str, what: str, accept: str | None) -> requests.Response:
+        """GET with auth and manual redirects; returns a 200 response (streaming) or raises."""
+        origin = _origin(url)
+        key = (ref.registry, ref.repository)
+        authenticated = False
+        current = url
+        for _ in range(MAX_REDIRECTS + 2):
+            same_origin = _origin(current) == origin
+            headers = {"Accept": accept} if accept else {}
+            with self._lock:
+                auth = self._auth.get(key)
+            if auth and same_origin:
+                headers["Authorization"] = auth
+            resp = self._request(current, headers, what)
+            status = resp.status_code
+            if status == 200:
+                return resp
+            if status in _REDIRECTS and resp.headers.get("Location"):
+                current = urljoin(current, resp.headers["Location"])
+                resp.close()
+                continue
+            if status == 401 and same_origin and not authenticated:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                resp.close()
+                header = self._authenticate(ref, challenge, current, what)
+                with self._lock:
+                    self._auth[key] = header
+                authenticated = True
+                continue
+            detail = _error_detail(resp)
+            resp.close()
+            message = f"{what}: {detail} ({status} from {current})"
+            if status == 429 or status >= 500:
+                raise TransientError(message)
+            if status == 401:
+                message += "; credentials are not supported yet"
+            raise RegistryError(message)
+        raise RegistryError(f"{what}: too many redirects (from {url})")
+
+    def _request(self, url: str, headers: dict[str, str], what: str,
+                 auth: tuple[str, str] | None = None, params: dict | None = None
+                 ) -> requests.Response:
+        host = urlsplit(url).netloc
+        loopback = is_loopback_host(urlsplit(url).hostname or "")
+        try:
+            return self._session.get(url, headers=headers, params=params, auth=auth,
+                                     timeout=self._timeout, stream=True, allow_redirects=False,
+                                     proxies=_NO_PROXY if loopback else None)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(f"{what}: TLS error talking to {host}: {_reason(exc)}") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise TransientError(f"{what}: cannot connect to {host}: {_reason(exc)}") from None
+        except requests.RequestException as exc:
+            raise RegistryError(f"{what}: request to {host} failed: {_reason(exc)}") from None
+
+    def _authenticate(self, ref: Ref, challenge: str, url: str, what: str) -> str:
+        """An Authorization header answering a 401 challenge (anonymous unless credentials)."""
+        scheme, params = parse_challenge(challenge)
+        creds = self._credentials(ref.registry) if self._credentials else None
+        if scheme == "bearer" and params.get("realm"):
+            realm = params["realm"]
+            if creds and urlsplit(realm).scheme != "https" and not is_loopback_host(
+                    urlsplit(realm).hostname or ""):
+                raise RegistryError(f"{what}: refusing to send credentials to {realm}")
+            query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
+            if params.get("service"):
+                query["service"] = params["service"]
+            resp = self._request(realm, {}, what, auth=creds, params=query)
+            try:
+                if resp.status_code != 200:
+                    detail = _error_detail(resp)
+                    message = f"{what}: token request failed: {detail} ({resp.status_code} " \
+                              f"from {realm})"
+                    if resp.status_code >= 500 or resp.status_code == 429:
+                        raise TransientError(message)
+                    raise RegistryError(message)
+                body = _ResponseStream(resp, what).read(MAX_MANIFEST_BYTES)
+            finally:
+                resp.close()
+            try:
+                answer = canonjson.loads(body)
+                token = answer.get("token") or answer.get("access_token")
+            except (ValueError, AttributeError):
+                token = None
+            if not isinstance(token, str) or not token:
+                raise RegistryError(f"{what}: token server {realm} sent no token")
+            return f"Bearer {token}"
+        if scheme == "basic" and creds:
+            raw = f"{creds[0]}:{creds[1]}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        raise RegistryError(f"{what}: authentication required (401 from {url}); "
+                            "credentials are not supported yet")

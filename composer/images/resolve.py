@@ -1,0 +1,412 @@
+"""Turn an image reference into an :class:`Image` whose blobs are all in the cache.
+
+One path for every source: find the top descriptor (registry tag or digest, or a layout's
+index.json), then walk manifest -> (index -> platform manifest) -> config + layers, copying each
+missing blob into the cache through ``Cache.put_blob``, which verifies size and sha256 while it
+streams. A source is just "how to fetch a missing blob"; offline has none, so anything missing is
+a clear error instead of a network request.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from composer import canonjson
+from composer.errors import ComposerError
+from composer.images import layout
+from composer.images.cache import REF_ANNOTATION, Cache, check_digest, sha256_digest
+from composer.images.model import (
+    DOCKER_CONFIG,
+    DOCKER_SCHEMA1,
+    INDEX_TYPES,
+    LAYER_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Image,
+    Layer,
+)
+from composer.images.registry import RegistryClient
+from composer.refs import LayoutRef, Ref, parse_ref
+
+Log = Callable[[str], None]
+
+LAYER_WORKERS = 4
+ATTESTATION = "attestation-manifest"
+_DEFAULT_VARIANT = {"arm64": "v8"}
+
+
+class _Cancelled(ComposerError):
+    """A download stopped because another one failed."""
+
+
+def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
+                  offline: bool = False, base_dir: Path | None = None,
+                  log: Log | None = None, client: RegistryClient | None = None) -> Image:
+    """Resolve ``ref_text`` for ``linux/<arch>`` (``arch`` may carry a variant: ``arm64/v8``).
+
+    Tag refs use the cache's record of the tag unless ``pull``; digest refs use the cache when the
+    manifest is there. ``offline`` never touches the network. ``oci:PATH`` is relative to
+    ``base_dir`` (default: the current directory).
+    """
+    ref = parse_ref(ref_text)
+    say = log or (lambda _message: None)
+    if isinstance(ref, LayoutRef):
+        return _resolve_layout(ref, cache, arch, base_dir)
+    return _resolve_registry(ref, cache, arch, pull, offline, client, say)
+
+
+# -- sources ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """How a missing blob gets into the cache; both calls store it through ``Cache.put_blob``.
+
+    ``manifest(digest, size, what)``; ``blob(digest, size, what, stop)`` gives up once ``stop``
+    is set (another download failed).
+    """
+
+    manifest: Callable[[str, int | None, str], None]
+    blob: Callable[[str, int | None, str, threading.Event], None]
+
+
+class _Stoppable(io.RawIOBase):
+    """A stream that fails at its next read once ``stop`` is set."""
+
+    def __init__(self, raw: BinaryIO, stop: threading.Event):
+        super().__init__()
+        self._raw = raw
+        self._stop = stop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._stop.is_set():
+            raise _Cancelled("download cancelled")
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def registry_source(ref: Ref, cache: Cache, client: RegistryClient) -> Source:
+    def manifest(digest: str, size: int | None, what: str) -> None:
+        got = client.get_manifest(ref, digest)
+        classify(got.data, got.content_type, what)  # schema 1 is refused before hashing
+        cache.put_blob(io.BytesIO(got.data), digest, size, what)
+
+    def blob(digest: str, size: int | None, what: str, stop: threading.Event) -> None:
+        client.fetch_blob(ref, digest,
+                          lambda s: cache.put_blob(_Stoppable(s, stop), digest, size, what), what)
+
+    return Source(manifest, blob)
+
+
+def layout_source(root: Path, cache: Cache) -> Source:
+    def manifest(digest: str, size: int | None, what: str) -> None:
+        with layout.open_blob(root, digest, what) as fh:
+            cache.put_blob(fh, digest, size, what)
+
+    def blob(digest: str, size: int | None, what: str, stop: threading.Event) -> None:
+        with layout.open_blob(root, digest, what) as fh:
+            cache.put_blob(_Stoppable(fh, stop), digest, size, what)
+
+    return Source(manifest, blob)
+
+
+# -- registry and layout entry points ---------------------------------------------------------
+def _resolve_registry(ref: Ref, cache: Cache, arch: str, pull: bool, offline: bool,
+                      client: RegistryClient | None, log: Log) -> Image:
+    name = str(ref)
+    if offline:
+        source = None
+    else:
+        client = client or RegistryClient()
+        source = registry_source(ref, cache, client)
+    if ref.digest:
+        # A digest names the same bytes forever: the cache answers if it can, pull or not.
+        root_name = f"{ref.name}@{ref.digest}"
+        digest, size = ref.digest, None
+        if source is None and not cache.has_blob(digest):
+            raise ComposerError(f"{name}: not in the cache (offline)")
+    else:
+        root_name = ref.cache_name
+        cached = None if pull else cache.lookup(root_name)
+        if cached is not None and cache.has_blob(cached["digest"]):
+            digest, size = cached["digest"], cached.get("size")
+        elif source is None or client is None:
+            raise ComposerError(f"{name}: not in the cache (offline)")
+        else:
+            log(f"pulling {name}")
+            digest, size = _pull_tag(ref, cache, client)
+    image, top = _load(cache, name, digest, size, arch, source, log)
+    wanted = {**top, "annotations": {REF_ANNOTATION: root_name}}
+    if cache.lookup(root_name) != wanted:
+        cache.tag(root_name, top)
+    return image
+
+
+def _pull_tag(ref: Ref, cache: Cache, client: RegistryClient) -> tuple[str, int]:
+    """Fetch the manifest a tag names now, store it, and return its digest and size."""
+    what = f"{ref}: manifest"
+    got = client.get_manifest(ref, ref.tag or "latest")
+    classify(got.data, got.content_type, what)
+    digest = sha256_digest(got.data)
+    header = got.digest_header
+    if header and header.startswith("sha256:") and header != digest:
+        raise ComposerError(f"{what}: the registry says {header} but the content is {digest}")
+    cache.put_blob(io.BytesIO(got.data), digest, len(got.data), what)
+    return digest, len(got.data)
+
+
+def _resolve_layout(ref: LayoutRef, cache: Cache, arch: str, base_dir: Path | None) -> Image:
+    name = str(ref)
+    root = layout.layout_root(ref.path, base_dir)
+    found = layout.find_descriptors(layout.read_index(root, name), ref.tag, name)
+    chosen = found[0] if len(found) == 1 else select_platform(found, arch, name)
+    _check_descriptor(chosen, name)
+    # Copying from a local directory is quick and quiet: only network downloads are logged.
+    image, _top = _load(cache, name, chosen["digest"], chosen["size"], arch,
+                        layout_source(root, cache), lambda _message: None)
+    return image
+
+
+# -- the walk ---------------------------------------------------------------------------------
+def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
+          source: Source | None, log: Log) -> tuple[Image, dict]:
+    """Manifest (through an index if need be), config and layers, all stored and checked.
+
+    Returns the image and the descriptor of the top manifest (the index, if there was one).
+    """
+    doc, media_type, data = _manifest(cache, source, name, digest, size)
+    top = {"mediaType": media_type, "digest": digest, "size": len(data)}
+    index_digest = None
+    if media_type in INDEX_TYPES:
+        manifests = doc.get("manifests")
+        if not isinstance(manifests, list):
+            raise ComposerError(f"{name}: malformed index (no manifests list)")
+        child = select_platform(manifests, arch, name)
+        _check_descriptor(child, name)
+        index_digest, digest = digest, child["digest"]
+        doc, media_type, data = _manifest(cache, source, name, digest, child["size"])
+        if media_type in INDEX_TYPES:
+            raise ComposerError(f"{name}: nested image indexes are not supported")
+    config_desc, layer_descs = _manifest_parts(doc, name)
+    what = f"{name}: config {config_desc['digest']}"
+    if not cache.has_blob(config_desc["digest"]):
+        _need(source, name, what).blob(config_desc["digest"], config_desc["size"], what,
+                                       threading.Event())
+    config = _parse_json(cache.read_blob(config_desc["digest"], config_desc["size"], what), what)
+    diff_ids = _check_config(config, len(layer_descs), arch, name)
+    layers = tuple(Layer(d["digest"], d["size"], d["mediaType"], diff_id)
+                   for d, diff_id in zip(layer_descs, diff_ids, strict=True))
+    _fetch_layers(cache, source, layers, name, log)
+    return Image(ref=name, digest=digest, config=config, layers=layers,
+                 index_digest=index_digest), top
+
+
+def _need(source: Source | None, name: str, what: str) -> Source:
+    if source is None:
+        raise ComposerError(f"{name}: not in the cache (offline; missing {what.split(': ')[-1]})")
+    return source
+
+
+def _manifest(cache: Cache, source: Source | None, name: str, digest: str,
+              size: int | None) -> tuple[dict, str, bytes]:
+    what = name if name.endswith(f"@{digest}") else f"{name}: manifest {digest}"
+    if not cache.has_blob(digest):
+        _need(source, name, what).manifest(digest, size, what)
+    data = cache.read_blob(digest, size, what)
+    doc, media_type = classify(data, None, what)
+    return doc, media_type, data
+
+
+def _fetch_layers(cache: Cache, source: Source | None, layers: tuple[Layer, ...], name: str,
+                  log: Log) -> None:
+    """Download missing layers a few at a time; any failure stops the others.
+
+    The cache is content-addressed, so the order downloads finish in changes nothing.
+    """
+    missing: dict[str, Layer] = {}
+    for layer in layers:
+        if layer.digest not in missing and not cache.has_blob(layer.digest):
+            missing[layer.digest] = layer
+    if not missing:
+        return
+    first = next(iter(missing.values()))
+    source = _need(source, name, f"{name}: layer {first.digest}")
+    stop = threading.Event()
+
+    def fetch(layer: Layer) -> None:
+        try:
+            if stop.is_set():
+                raise _Cancelled("download cancelled")
+            source.blob(layer.digest, layer.size, f"{name}: layer {layer.digest}", stop)
+        except BaseException:
+            stop.set()
+            raise
+
+    for layer in missing.values():
+        log(f"{name}: fetching layer {layer.digest} ({layer.size} bytes)")
+    with ThreadPoolExecutor(max_workers=min(LAYER_WORKERS, len(missing))) as pool:
+        futures = [pool.submit(fetch, layer) for layer in missing.values()]
+        errors = [f.exception() for f in futures]
+    real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+    if real:
+        raise real[0]
+    if any(e is not None for e in errors):
+        raise ComposerError(f"{name}: layer download cancelled")
+
+
+# -- checks ---------------------------------------------------------------------------------
+def classify(data: bytes, content_type: str | None, what: str) -> tuple[dict, str]:
+    """Parse a manifest or index and name its media type; schema 1 and non-images are refused."""
+    if content_type in DOCKER_SCHEMA1:
+        raise _schema1(what)
+    doc = _parse_json(data, what)
+    declared = doc.get("mediaType")
+    if doc.get("schemaVersion") == 1 or declared in DOCKER_SCHEMA1:
+        raise _schema1(what)
+    if doc.get("schemaVersion") != 2:
+        raise ComposerError(f"{what}: unsupported schemaVersion {doc.get('schemaVersion')!r}")
+    media_type = declared or content_type
+    if media_type not in (*MANIFEST_TYPES, *INDEX_TYPES):
+        if media_type is None or media_type in ("application/json", "text/plain"):
+            media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
+        else:
+            raise ComposerError(f"{what}: unsupported manifest media type {media_type!r}")
+    return doc, media_type
+
+
+def _schema1(what: str) -> ComposerError:
+    return ComposerError(f"{what}: Docker schema 1 manifests are not supported "
+                         "(re-push the image with a current docker, buildah or skopeo)")
+
+
+def _parse_json(data: bytes, what: str) -> dict:
+    try:
+        doc = canonjson.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ComposerError(f"{what}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ComposerError(f"{what}: not a JSON object")
+    return doc
+
+
+def _check_descriptor(desc: object, name: str) -> None:
+    if not isinstance(desc, dict):
+        raise ComposerError(f"{name}: malformed descriptor {desc!r}")
+    digest, size = desc.get("digest"), desc.get("size")
+    if not isinstance(digest, str):
+        raise ComposerError(f"{name}: descriptor without a digest")
+    try:
+        check_digest(digest)
+    except ComposerError as exc:
+        raise ComposerError(f"{name}: {exc}") from None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ComposerError(f"{name}: descriptor {digest} has a bad size {size!r}")
+
+
+def _manifest_parts(doc: dict, name: str) -> tuple[dict, list[dict]]:
+    config, layers = doc.get("config"), doc.get("layers")
+    if not isinstance(layers, list):
+        raise ComposerError(f"{name}: malformed manifest (no layers list)")
+    _check_descriptor(config, name)
+    assert isinstance(config, dict)
+    if config.get("mediaType") not in (OCI_CONFIG, DOCKER_CONFIG):
+        raise ComposerError(f"{name}: not a container image "
+                            f"(config media type {config.get('mediaType')!r})")
+    for layer in layers:
+        _check_descriptor(layer, name)
+        media_type = layer.get("mediaType")
+        if media_type in LAYER_TYPES:
+            continue
+        if isinstance(media_type, str) and ("foreign" in media_type
+                                            or "nondistributable" in media_type):
+            raise ComposerError(f"{name}: layer {layer['digest']} is a foreign/non-distributable "
+                                f"layer ({media_type}), e.g. a Windows base layer; not supported")
+        raise ComposerError(f"{name}: layer {layer['digest']} has unsupported media type "
+                            f"{media_type!r}")
+    return config, layers
+
+
+def _check_config(config: dict, count: int, arch: str, name: str) -> list[str]:
+    """The diff_ids, one per layer; the image must be for linux/<arch>."""
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise ComposerError(f"{name}: image config has no rootfs.diff_ids list")
+    if len(diff_ids) != count:
+        raise ComposerError(f"{name}: image config lists {len(diff_ids)} diff_ids for "
+                            f"{count} layers")
+    for diff_id in diff_ids:
+        try:
+            check_digest(diff_id)
+        except ComposerError as exc:
+            raise ComposerError(f"{name}: image config: {exc}") from None
+    want = arch.partition("/")[0]
+    got_os, got_arch = config.get("os"), config.get("architecture")
+    if (got_os and got_os != "linux") or (got_arch and got_arch != want):
+        raise ComposerError(f"{name}: image is for {got_os}/{got_arch}, not linux/{want}")
+    return diff_ids
+
+
+def _platform_text(desc: dict) -> str:
+    platform = desc.get("platform") if isinstance(desc.get("platform"), dict) else {}
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    return "/".join(str(p) for p in parts if p) or "unknown"
+
+
+def _variant(arch: str, variant: object) -> str | None:
+    if isinstance(variant, str) and variant:
+        return variant if variant.startswith("v") else f"v{variant}"
+    return _DEFAULT_VARIANT.get(arch)
+
+
+def select_platform(manifests: list, arch: str, name: str) -> dict:
+    """The ``linux/<arch>[/variant]`` entry of an index; attestations are never candidates.
+
+    Without a variant in ``arch`` any variant matches, but two different ones are ambiguous
+    (unless one is the architecture's default, e.g. arm64/v8).
+    """
+    want_arch, _, want_variant = arch.partition("/")
+    candidates = []
+    listed = []
+    for desc in manifests:
+        if not isinstance(desc, dict):
+            continue
+        annotations = desc.get("annotations")
+        if isinstance(annotations, dict) and \
+                annotations.get("vnd.docker.reference.type") == ATTESTATION:
+            continue
+        platform = desc.get("platform")
+        if not isinstance(platform, dict) or platform.get("os") == "unknown":
+            continue
+        listed.append(_platform_text(desc))
+        if platform.get("os") == "linux" and platform.get("architecture") == want_arch:
+            candidates.append(desc)
+    if want_variant:
+        wanted = _variant(want_arch, want_variant)
+        candidates = [d for d in candidates
+                      if _variant(want_arch, d["platform"].get("variant")) == wanted]
+    digests = sorted({d.get("digest") for d in candidates if isinstance(d.get("digest"), str)})
+    if len(digests) > 1:
+        default = _DEFAULT_VARIANT.get(want_arch)
+        preferred = [d for d in candidates
+                     if _variant(want_arch, d["platform"].get("variant")) == default]
+        if default and len({d.get("digest") for d in preferred}) == 1:
+            return preferred[0]
+        raise ComposerError(
+            f"{name}: several images for linux/{arch} in the index "
+            f"({', '.join(sorted(_platform_text(d) for d in candidates))}); name a variant, "
+            f"e.g. --arch {want_arch}/v7")
+    if not candidates:
+        have = ", ".join(sorted(set(listed))) or "none"
+        raise ComposerError(f"{name}: no linux/{arch} image in the index (it has: {have})")
+    return candidates[0]
