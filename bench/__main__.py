@@ -1,0 +1,150 @@
+"""Benchmarks: image-composer side by side with the C-tool pipelines a user would script.
+
+    python -m bench [--workload small|large|huge] [--runs N] [--only phase1,initrd,noop]
+
+Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
+medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.workload import WORKLOADS, generate
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+EPOCH = "1700000000"
+
+
+@dataclass
+class Measure:
+    seconds: float
+    rss_mb: float
+
+
+def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> Measure:
+    """Run under GNU time; wall clock and peak RSS of the process tree's largest member."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", out.name, *argv],
+                              cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+        seconds, kb = out.read().split()[-2:]
+    return Measure(float(seconds), int(kb) / 1024)
+
+
+def pipeline(steps: list[list[str]], cwd: Path | None = None) -> Measure:
+    parts = [timed(s, cwd=cwd) for s in steps]
+    return Measure(sum(p.seconds for p in parts), max(p.rss_mb for p in parts))
+
+
+def composer(*args: str) -> list[str]:
+    return [sys.executable, "-m", "composer", *args]
+
+
+def phase_one(layout: Path, scratch: Path, n: int) -> dict[str, Measure]:
+    spec = scratch / "bench.yml"
+    spec.write_text(f"init:\n  - oci:{layout}:bench\n")
+    ours_dir, theirs_dir = scratch / f"ours{n}", scratch / f"theirs{n}"
+    ours = timed(composer("build", "-f", "tar", "-o", str(ours_dir), "--cache",
+                          str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec)))
+    noop = timed(composer("build", "-f", "tar", "-o", str(ours_dir), "--cache",
+                          str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec)))
+    theirs_dir.mkdir()
+    theirs = pipeline([
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:bench", f"oci:{theirs_dir / 'oci'}:bench"],
+        ["umoci", "raw", "unpack", "--image", f"{theirs_dir / 'oci'}:bench",
+         str(theirs_dir / "rootfs")],
+        ["tar", "--sort=name", "--owner=0", "--group=0", "--numeric-owner",
+         f"--mtime=@{EPOCH}", "-cf", str(theirs_dir / "rootfs.tar"), "-C",
+         str(theirs_dir / "rootfs"), "."],
+    ])
+    return {"phase one (pull+flatten+tar)": (ours, theirs),
+            "no-op rebuild vs cold build": (noop, ours)}
+
+
+def initrd(scratch: Path, n: int) -> dict[str, Measure]:
+    """kernel+initrd from the rootfs tar vs find|sort|cpio|gzip -6 on the unpacked tree."""
+    rootfs_tar = scratch / "ours0" / "bench.tar"
+    out = scratch / f"initrd{n}"
+    out.mkdir()
+    ours = timed([sys.executable, "-m", "bench.initrd_only", str(rootfs_tar),
+                  str(out / "ours.img")], cwd=ROOT)
+    tree = scratch / "theirs0" / "rootfs"
+    theirs = timed(["sh", "-c", "find . | LC_ALL=C sort | cpio --quiet -o -H newc "
+                    f"--reproducible | gzip -n -6 > {out / 'theirs.img'}"], cwd=tree)
+    return {"initrd (cpio+gzip -6)": (ours, theirs)}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import zlib
+
+    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}, zlib {zlib.ZLIB_RUNTIME_VERSION}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--workload", default="small", choices=sorted(WORKLOADS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="phase1,initrd")
+    parser.add_argument("--work-dir", type=Path, default=HERE / "work")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    for tool in ("skopeo", "umoci", "tar", "cpio", "gzip", "/usr/bin/time"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} is required (scripts/setup.sh --test installs it)")
+    work = WORKLOADS[args.workload]
+    print(f"bench: generating workload {work} ...", file=sys.stderr)
+    layout = generate(work, args.work_dir / work.key)
+    rows: dict[str, list[tuple[Measure, Measure]]] = {}
+    only = set(args.only.split(","))
+    for n in range(args.runs):
+        with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+            scratch = Path(tmp)
+            results = phase_one(layout, scratch, 0)
+            if "initrd" in only:
+                results |= initrd(scratch, n)
+            for key, pair in results.items():
+                rows.setdefault(key, []).append(pair)
+            print(f"bench: run {n + 1}/{args.runs} done", file=sys.stderr)
+    lines = [f"# Benchmark results ({work.name}: {work.total_bytes // 2**20} MiB, "
+             f"{work.files} files, {work.layers} layers)", "", machine(), "",
+             "| what | image-composer s | other s | ratio | image-composer peak RSS MB | "
+             "other peak RSS MB |", "|---|---|---|---|---|---|"]
+    for key, pairs in rows.items():
+        ours = statistics.median(p[0].seconds for p in pairs)
+        theirs = statistics.median(p[1].seconds for p in pairs)
+        rss_o = max(p[0].rss_mb for p in pairs)
+        rss_t = max(p[1].rss_mb for p in pairs)
+        lines.append(f"| {key} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x | "
+                     f"{rss_o:.0f} | {rss_t:.0f} |")
+    lines += ["", f"Medians of {args.runs} runs; regenerate with "
+              f"`python -m bench --workload {work.name} --runs {args.runs}`."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.results.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Deterministic synthetic images for benchmarks: many files, mixed sizes, hard links,
+overwrites and whiteouts across layers, written straight to an OCI layout without ever holding
+a layer in memory.
+
+The content is pseudo-random from a fixed seed (these are benchmark *inputs*; nothing random
+reaches an image-composer output), half of it compressible text, half incompressible bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import random
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import canonjson
+from composer.images.cache import Cache
+from composer.images.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    total_bytes: int
+    files: int
+    layers: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.total_bytes}-{self.files}-{self.layers}-v1"
+
+
+WORKLOADS = {
+    "tiny": Workload("tiny", 5 * 2**20, 500, 3),
+    "small": Workload("small", 50 * 2**20, 5_000, 5),
+    "large": Workload("large", 2**30, 50_000, 10),
+    "huge": Workload("huge", 2 * 2**30, 100_000, 10),
+}
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, fh):
+        super().__init__()
+        self.fh, self.hash, self.size = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.fh.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _sizes(rng: random.Random, count: int, total: int) -> list[int]:
+    """Mostly small files, a few large ones, summing to about ``total``."""
+    weights = [rng.paretovariate(1.2) for _ in range(count)]
+    scale = total / sum(weights)
+    return [max(0, int(w * scale)) for w in weights]
+
+
+def _content(rng: random.Random, size: int, text: bytes) -> bytes:
+    if size == 0:
+        return b""
+    if rng.random() < 0.5:
+        return (text * (size // len(text) + 1))[:size]
+    return rng.randbytes(size)
+
+
+def generate(work: Workload, dest: Path, tag: str = "bench") -> Path:
+    """An OCI layout at ``dest`` (reused if already complete) with one image tagged ``tag``."""
+    done = dest / f".complete-{work.key}"
+    if done.exists():
+        return dest
+    store = Cache(dest)
+    rng = random.Random(work.key)
+    text = b"".join(b"line %d of some compressible configuration text\n" % i
+                    for i in range(200))
+    per_layer = work.files // work.layers
+    dirs = [f"usr/share/d{i:03d}/s{j:02d}" for i in range(100) for j in range(10)]
+    written: list[str] = []
+    layers, diff_ids = [], []
+    tmp = dest / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for n in range(work.layers):
+        sizes = _sizes(rng, per_layer, work.total_bytes // work.layers)
+        raw_path = tmp / f"layer{n}.tar.gz"
+        with open(raw_path, "wb") as raw:
+            compressed = _HashingWriter(raw)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=1,
+                               mtime=0) as gz:
+                plain = _HashingWriter(gz)
+                with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                    if n:
+                        for victim in rng.sample(written, min(len(written), per_layer // 50)):
+                            head, _, base = victim.rpartition("/")
+                            info = tarfile.TarInfo(f"{head}/.wh.{base}")
+                            tf.addfile(info)
+                    for i, size in enumerate(sizes):
+                        path = f"{rng.choice(dirs)}/f{n:02d}-{i:06d}"
+                        info = tarfile.TarInfo(path)
+                        info.mtime = 1_600_000_000 + n
+                        if i % 97 == 0 and i:
+                            info.type, info.linkname = tarfile.LNKTYPE, written[-1]
+                            tf.addfile(info)
+                        else:
+                            data = _content(rng, size, text)
+                            info.size, info.mode = len(data), 0o644
+                            tf.addfile(info, io.BytesIO(data))
+                        written.append(path)
+        digest = "sha256:" + compressed.hash.hexdigest()
+        with open(raw_path, "rb") as fh:
+            store.put_blob(fh, digest, compressed.size, f"layer {n}")
+        os.unlink(raw_path)
+        layers.append({"mediaType": OCI_LAYER_GZIP, "digest": digest,
+                       "size": compressed.size})
+        diff_ids.append("sha256:" + plain.hash.hexdigest())
+    config = canonjson.compact({"architecture": "amd64", "os": "linux", "config": {},
+                                "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+    manifest = canonjson.compact({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": store.put_bytes(config),
+                   "size": len(config)},
+        "layers": layers})
+    store.tag(tag, {"mediaType": OCI_MANIFEST, "digest": store.put_bytes(manifest),
+                    "size": len(manifest)})
+    for stray in ("uncompressed", "tmp"):
+        for p in sorted((dest / stray).rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        (dest / stray).rmdir()
+    (dest / "lock").unlink(missing_ok=True)
+    done.touch()
+    return dest
