@@ -217,3 +217,16 @@ def test_wrong_diff_id_is_rejected_and_not_cached(tmp_path):
         image_tree(image, cache, implicit_mtime=0, source="s", location="l")
     assert not list((tmp_path / "cache" / "uncompressed" / "sha256").iterdir())
     assert not list((tmp_path / "cache" / "tmp").iterdir())
+
+
+def test_xattrs_survive_flattening_in_sorted_order(tmp_path):
+    info, data = member("ping", data=b"\x7fELF", mode=0o755)
+    info.pax_headers = {"SCHILY.xattr.user.z": "last", "SCHILY.xattr.security.capability":
+                        "\x01\x00\x00\x02"}
+    cache = Cache(tmp_path / "cache")
+    tree = image_tree(make_image(cache, layer((info, data))), cache, implicit_mtime=0,
+                      source="s", location="l")
+    buf = io.BytesIO()
+    write_tree(tree, buf, Epoch(None))
+    [(entry, _)] = [(e, r) for e, r in read_entries(io.BytesIO(buf.getvalue()))]
+    assert entry.xattrs == (("security.capability", b"\x01\x00\x00\x02"), ("user.z", b"last"))
