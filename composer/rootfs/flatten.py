@@ -11,12 +11,15 @@ a later layer replaces or deletes the target.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import tarfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from composer.errors import ComposerError
 from composer.images.cache import Cache
-from composer.images.model import Image
+from composer.images.model import Image, Layer
 from composer.rootfs.tree import Node, Span, SparseSpan, Tree
 from composer.tarcanon import CanonError, Kind, entry_from_tarinfo, normalise
 
@@ -112,6 +115,29 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
             content = (SparseSpan(file_path, offset, entry.size, sparse) if sparse is not None
                        else Span(file_path, offset, entry.size))
         tree.put(path, Node(entry, content, source, location))
+
+
+def prepare_layers(images: Iterable[Image], cache: Cache, workers: int | None = None) -> None:
+    """Decompress and verify every distinct layer into the cache, several at a time.
+
+    zlib and hashlib release the GIL, so threads use every core. Each layer is independent and
+    content-addressed, so nothing depends on which finishes first or how many workers there are.
+    """
+    jobs: dict[str, tuple[str, Layer]] = {}
+    for image in images:
+        for number, layer in enumerate(image.layers):
+            jobs.setdefault(layer.diff_id, (f"{image.ref} layer {number} ({layer.digest})", layer))
+    pending = [(what, layer) for what, layer in jobs.values()
+               if not cache.uncompressed_path(layer.diff_id).is_file()]
+    if not pending:
+        return
+    count = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(cache.uncompressed_layer, layer.digest, layer.size,
+                               layer.media_type, layer.diff_id, what)
+                   for what, layer in pending]
+        for future in futures:
+            future.result()
 
 
 def image_tree(image: Image, cache: Cache, *, implicit_mtime: int, source: str,

@@ -230,3 +230,30 @@ def test_xattrs_survive_flattening_in_sorted_order(tmp_path):
     write_tree(tree, buf, Epoch(None))
     [(entry, _)] = [(e, r) for e, r in read_entries(io.BytesIO(buf.getvalue()))]
     assert entry.xattrs == (("security.capability", b"\x01\x00\x00\x02"), ("user.z", b"last"))
+
+
+def test_prepare_layers_is_independent_of_worker_count(tmp_path):
+    from composer.rootfs.flatten import prepare_layers
+
+    layers = [layer(member(f"f{i}", data=bytes([i]) * 5000)) for i in range(6)]
+    results = []
+    for workers in (1, 4):
+        cache = Cache(tmp_path / f"c{workers}")
+        image = make_image(cache, *layers)
+        prepare_layers([image, image], cache, workers=workers)
+        results.append(sorted((p.name, p.read_bytes()) for p in
+                              (tmp_path / f"c{workers}" / "uncompressed" / "sha256").iterdir()))
+    assert results[0] == results[1] and len(results[0]) == 6
+
+
+def test_prepare_layers_reports_a_bad_layer(tmp_path):
+    from composer.images.cache import DigestMismatch
+    from composer.rootfs.flatten import prepare_layers
+
+    cache = Cache(tmp_path / "c")
+    good = make_image(cache, layer(member("a", data=b"a")))
+    bad_layer = Layer(good.layers[0].digest, good.layers[0].size, good.layers[0].media_type,
+                      "sha256:" + "2" * 64)
+    bad = Image("test/bad:1", good.digest, {}, (bad_layer,))
+    with pytest.raises(DigestMismatch, match="test/bad:1 layer 0"):
+        prepare_layers([bad], cache, workers=2)
