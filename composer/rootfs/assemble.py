@@ -1,10 +1,23 @@
 """Phase one: a spec plus its resolved images become the rootfs tree, then the canonical tar.
 
-linuxkit's layout: ``boot/kernel``, ``boot/cmdline`` and the kernel's ``kernel.tar`` at ``/``;
-init images at ``/``; ``containers/onboot/NNN-NAME/``, ``containers/onshutdown/NNN-NAME/`` and
-``containers/services/NAME/`` bundles; then ``files``. Unlike linuxkit, which streams sections in
-order and leaves duplicate paths for the unpacker to resolve, everything lands in one tree first,
-so the tar has exactly one entry per path, sorted.
+linuxkit's layout, in linuxkit's order: ``boot/kernel``, ``boot/cmdline``, ``boot/ucode.cpio`` and
+the kernel's ``kernel.tar`` at ``/``; init images at ``/``; ``containers/volumes/NAME/`` volumes;
+``containers/onboot/NNN-NAME/``, ``containers/onshutdown/NNN-NAME/`` and
+``containers/services/NAME/`` bundles; then ``files``. A later section wins where two write the
+same path. Every entry carries linuxkit's ``LINUXKIT.source``/``LINUXKIT.location`` records.
+
+Where we deliberately differ from linuxkit (also in docs/yaml.md):
+
+- Everything lands in one tree first, so the tar has exactly one entry per path, sorted (linuxkit
+  streams sections and leaves duplicates for the unpacker, which breaks ``docker import``).
+- A symlink that replaces a directory keeps that directory's contents reachable through it: an
+  init image with ``lib -> usr/lib`` over the kernel's ``lib/modules`` leaves the modules at
+  ``usr/lib/modules``, so ``/lib/modules`` still works (linuxkit issue 3153). Entries the image
+  itself has at those paths still win.
+- ``files`` create missing parent directories only; directories that exist (from an image) keep
+  their mode and owner (linuxkit emits the parents again with the file's mode and owner).
+- Identical images (same manifest digest) are extracted once, whatever refs name them (linuxkit:
+  the same ref string).
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from composer import canonjson
@@ -23,15 +36,20 @@ from composer.images.model import Image
 from composer.rootfs import bundle
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
-from composer.spec.model import Container, File, Spec
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind
+from composer.spec.document import spec_metadata
+from composer.spec.model import File, Spec, resolve_id
+from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
 
 RESOLV_SYMLINK = "/run/resolvconf/resolv.conf"
 EXCLUDE = ("dev/console", "dev/pts", "dev/shm", "etc/hostname", ".dockerenv", "Dockerfile")
+TOUCH_DIRS = ("dev", "dev/pts", "dev/shm", "etc", "proc", "sys")
 HOSTS = (b"127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopback\n"
          b"fe00::0 ip6-localnet\nff00::0 ip6-mcastprefix\nff02::1 ip6-allnodes\n"
          b"ff02::2 ip6-allrouters\n")
 NO_RESOLV = b"\n# no resolv.conf configured\n"
+FILES_SOURCE = "linuxkit.files"
+VOLUMES_SOURCE = "linuxkit.volumes"
+EMPTY_SOURCE = "empty"  # linuxkit's source for the directories of a volume with no image
 
 
 @dataclass(frozen=True)
@@ -51,98 +69,187 @@ def _file(data: bytes, mtime: int, source: str, location: str, mode: int = 0o644
     return Node(entry, data, source, location)
 
 
-def _image_fs(ctx: Context, text: str, location: str, resolv: bytes | str) -> tuple[Tree, str]:
-    """An image's filesystem with linuxkit's fixups: excluded paths, fixed hosts/resolv.conf/
-    mtab, and the dev, proc, sys mount points."""
-    image = ctx.images[text]
-    source = image.ref
+def _prefix(root: Tree, path: str, t: int, source: str, location: str) -> None:
+    """linuxkit's ``tarPrefix``: each directory of ``path`` (re)written with this provenance."""
+    parts = path.split("/")
+    for depth in range(1, len(parts) + 1):
+        root.put("/".join(parts[:depth]), _dir(t, source, location))
+
+
+def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str) -> Tree:
+    """An image's filesystem with linuxkit's fixups (``ImageTar``): excluded paths, fixed
+    hosts/resolv.conf, and the dev, etc, proc, sys directories and etc/mtab made to exist.
+
+    As in linuxkit's output once unpacked: the directories are always (re)made 0755 root-owned
+    (its "touch" list never matches an image's directory, so it re-emits them); an image's own
+    etc/mtab is kept; etc/hosts and etc/resolv.conf keep the image's mode and owner but get new
+    content. All of these get the generated mtime."""
     t = ctx.epoch.generated
+    source = image.ref
     tree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
     for path in EXCLUDE:
         tree.remove(path)
-    for path in ("dev", "dev/pts", "dev/shm", "etc", "proc", "sys"):
+    for path in TOUCH_DIRS:
         tree.put(path, _dir(t, source, location))
-    tree.put("etc/hosts", _file(HOSTS, t, source, location))
-    tree.put("etc/mtab", Node(Entry("", Kind.SYMLINK, mode=0o777, mtime=t,
-                                    linkname="/proc/mounts"), None, source, location))
-    if isinstance(resolv, str):
-        tree.put("etc/resolv.conf", Node(Entry("", Kind.SYMLINK, mode=0o777, mtime=t,
-                                               linkname=resolv), None, source, location))
-    else:
-        tree.put("etc/resolv.conf", _file(resolv, t, source, location))
-    return tree, source
+    mtab = tree.get("etc/mtab")
+    tree.put("etc/mtab", Node(replace(mtab.entry, mtime=t), mtab.content, source, location)
+             if mtab is not None else Node(Entry("", Kind.SYMLINK, mode=0o755, mtime=t,
+                                                 linkname="/proc/mounts"), None, source,
+                                           location))
+    for path, data in (("etc/hosts", HOSTS), ("etc/resolv.conf", resolv)):
+        old = tree.get(path)
+        base = old.entry if old is not None and old.entry.kind is Kind.FILE else Entry(
+            "", Kind.FILE, mode=0o644)
+        if isinstance(data, str):
+            entry = replace(base, kind=Kind.SYMLINK, size=0, linkname=data, mtime=t)
+            tree.put(path, Node(entry, None, source, location))
+        else:
+            entry = replace(base, size=len(data), mtime=t)
+            tree.put(path, Node(entry, data, source, location))
+    return tree
+
+
+def _subtree(root: Tree, path: str) -> list[tuple[str, Node]]:
+    """Everything below ``path``, parents first, as (relative path, node)."""
+    out: list[tuple[str, Node]] = []
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        for child in root.children.get(current, ()):
+            out.append((child[len(path) + 1:], root.nodes[child]))
+            stack.append(child)
+    return sorted(out, key=lambda item: sort_key(item[0]))
+
+
+def _overlay(root: Tree, fs: Tree, prefix: str = "") -> None:
+    """Apply ``fs`` onto ``root`` under ``prefix`` (like :meth:`Tree.graft`), except that a
+    symlink replacing a directory keeps the directory's contents reachable through the symlink:
+    they are put back under it afterwards wherever ``fs`` did not put something itself."""
+    fresh: dict[int, Node] = {}
+    displaced: list[tuple[str, list[tuple[str, Node]]]] = []
+    for path in fs.sorted_paths():
+        node = fs.nodes[path]
+        copy = fresh.get(id(node))
+        if copy is None:
+            copy = Node(node.entry, node.content, node.source, node.location, node.implicit)
+            fresh[id(node)] = copy
+        dest = f"{prefix}/{path}" if prefix else path
+        if node.entry.kind is Kind.SYMLINK:
+            where = root.resolve_parent(dest)
+            old = root.get(where)
+            if old is not None and old.entry.kind is Kind.DIR and root.children.get(where):
+                displaced.append((where, _subtree(root, where)))
+        root.put(dest, copy)
+    for link, entries in displaced:
+        for rel, node in entries:
+            if root.get(root.resolve_parent(f"{link}/{rel}")) is None:
+                root.put(f"{link}/{rel}", node)
 
 
 def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
+    """linuxkit's ``kernelFilter``: only the binary, the modules tar and the ucode are used."""
     kernel = spec.kernel
     if kernel is None:
         return
     image = ctx.images[kernel.image.text]
     t = ctx.epoch.generated
-    source = image.ref
-    ktree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location="kernel")
-    binary = ktree.get(kernel.binary.lstrip("/"))
-    if binary is None or binary.entry.kind is not Kind.FILE:
-        raise ComposerError(f"{image.ref}: kernel image has no file {kernel.binary!r}")
-    root.put("boot", _dir(t, source, "kernel"))
-    root.put("boot/kernel", Node(binary.entry, binary.content, source, "kernel"))
-    root.put("boot/cmdline", _file(kernel.cmdline.encode(), t, source, "kernel"))
-    if kernel.tar:
-        tar_node = ktree.get(kernel.tar.lstrip("/"))
-        if tar_node is None or tar_node.entry.kind is not Kind.FILE:
-            raise ComposerError(f"{image.ref}: kernel image has no file {kernel.tar!r} "
-                                "(set `tar: none` if it has no modules)")
-        nested_tar(tar_node, root, what=f"{image.ref} {kernel.tar}", source=source,
-                   location="kernel")
+    source, location = image.ref, "kernel"
+    ktree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
+
+    def member(name: str, what: str, hint: str = "") -> Node:
+        node = ktree.get(name.lstrip("/"))
+        if node is None or node.entry.kind is not Kind.FILE:
+            raise ComposerError(f"{image.ref}: kernel image has no {what} {name!r}{hint}")
+        return node
+
+    binary = member(kernel.binary, "kernel file")
+    root.put("boot", _dir(t, source, location))
+    root.put("boot/cmdline", _file(kernel.cmdline.encode(), t, source, location))
+    root.put("boot/kernel", _file_like(binary, t, source, location))
     if kernel.ucode:
-        ucode = ktree.get(kernel.ucode.lstrip("/"))
-        if ucode is None or ucode.entry.kind is not Kind.FILE:
-            raise ComposerError(f"{image.ref}: kernel image has no file {kernel.ucode!r}")
-        root.put("boot/ucode.cpio", Node(ucode.entry, ucode.content, source, "kernel"))
+        ucode = member(kernel.ucode, "ucode file")
+        root.put("boot/ucode.cpio", _file_like(ucode, t, source, location))
+    if kernel.tar:
+        tar_node = member(kernel.tar, "modules tar", " (set `tar: none` if it has no modules)")
+        nested_tar(tar_node, root, what=f"{image.ref} {kernel.tar}", source=source,
+                   location=location)
+
+
+def _file_like(node: Node, t: int, source: str, location: str) -> Node:
+    """A file taken out of an image as linuxkit writes it: its mode, owner root, generated
+    mtime."""
+    entry = Entry("", Kind.FILE, mode=node.entry.mode, mtime=t, size=node.entry.size)
+    return Node(entry, node.content, source, location)
+
+
+def _init(ctx: Context, spec: Spec, root: Tree) -> None:
+    for index, ref in enumerate(spec.init):
+        image = ctx.images[ref.text]
+        _overlay(root, _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK))
+
+
+def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
+    """``containers/volumes/NAME/``: the image (if any) in ``lower``, empty ``tmp`` and
+    ``merged`` for the overlay linuxkit's init mounts at boot."""
+    t = ctx.epoch.generated
+    for index, volume in enumerate(spec.volumes):
+        location = f"volume[{index}]"  # sic: linuxkit's location for volumes
+        base = bundle.volume_dir(volume.name)
+        image = None
+        if volume.image is not None:
+            image = ctx.images.get(volume.image.text)
+            if image is None:
+                raise ComposerError(f"{volume.image.pos}: volumes[{index}]: image "
+                                    f"{volume.image.text} was not resolved")
+        _prefix(root, f"{base}/lower", t, image.ref if image else EMPTY_SOURCE, location)
+        if image is not None:
+            _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK), f"{base}/lower")
+        for sub in ("tmp", "merged"):
+            root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
 
 
 def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
     t = ctx.epoch.generated
-    extracted: dict[str, str] = {}  # image text -> where its files already are (linuxkit dupMap)
-    sections: list[tuple[str, tuple[Container, ...], bool]] = [
-        ("onboot", spec.onboot, True), ("onshutdown", spec.onshutdown, True),
-        ("services", spec.services, False),
-    ]
+    ids = spec.id_map()
+    extracted: dict[str, str] = {}  # manifest digest -> where its files already are
+    sections = (("onboot", spec.onboot, True), ("onshutdown", spec.onshutdown, True),
+                ("services", spec.services, False))
     for section, containers, numbered in sections:
         for index, container in enumerate(containers):
             location = f"{section}[{index}]"
             image = ctx.images[container.image.text]
-            what = f"{location} {container.name} ({image.ref})"
+            what = f"{container.pos}: {location} {container.name} ({image.ref})" \
+                if container.pos else f"{location} {container.name} ({image.ref})"
+            made = bundle.make_bundle(container, image.config, ids, what)
             name = f"{index:03d}-{container.name}" if numbered else container.name
             prefix = f"containers/{section}/{name}"
-            readonly = bundle.is_readonly(container, image.config, what)
-            config = bundle.oci_config(container, image.config, what)
             source = image.ref
-            root.put(prefix, _dir(t, source, location))
-            lower = extracted.get(container.image.text)
+            lower = extracted.get(image.digest)
             if lower is None:
-                lower = f"{prefix}/{'rootfs' if readonly else 'lower'}"
-                fs, _ = _image_fs(ctx, container.image.text, location, NO_RESOLV)
-                root.put(lower, _dir(t, source, location))
-                root.graft(fs, lower)
-                extracted[container.image.text] = lower
-            if not readonly:
+                lower = f"{prefix}/{'rootfs' if made.readonly else 'lower'}"
+                _prefix(root, lower, t, source, location)
+                _overlay(root, _image_fs(ctx, image, location, NO_RESOLV), lower)
+                extracted[image.digest] = lower
+            else:
+                _prefix(root, prefix, t, source, location)
+            root.put(f"{prefix}/config.json",
+                     _file(canonjson.pretty(made.config), t, source, location))
+            if not made.readonly:
                 root.put(f"{prefix}/tmp", _dir(t, source, location))
             if lower != f"{prefix}/rootfs":
                 root.put(f"{prefix}/rootfs", _dir(t, source, location))
-            root.put(f"{prefix}/config.json",
-                     _file(canonjson.pretty(config), t, source, location))
-            runtime = bundle.runtime_config(prefix, lower, readonly)
+            runtime = bundle.runtime_json(made.runtime, prefix, lower, made.readonly)
             root.put(f"{prefix}/runtime.json",
                      _file(canonjson.pretty(runtime), t, source, location))
 
 
 def _files(ctx: Context, spec: Spec, root: Tree) -> None:
     t = ctx.epoch.generated
+    ids = spec.id_map()
     for index, f in enumerate(spec.files):
         location = f"files[{index}]"
-        source = "linuxkit.files"
-        node = _file_node(f, t, source, location)
+        uid, gid = resolve_id(f.uid, ids), resolve_id(f.gid, ids)
+        node = _file_node(spec, f, uid, gid, t, location)
         if node is None:
             continue
         mode = node.entry.mode
@@ -152,13 +259,14 @@ def _files(ctx: Context, spec: Spec, root: Tree) -> None:
         for depth in range(1, len(parts) + 1):
             parent = "/".join(parts[:depth])
             if root.get(root.resolve_parent(parent)) is None:
-                root.put(parent, Node(Entry("", Kind.DIR, mode=dir_mode, uid=f.uid, gid=f.gid,
-                                            mtime=t), None, source, location))
+                root.put(parent, Node(Entry("", Kind.DIR, mode=dir_mode, uid=uid, gid=gid,
+                                            mtime=t), None, FILES_SOURCE, location))
         root.put(f.path, node)
 
 
-def _file_node(f: File, t: int, source: str, location: str) -> Node | None:
-    common = {"uid": f.uid, "gid": f.gid, "mtime": t}
+def _file_node(spec: Spec, f: File, uid: int, gid: int, t: int, location: str) -> Node | None:
+    common = {"uid": uid, "gid": gid, "mtime": t}
+    source = FILES_SOURCE
     if f.directory:
         mode = 0o700 if f.mode is None else f.mode
         return Node(Entry("", Kind.DIR, mode=mode, **common), None, source, location)
@@ -166,21 +274,22 @@ def _file_node(f: File, t: int, source: str, location: str) -> Node | None:
     if f.symlink is not None:
         return Node(Entry("", Kind.SYMLINK, mode=mode, linkname=f.symlink, **common), None,
                     source, location)
-    if f.contents is not None:
-        data = f.contents.encode()
+    if f.contents is not None or f.metadata is not None:
+        data = f.contents.encode() if f.contents is not None else spec_metadata(
+            spec, f.metadata or "yaml")
         return Node(Entry("", Kind.FILE, mode=mode, size=len(data), **common), data, source,
                     location)
-    if f.source is not None:
-        try:
-            size = _host_file_size(f.source)
-        except OSError as exc:
-            if f.optional:
-                return None
-            raise ComposerError(f"{location}: cannot read source {f.source}: "
-                                f"{exc.strerror}") from None
-        return Node(Entry("", Kind.FILE, mode=mode, size=size, **common), HostFile(f.source),
-                    source, location)
-    raise ComposerError(f"{location}: metadata files are not supported yet")
+    assert f.source is not None  # the loader guarantees one kind per file
+    try:
+        size = _host_file_size(f.source)
+    except OSError as exc:
+        if f.optional:
+            return None
+        where = f"{f.pos}: " if f.pos else ""
+        raise ComposerError(f"{where}{location}: cannot read source {f.source}: "
+                            f"{exc.strerror}") from None
+    return Node(Entry("", Kind.FILE, mode=mode, size=size, **common), HostFile(f.source),
+                source, location)
 
 
 def _host_file_size(path: str) -> int:
@@ -192,14 +301,29 @@ def _host_file_size(path: str) -> int:
     return st.st_size
 
 
+def _fill_provenance(root: Tree) -> None:
+    """Directories the tree made implicitly (a layer without parent entries, a path put through
+    a symlink) take the records of their first child, so every entry has them (linuxkit's
+    ``tarheaders`` check)."""
+    for path in reversed(root.sorted_paths()):
+        node = root.nodes[path]
+        if node.source:
+            continue
+        for child in sorted(root.children.get(path, ()), key=sort_key):
+            other = root.nodes[child]
+            if other.source:
+                node.source, node.location = other.source, other.location
+                break
+
+
 def build_tree(spec: Spec, ctx: Context) -> Tree:
     root = Tree(ctx.epoch.generated)
     _kernel(ctx, spec, root)
-    for index, ref in enumerate(spec.init):
-        fs, _ = _image_fs(ctx, ref.text, f"init[{index}]", RESOLV_SYMLINK)
-        root.graft(fs, "")
+    _init(ctx, spec, root)
+    _volumes(ctx, spec, root)
     _containers(ctx, spec, root)
     _files(ctx, spec, root)
+    _fill_provenance(root)
     return root
 
 
@@ -227,4 +351,3 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
         for fh in handles.values():
             fh.close()
     return count
-

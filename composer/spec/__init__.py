@@ -17,10 +17,13 @@ Decisions that differ from, or go beyond, linuxkit:
 - ``files[].mode`` is an octal string ("0644") as in linuxkit, or an unquoted YAML octal
   literal (0644); a plain decimal integer (644) is refused as ambiguous.
 - ``files[].source`` is relative to the spec file's directory (linuxkit: the cwd).
-- ``files[].uid``/``gid`` by container name is not supported yet.
 - ``@pkg:DIR`` is expanded only where an image is expected (linuxkit: any string).
 - ``trust`` is accepted, checked and ignored with a warning in :attr:`Spec.warnings`.
-- ``volumes`` is recognised but not supported yet (an error).
+- Meaning is checked at load time with a position (linuxkit finds most of these only while
+  writing ``config.json``, without one): capability names, rlimits, bind and tmpfs syntax,
+  devices, mount types, namespaces, container names used as uid/gid, volumes used as bind
+  sources, and read-write binds of read-only volumes.
+- ``volumes`` with ``format: oci`` are not supported yet (an error).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 from composer.errors import Position, SpecError
 from composer.spec.loader import Part, load_part
 from composer.spec.model import Kernel, Spec
-from composer.spec.schema import Ctx, Got
+from composer.spec.schema import Ctx, Got, NameRef
 from composer.spec.yamlpos import Problem, position, read_root
 
 __all__ = ["load_spec"]
@@ -45,6 +48,7 @@ def load_spec(paths: list[Path]) -> Spec:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     parts: list[tuple[Ctx, Part]] = []
+    refs: list[NameRef] = []
     for path in paths:
         file = str(path)
         ctx = Ctx(file, Path(os.path.abspath(path)).parent)
@@ -54,10 +58,34 @@ def load_spec(paths: list[Path]) -> Spec:
             parts.append((ctx, load_part(ctx, root)))
             problems += ctx.problems
             warnings += ctx.warnings
+            refs += ctx.refs
     spec = _merge(parts, [str(p) for p in paths], problems)
+    _check_refs(spec, refs, problems)
     if problems:
         raise SpecError(problems)
     return Spec(**{**spec, "warnings": tuple(warnings)})
+
+
+def _check_refs(spec: dict[str, Any], refs: list[NameRef], problems: list[Problem]) -> None:
+    """Names only the merged spec knows: containers used as ids, volumes used as sources."""
+    ids = Spec(sources=(), onboot=spec["onboot"], onshutdown=spec["onshutdown"],
+               services=spec["services"]).id_map()
+    volumes = {v.name: v for v in spec["volumes"]}
+    for ref in refs:
+        if ref.kind == "id" and ref.name not in ids:
+            known = ", ".join(sorted(ids)) or "none"
+            problems.append((ref.pos, f"{ref.where}: no container named {ref.name!r} to take "
+                             f"the id of (containers: {known})"))
+        elif ref.kind == "volume":
+            volume = volumes.get(ref.name)
+            if volume is None:
+                known = ", ".join(sorted(volumes)) or "none"
+                what = f"{ref.name!r}" if ref.name else "'' (empty source)"
+                problems.append((ref.pos, f"{ref.where}: no volume named {what}; a source not "
+                                 f"starting with / names a volume (volumes: {known})"))
+            elif volume.readonly and not ref.readonly:
+                problems.append((ref.pos, f"{ref.where}: volume {ref.name!r} is read-only; "
+                                 "bind it with the ro option"))
 
 
 def _merge(parts: list[tuple[Ctx, Part]], sources: list[str],
@@ -92,6 +120,16 @@ def _merge(parts: list[tuple[Ctx, Part]], sources: list[str],
             else:
                 seen[name] = named.name_pos
 
+    volumes: dict[str, Position] = {}
+    for _, part in parts:
+        for named_volume in part.volumes:
+            name = named_volume.volume.name
+            if name in volumes:
+                problems.append((named_volume.name_pos, f"duplicate volume name {name!r} "
+                                 f"(first at {volumes[name]})"))
+            else:
+                volumes[name] = named_volume.name_pos
+
     def containers(key: str) -> tuple:
         return tuple(n.container for _, part in parts for n in getattr(part, key))
 
@@ -103,6 +141,7 @@ def _merge(parts: list[tuple[Ctx, Part]], sources: list[str],
         "onshutdown": containers("onshutdown"),
         "services": containers("services"),
         "files": tuple(f for _, part in parts for f in part.files),
+        "volumes": tuple(v.volume for _, part in parts for v in part.volumes),
     }
 
 

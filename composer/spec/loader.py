@@ -17,9 +17,10 @@ from yaml.nodes import MappingNode, Node
 
 from composer.errors import ComposerError, Position
 from composer.refs import RefError, parse_ref
-from composer.spec.model import Container, File, ImageRef
+from composer.spec.model import Container, File, ImageRef, Volume
 from composer.spec.schema import (
     BAD,
+    IMAGE_CONFIG,
     IMAGE_EXTRA,
     TRUST,
     Conv,
@@ -27,23 +28,25 @@ from composer.spec.schema import (
     Got,
     boolean,
     fields,
+    id_or_name,
     list_of,
     nonempty,
+    object_schema,
     one_of,
     string,
     strings,
-    uint32,
-    unsupported,
+    typed,
 )
 from composer.spec.yamlpos import INT, STR, VALUE, keys, kind, position
 
 PKG_PREFIX = "@pkg:"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ENV = re.compile(r"^[^=]+=", re.DOTALL)
+VOLUME_NAME = re.compile(r"^[a-z0-9_-]+$")
 _OCTAL_STR = re.compile(r"^[0-7]+$")
 _OCTAL_INT = re.compile(r"^0[0-7]*$")  # the YAML 1.1 octal literal: 0644, not 644 or 0o644
 
 
+@typed({"type": "string", "minLength": 1})
 def image_ref(ctx: Ctx, node: Node, where: str) -> Any:
     """An image reference; ``@pkg:DIR`` becomes that package's tag (DIR relative to the spec)."""
     text = nonempty(ctx, node, where)
@@ -68,6 +71,7 @@ def image_ref(ctx: Ctx, node: Node, where: str) -> Any:
     return ImageRef(text, position(ctx.file, node))
 
 
+@typed({"type": "string", "pattern": NAME.pattern})
 def container_name(ctx: Ctx, node: Node, where: str) -> Any:
     name = string(ctx, node, where)
     if name is not BAD and not NAME.match(name):
@@ -76,13 +80,16 @@ def container_name(ctx: Ctx, node: Node, where: str) -> Any:
     return name
 
 
-def env_entry(ctx: Ctx, node: Node, where: str) -> Any:
-    value = string(ctx, node, where)
-    if value is not BAD and not _ENV.match(value):
-        return ctx.error(node, where, f"expected NAME=VALUE, got {value!r}")
-    return value
+@typed({"type": "string", "pattern": VOLUME_NAME.pattern})
+def volume_name(ctx: Ctx, node: Node, where: str) -> Any:
+    name = string(ctx, node, where)
+    if name is not BAD and not VOLUME_NAME.match(name):
+        return ctx.error(node, where, f"invalid volume name {name!r}: use lowercase letters, "
+                         "digits, '_' and '-'")
+    return name
 
 
+@typed({"type": "string", "minLength": 1})
 def file_path(ctx: Ctx, node: Node, where: str) -> Any:
     """A path inside the image: leading "/" stripped, normalised, never escaping the root."""
     text = nonempty(ctx, node, where)
@@ -99,6 +106,7 @@ def file_path(ctx: Ctx, node: Node, where: str) -> Any:
     return norm
 
 
+@typed({"anyOf": [{"type": "string", "pattern": "^[0-7]+$"}, {"type": "integer"}]})
 def file_mode(ctx: Ctx, node: Node, where: str) -> Any:
     """An octal permission mode.
 
@@ -124,24 +132,17 @@ def file_mode(ctx: Ctx, node: Node, where: str) -> Any:
     return mode
 
 
-def file_owner(ctx: Ctx, node: Node, where: str) -> Any:
-    """A numeric uid/gid; "root" and "" mean 0 as in linuxkit."""
-    if node.tag in (STR, VALUE) and isinstance(node.value, str):
-        if node.value in ("", "root"):
-            return 0
-        return ctx.error(node, where, f"owner by container name ({node.value!r}) is not "
-                         "supported yet; give a number")
-    return uint32(ctx, node, where)
-
-
+@typed({"type": "string", "minLength": 1})
 def source_path(ctx: Ctx, node: Node, where: str) -> Any:
-    """A host file: ``~/`` expanded, relative paths against the spec's directory; absolute."""
+    """A host file: ``~/`` expanded, relative paths against the spec's directory.
+
+    Returns ``(absolute path, text as written)``.
+    """
     text = nonempty(ctx, node, where)
     if text is BAD:
         return BAD
-    if text.startswith("~/"):
-        text = str(Path.home() / text[2:])
-    return os.path.abspath(os.path.join(ctx.base, text))
+    path = str(Path.home() / text[2:]) if text.startswith("~/") else text
+    return os.path.abspath(os.path.join(ctx.base, path)), text
 
 
 KERNEL: dict[str, Conv] = {
@@ -155,9 +156,7 @@ KERNEL: dict[str, Conv] = {
 IMAGE: dict[str, Conv] = {
     "name": container_name,
     "image": image_ref,
-    "command": strings,
-    "env": list_of(env_entry),
-    **IMAGE_EXTRA,
+    **IMAGE_CONFIG,
 }
 
 FILE: dict[str, Conv] = {
@@ -169,10 +168,18 @@ FILE: dict[str, Conv] = {
     "metadata": one_of("yaml", "json"),
     "optional": boolean,
     "mode": file_mode,
-    "uid": file_owner,
-    "gid": file_owner,
+    "uid": id_or_name,
+    "gid": id_or_name,
 }
 _KINDS = ("directory", "symlink", "contents", "source", "metadata")
+
+
+@dataclass(frozen=True)
+class NamedVolume:
+    """A volume and where its name was written (for duplicate-name errors)."""
+
+    volume: Volume
+    name_pos: Position
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,7 @@ class Named:
     name_pos: Position
 
 
+@typed(object_schema(IMAGE, ("name", "image")))
 def container(ctx: Ctx, node: Node, where: str) -> Any:
     got = fields(ctx, node, where, IMAGE, required=("name", "image"))
     if got is None or "name" not in got or "image" not in got:
@@ -198,6 +206,7 @@ def container(ctx: Ctx, node: Node, where: str) -> Any:
     return Named(c, position(ctx.file, got["name"].node))
 
 
+@typed(object_schema(FILE, ("path",)))
 def file_entry(ctx: Ctx, node: Node, where: str) -> Any:
     got = fields(ctx, node, where, FILE, required=("path",))
     if got is None:
@@ -214,9 +223,36 @@ def file_entry(ctx: Ctx, node: Node, where: str) -> Any:
     if "path" not in got:
         return BAD
     values = {k: g.value for k, g in got.items()}
+    if "source" in values:
+        values["source"], values["source_text"] = values["source"]
     return File(pos=position(ctx.file, node), **values)
 
 
+VOLUME: dict[str, Conv] = {
+    "name": volume_name,
+    "image": image_ref,
+    "readonly": boolean,
+    "format": one_of("oci", "filesystem"),
+    "platforms": strings,
+}
+
+
+@typed(object_schema(VOLUME, ("name",)))
+def volume(ctx: Ctx, node: Node, where: str) -> Any:
+    got = fields(ctx, node, where, VOLUME, required=("name",))
+    if got is None or "name" not in got:
+        return BAD
+    if got.get("format") is not None and got["format"].value == "oci":
+        return ctx.error(got["format"].node, f"{where}.format", "oci volumes are not supported "
+                         "yet; use format: filesystem")
+    values = {k: g.value for k, g in got.items()}
+    if "platforms" in values:
+        values["platforms"] = tuple(values["platforms"])
+    return NamedVolume(Volume(pos=position(ctx.file, node), **values),
+                       position(ctx.file, got["name"].node))
+
+
+@typed(object_schema(KERNEL))
 def kernel(ctx: Ctx, node: Node, where: str) -> Any:
     got = fields(ctx, node, where, KERNEL)
     return BAD if got is None else got
@@ -230,7 +266,7 @@ TOP: dict[str, Conv] = {
     "services": list_of(container),
     "files": list_of(file_entry),
     "trust": TRUST,
-    "volumes": unsupported("volumes are not supported yet"),
+    "volumes": list_of(volume),
 }
 
 
@@ -246,6 +282,7 @@ class Part:
     onshutdown: list[Named] = field(default_factory=list)
     services: list[Named] = field(default_factory=list)
     files: list[File] = field(default_factory=list)
+    volumes: list[NamedVolume] = field(default_factory=list)
 
 
 def load_part(ctx: Ctx, root: MappingNode) -> Part:
@@ -255,7 +292,7 @@ def load_part(ctx: Ctx, root: MappingNode) -> Part:
     if "kernel" in got:
         part.kernel, part.kernel_key = got["kernel"].value, got["kernel"].key
         part.kernel_keys = keys(got["kernel"].node)
-    for key in ("init", "onboot", "onshutdown", "services", "files"):
+    for key in ("init", "onboot", "onshutdown", "services", "files", "volumes"):
         if key in got:
             setattr(part, key, got[key].value)
     if "trust" in got:

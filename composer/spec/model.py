@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from composer.errors import Position
 
+#: linuxkit allocates each container a uid/gid, usable by name, from here on.
+FIRST_CONTAINER_ID = 100
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -44,6 +47,15 @@ class Container:
     extra: tuple[tuple[str, object], ...] = ()
     pos: Position | None = field(default=None, compare=False)
 
+    def config(self) -> dict[str, object]:
+        """Every ImageConfig key the YAML sets (command and env included), as plain data."""
+        out: dict[str, object] = dict(self.extra)
+        if self.command is not None:
+            out["command"] = list(self.command)
+        if self.env is not None:
+            out["env"] = list(self.env)
+        return out
+
 
 @dataclass(frozen=True)
 class File:
@@ -57,8 +69,23 @@ class File:
     metadata: str | None = None  # "yaml" or "json"
     optional: bool = False
     mode: int | None = None  # None: linuxkit's default (0600 files, 0700 dirs)
-    uid: int = 0
-    gid: int = 0
+    uid: int | str = 0  # a number, or a container name (see Spec.id_map)
+    gid: int | str = 0
+    pos: Position | None = field(default=None, compare=False)
+    #: ``source`` as written in the YAML (what ``metadata:`` files and ``--dry-run`` show, so
+    #: they never depend on where the spec was checked out).
+    source_text: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One ``volumes`` entry: ``containers/volumes/NAME/{lower,tmp,merged}`` in the rootfs."""
+
+    name: str
+    image: ImageRef | None = None
+    readonly: bool = False
+    format: str = "filesystem"
+    platforms: tuple[str, ...] = ()
     pos: Position | None = field(default=None, compare=False)
 
 
@@ -73,5 +100,39 @@ class Spec:
     onshutdown: tuple[Container, ...] = ()
     services: tuple[Container, ...] = ()
     files: tuple[File, ...] = ()
+    volumes: tuple[Volume, ...] = ()
     #: Things accepted but ignored (``trust``), as ``(position, message)``: print, don't fail.
     warnings: tuple[tuple[Position | None, str], ...] = field(default=(), compare=False)
+
+    def id_map(self) -> dict[str, int]:
+        """linuxkit's uid/gid by container name: 100, 101, ... over onboot, onshutdown, services
+        (a name used twice keeps the later id, as in linuxkit)."""
+        ids: dict[str, int] = {}
+        containers = (*self.onboot, *self.onshutdown, *self.services)
+        for number, container in enumerate(containers, start=FIRST_CONTAINER_ID):
+            ids[container.name] = number
+        return ids
+
+    def image_refs(self) -> list[ImageRef]:
+        """Every image the spec uses (kernel, init, containers, volumes), each text once."""
+        refs: list[ImageRef] = []
+        if self.kernel is not None:
+            refs.append(self.kernel.image)
+        refs.extend(self.init)
+        for section in (self.onboot, self.onshutdown, self.services):
+            refs.extend(c.image for c in section)
+        refs.extend(v.image for v in self.volumes if v.image is not None)
+        seen: set[str] = set()
+        return [r for r in refs if not (r.text in seen or seen.add(r.text))]
+
+
+def resolve_id(value: int | str, ids: dict[str, int]) -> int:
+    """A uid/gid as a number: numbers as given, ``""``/``root`` are 0, names from ``ids``.
+
+    Raises KeyError for an unknown name (the loader reports those with a position first).
+    """
+    if isinstance(value, int):
+        return value
+    if value in ("", "root"):
+        return 0
+    return ids[value]

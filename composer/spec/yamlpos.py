@@ -108,6 +108,22 @@ def read_root(path: Path, file: str) -> tuple[MappingNode | None, list[Problem]]
         line, col = _line_col(data, e.start)
         return None, [(_at(file, line, col),
                        f"not a UTF-8 text file (byte 0x{data[e.start]:02x}); is this a spec?")]
+    root, problems = compose(text, file)
+    if root is None:
+        return None, problems or [(start, "empty spec file")]
+    if not isinstance(root, MappingNode):
+        return None, [(position(file, root),
+                       f"the top level must be a mapping (kernel:, init:, ...), not {kind(root)}")]
+    return root, problems
+
+
+def compose(text: str, file: str) -> tuple[Node | None, list[Problem]]:
+    """Compose YAML text into a node tree, refusing aliases, deep nesting and foreign tags.
+
+    Returns ``(None, problems)`` when the text cannot be used at all, ``(None, [])`` when it
+    holds nothing, else the root node and any problems :func:`lint` found in it.
+    """
+    start = Position(file, 1, 1)
     try:
         root = yaml.compose(text, Loader=_Loader)
     except _Refused as e:
@@ -124,14 +140,9 @@ def read_root(path: Path, file: str) -> tuple[MappingNode | None, list[Problem]]
     except yaml.YAMLError as e:  # pragma: no cover - every PyYAML error above is marked
         return None, [(start, f"YAML error: {e}")]
     if root is None or (root.tag == NULL and root.value == ""):  # nothing, or a bare "---"
-        return None, [(start, "empty spec file")]
+        return None, []
     problems, fatal = lint(root, file)
-    if fatal:
-        return None, problems
-    if not isinstance(root, MappingNode):
-        return None, [(position(file, root),
-                       f"the top level must be a mapping (kernel:, init:, ...), not {kind(root)}")]
-    return root, problems
+    return (None if fatal else root), problems
 
 
 def lint(root: Node, file: str) -> tuple[list[Problem], bool]:

@@ -115,7 +115,8 @@ def test_two_builds_in_different_environments_give_identical_bytes(tmp_path, lay
         assert proc.returncode == 0, proc.stderr
         results.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert sorted(results[0]) == ["demo-cmdline", "demo-initrd.img", "demo-initrd.tar",
-                                  "demo-kernel", "demo.tar"]
+                                  "demo-kernel", "demo.SHA256SUMS", "demo.build.json",
+                                  "demo.spdx.json", "demo.tar"]
     for name in results[0]:
         assert results[0][name] == results[1][name], f"{name} differs"
     assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out1").iterdir()} == {"0o644"}
@@ -144,7 +145,7 @@ def test_rootfs_layout_and_source_date_epoch(tmp_path, layout):
     bundle = "containers/onboot/000-hello"
     config = canonjson.loads(entries[f"{bundle}/config.json"][1])
     assert config["process"]["args"] == ["/bin/hello", "world"]
-    assert config["root"] == {"path": "rootfs", "readonly": False}
+    assert config["root"] == {"path": "rootfs"}  # Go's omitempty: readonly false is left out
     assert [m["destination"] for m in config["mounts"]] == sorted(
         m["destination"] for m in config["mounts"])
     assert {n["type"] for n in config["linux"]["namespaces"]} == {"pid", "mount"}

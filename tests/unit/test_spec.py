@@ -135,6 +135,7 @@ def test_image_refs_kept_as_written() -> None:
 
 def test_container_extra_keys_in_yaml_order() -> None:
     spec = load_spec([write("x.yml", """\
+services: [{name: wheel, image: w}]
 onboot:
   - name: sysctl
     readonly: true
@@ -194,7 +195,8 @@ files:
     a, b, c, d = spec.files
     assert a.source == str(tmp_path / "sub" / "data" / "a.txt")  # the file need not exist
     assert (b.source, b.optional, b.uid, b.gid) == (str(tmp_path / "home/.ssh/id.pub"), True,
-                                                    1000, 0)
+                                                    1000, "root")
+    assert (a.source_text, b.source_text) == ("data/a.txt", "~/.ssh/id.pub")
     assert c.source == "/abs/c"
     assert d.metadata == "yaml"
 
@@ -337,9 +339,10 @@ def test_unknown_key_and_missing_key_both_reported() -> None:
     ("files: [{path: a, metadata: toml}]\n",
      "1:29: files[0].metadata: must be one of yaml, json; got 'toml'"),
     ("files: [{path: a, contents: x, uid: app}]\n",
-     "1:37: files[0].uid: owner by container name ('app') is not supported yet; give a number"),
+     "1:37: files[0].uid: no container named 'app' to take the id of (containers: none)"),
     ("files: [{path: a, symlink: ''}]\n", "1:28: files[0].symlink: must not be empty"),
-    ("volumes: [{name: v, image: i}]\n", "1:10: volumes: volumes are not supported yet"),
+    ("volumes: [{name: v, format: oci}]\n",
+     "1:29: volumes[0].format: oci volumes are not supported yet; use format: filesystem"),
 ])
 def test_wrong_types(text: str, expected: str) -> None:
     assert one_error(text) == f"s.yml:{expected}"

@@ -1,0 +1,5 @@
+#!/bin/sh
+
+set -x
+
+echo -n "file" > /vola/mytestfile
