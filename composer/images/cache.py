@@ -7,6 +7,11 @@ Layout under the cache root::
     uncompressed/sha256/<hex>     derived: each layer decompressed, named and verified by diff_id
     tmp/                          partial downloads; never read
     lock                          flock(2) serialising index.json updates between processes
+    gc.lock                       flock(2): builds hold it shared, ``clean`` exclusive
+
+Crash safety: a blob is renamed into place only after it was verified and fsync'd, and index.json
+is replaced atomically, so ``kill -9`` at any point leaves at worst a stray file in ``tmp/``
+(removed by :meth:`Cache.clean`, ignored by everything else).
 
 Every byte read back goes through :class:`VerifyingReader`, the one digest-verifying reader: a
 blob is trusted only as far as its hash, whichever source it came from.
@@ -152,6 +157,28 @@ class Cache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held (shared) while a build reads the cache, so ``clean`` never deletes under it."""
+        self._ensure()
+        with open(self.root / "gc.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No build is using the cache while this is held (for ``clean`` and ``rm``)."""
+        self._ensure()
+        with open(self.root / "gc.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def _atomic_write(self, dest: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
         try:
@@ -183,6 +210,36 @@ class Cache:
         digest = sha256_digest(data)
         self.put_blob(io.BytesIO(data), digest, len(data), "blob")
         return digest
+
+    def put_stream(self, source: BinaryIO, what: str, expect: str | None = None
+                   ) -> tuple[str, int]:
+        """Store a blob whose digest is not known in advance (docker-archive layers, say).
+
+        It is hashed while it is written; ``expect``, if given, must match. Returns
+        ``(digest, size)``.
+        """
+        self._ensure()
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := source.read(CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            digest = "sha256:" + hasher.hexdigest()
+            if expect is not None and digest != expect:
+                raise DigestMismatch(f"{what}: content is {digest}, expected {expect}")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.blob_path(digest))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return digest, size
 
     def _store(self, reader: BinaryIO, dest: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
@@ -271,3 +328,15 @@ class Cache:
             kept.sort(key=lambda d: d["annotations"][REF_ANNOTATION])
             index["manifests"] = kept
             self._atomic_write(self.root / "index.json", canonjson.pretty(index))
+
+    def untag(self, ref_name: str) -> bool:
+        """Forget a ref name (its blobs stay until ``clean``); False if it was not there."""
+        with self.locked():
+            index = self._read_index()
+            kept = [d for d in index["manifests"]
+                    if d.get("annotations", {}).get(REF_ANNOTATION) != ref_name]
+            if len(kept) == len(index["manifests"]):
+                return False
+            index["manifests"] = kept
+            self._atomic_write(self.root / "index.json", canonjson.pretty(index))
+            return True

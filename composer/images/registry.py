@@ -6,8 +6,10 @@ never leaves the registry's origin (blob redirects usually point at a CDN); ever
 timeout; connection failures, 429 and 5xx are retried a bounded number of times with backoff.
 
 The client trusts nothing it returns: callers verify every byte against its digest (the cache
-does that while storing). Credentials slot in through ``credentials`` (docker ``config.json``,
-credential helpers: a later addition), used for the token request and for Basic challenges.
+does that while storing). Credentials come through ``credentials`` (see :mod:`.auth`: docker
+``config.json`` and credential helpers), used for the token request and for Basic challenges.
+Plain HTTP is used for loopback registries and for hosts named in ``insecure``
+(``--insecure-registry``), never otherwise.
 """
 
 from __future__ import annotations
@@ -137,8 +139,10 @@ class RegistryClient:
     def __init__(self, *, credentials: Credentials | None = None,
                  timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
                  backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None,
+                 insecure: frozenset[str] | set[str] = frozenset()):
         self._credentials = credentials
+        self._insecure = frozenset(h.lower() for h in insecure)
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
@@ -149,9 +153,9 @@ class RegistryClient:
         self._lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------
-    @staticmethod
-    def repo_url(ref: Ref) -> str:
-        scheme = "http" if ref.is_loopback else "https"
+    def repo_url(self, ref: Ref) -> str:
+        plain = ref.is_loopback or ref.registry.lower() in self._insecure
+        scheme = "http" if plain else "https"
         return f"{scheme}://{ref.api_host}/v2/{ref.repository}"
 
     def get_manifest(self, ref: Ref, reference: str) -> Manifest:
@@ -235,7 +239,7 @@ class RegistryClient:
             if status == 429 or status >= 500:
                 raise TransientError(message)
             if status == 401:
-                message += "; credentials are not supported yet"
+                message += self._login_hint(ref)
             raise RegistryError(message)
         raise RegistryError(f"{what}: too many redirects (from {url})")
 
@@ -261,8 +265,9 @@ class RegistryClient:
         creds = self._credentials(ref.registry) if self._credentials else None
         if scheme == "bearer" and params.get("realm"):
             realm = params["realm"]
+            realm_host = (urlsplit(realm).hostname or "").lower()
             if creds and urlsplit(realm).scheme != "https" and not is_loopback_host(
-                    urlsplit(realm).hostname or ""):
+                    realm_host) and urlsplit(realm).netloc.lower() not in self._insecure:
                 raise RegistryError(f"{what}: refusing to send credentials to {realm}")
             query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
             if params.get("service"):
@@ -290,5 +295,11 @@ class RegistryClient:
         if scheme == "basic" and creds:
             raw = f"{creds[0]}:{creds[1]}".encode()
             return "Basic " + base64.b64encode(raw).decode("ascii")
-        raise RegistryError(f"{what}: authentication required (401 from {url}); "
-                            "credentials are not supported yet")
+        raise RegistryError(f"{what}: authentication required (401 from {url})"
+                            + self._login_hint(ref))
+
+    def _login_hint(self, ref: Ref) -> str:
+        creds = self._credentials(ref.registry) if self._credentials else None
+        if creds:
+            return f"; the credentials for {ref.registry} were refused"
+        return f"; no credentials for {ref.registry} (docker login, or docker config.json)"

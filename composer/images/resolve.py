@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images import layout
+from composer.images import layout, sources
 from composer.images.cache import REF_ANNOTATION, Cache, check_digest, sha256_digest
 from composer.images.model import (
     DOCKER_CONFIG,
@@ -34,6 +34,7 @@ from composer.images.model import (
     Layer,
 )
 from composer.images.registry import RegistryClient
+from composer.progress import Advance, Progress
 from composer.refs import LayoutRef, Ref, parse_ref
 
 Log = Callable[[str], None]
@@ -47,20 +48,42 @@ class _Cancelled(ComposerError):
     """A download stopped because another one failed."""
 
 
+class Missing(ComposerError):
+    """Offline, and something the image needs is not in the cache."""
+
+
 def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
                   offline: bool = False, base_dir: Path | None = None,
-                  log: Log | None = None, client: RegistryClient | None = None) -> Image:
+                  log: Log | None = None, client: RegistryClient | None = None,
+                  docker: bool = False, progress: Progress | None = None) -> Image:
     """Resolve ``ref_text`` for ``linux/<arch>`` (``arch`` may carry a variant: ``arm64/v8``).
 
     Tag refs use the cache's record of the tag unless ``pull``; digest refs use the cache when the
-    manifest is there. ``offline`` never touches the network. ``oci:PATH`` is relative to
-    ``base_dir`` (default: the current directory).
+    manifest is there. ``offline`` never touches the network (local files and the local Docker
+    engine are not the network). ``oci:PATH`` and archive paths are relative to ``base_dir``
+    (default: the current directory). ``docker`` tries the local engine before a registry.
+    With ``progress``, downloads report there instead of through ``log``.
     """
-    ref = parse_ref(ref_text)
     say = log or (lambda _message: None)
+    local = sources.parse_source(ref_text)
+    if local is not None:
+        return _resolve_source(local, cache, arch, base_dir, say)
+    ref = parse_ref(ref_text)
     if isinstance(ref, LayoutRef):
         return _resolve_layout(ref, cache, arch, base_dir)
-    return _resolve_registry(ref, cache, arch, pull, offline, client, say)
+    if docker and sources.engine_has(str(ref)):
+        say(f"{ref}: using the image in the Docker engine")
+        digest, size = sources.from_engine(str(ref), cache, str(ref))
+        image, _top = _load(cache, str(ref), digest, size, arch, None, say)
+        return image
+    return _resolve_registry(ref, cache, arch, pull, offline, client, say, progress)
+
+
+def default_client(insecure: frozenset[str] | set[str] = frozenset()) -> RegistryClient:
+    """A client with the user's docker credentials; ``insecure`` hosts talk plain HTTP."""
+    from composer.images.auth import docker_credentials
+
+    return RegistryClient(credentials=docker_credentials(), insecure=frozenset(insecure))
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -68,21 +91,22 @@ def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
 class Source:
     """How a missing blob gets into the cache; both calls store it through ``Cache.put_blob``.
 
-    ``manifest(digest, size, what)``; ``blob(digest, size, what, stop)`` gives up once ``stop``
-    is set (another download failed).
+    ``manifest(digest, size, what)``; ``blob(digest, size, what, stop, advance)`` gives up once
+    ``stop`` is set (another download failed) and reports each chunk's size to ``advance``.
     """
 
     manifest: Callable[[str, int | None, str], None]
-    blob: Callable[[str, int | None, str, threading.Event], None]
+    blob: Callable[[str, int | None, str, threading.Event, Advance | None], None]
 
 
 class _Stoppable(io.RawIOBase):
-    """A stream that fails at its next read once ``stop`` is set."""
+    """A stream that fails at its next read once ``stop`` is set, counting what it reads."""
 
-    def __init__(self, raw: BinaryIO, stop: threading.Event):
+    def __init__(self, raw: BinaryIO, stop: threading.Event, advance: Advance | None = None):
         super().__init__()
         self._raw = raw
         self._stop = stop
+        self._advance = advance
 
     def readable(self) -> bool:
         return True
@@ -92,6 +116,8 @@ class _Stoppable(io.RawIOBase):
             raise _Cancelled("download cancelled")
         data = self._raw.read(len(buffer))
         buffer[: len(data)] = data
+        if self._advance is not None and data:
+            self._advance(len(data))
         return len(data)
 
 
@@ -101,9 +127,11 @@ def registry_source(ref: Ref, cache: Cache, client: RegistryClient) -> Source:
         classify(got.data, got.content_type, what)  # schema 1 is refused before hashing
         cache.put_blob(io.BytesIO(got.data), digest, size, what)
 
-    def blob(digest: str, size: int | None, what: str, stop: threading.Event) -> None:
-        client.fetch_blob(ref, digest,
-                          lambda s: cache.put_blob(_Stoppable(s, stop), digest, size, what), what)
+    def blob(digest: str, size: int | None, what: str, stop: threading.Event,
+             advance: Advance | None = None) -> None:
+        client.fetch_blob(
+            ref, digest,
+            lambda s: cache.put_blob(_Stoppable(s, stop, advance), digest, size, what), what)
 
     return Source(manifest, blob)
 
@@ -113,8 +141,25 @@ def layout_source(root: Path, cache: Cache) -> Source:
         with layout.open_blob(root, digest, what) as fh:
             cache.put_blob(fh, digest, size, what)
 
-    def blob(digest: str, size: int | None, what: str, stop: threading.Event) -> None:
+    def blob(digest: str, size: int | None, what: str, stop: threading.Event,
+             advance: Advance | None = None) -> None:
         with layout.open_blob(root, digest, what) as fh:
+            cache.put_blob(_Stoppable(fh, stop), digest, size, what)
+
+    return Source(manifest, blob)
+
+
+def archive_source(archive: sources.ArchiveReader, cache: Cache) -> Source:
+    """Blobs read from an OCI archive in place; one at a time (the tar has one file handle)."""
+    lock = threading.Lock()
+
+    def manifest(digest: str, size: int | None, what: str) -> None:
+        with lock, archive.open_member(f"blobs/sha256/{check_digest(digest)}", what) as fh:
+            cache.put_blob(fh, digest, size, what)
+
+    def blob(digest: str, size: int | None, what: str, stop: threading.Event,
+             advance: Advance | None = None) -> None:
+        with lock, archive.open_member(f"blobs/sha256/{check_digest(digest)}", what) as fh:
             cache.put_blob(_Stoppable(fh, stop), digest, size, what)
 
     return Source(manifest, blob)
@@ -122,30 +167,32 @@ def layout_source(root: Path, cache: Cache) -> Source:
 
 # -- registry and layout entry points ---------------------------------------------------------
 def _resolve_registry(ref: Ref, cache: Cache, arch: str, pull: bool, offline: bool,
-                      client: RegistryClient | None, log: Log) -> Image:
+                      client: RegistryClient | None, log: Log,
+                      progress: Progress | None = None) -> Image:
     name = str(ref)
     if offline:
         source = None
     else:
-        client = client or RegistryClient()
+        client = client or default_client()
         source = registry_source(ref, cache, client)
     if ref.digest:
         # A digest names the same bytes forever: the cache answers if it can, pull or not.
         root_name = f"{ref.name}@{ref.digest}"
         digest, size = ref.digest, None
         if source is None and not cache.has_blob(digest):
-            raise ComposerError(f"{name}: not in the cache (offline)")
+            raise Missing(f"{name}: not in the cache (offline)")
     else:
         root_name = ref.cache_name
         cached = None if pull else cache.lookup(root_name)
         if cached is not None and cache.has_blob(cached["digest"]):
             digest, size = cached["digest"], cached.get("size")
         elif source is None or client is None:
-            raise ComposerError(f"{name}: not in the cache (offline)")
+            raise Missing(f"{name}: not in the cache (offline)")
         else:
-            log(f"pulling {name}")
+            if progress is None:
+                log(f"pulling {name}")
             digest, size = _pull_tag(ref, cache, client)
-    image, top = _load(cache, name, digest, size, arch, source, log)
+    image, top = _load(cache, name, digest, size, arch, source, log, progress)
     wanted = {**top, "annotations": {REF_ANNOTATION: root_name}}
     if cache.lookup(root_name) != wanted:
         cache.tag(root_name, top)
@@ -177,9 +224,29 @@ def _resolve_layout(ref: LayoutRef, cache: Cache, arch: str, base_dir: Path | No
     return image
 
 
+def _resolve_source(src: sources.SourceRef, cache: Cache, arch: str, base_dir: Path | None,
+                    log: Log) -> Image:
+    name = str(src)
+    if src.kind == "docker-daemon":
+        digest, size = sources.from_engine(src.path, cache, name)
+        return _load(cache, name, digest, size, arch, None, log)[0]
+    path = sources.local_path(src.path, base_dir)
+    if src.kind == "docker-archive":
+        digest, size = sources.from_docker_archive(path, src.name, cache, name)
+        return _load(cache, name, digest, size, arch, None, log)[0]
+    with sources.ArchiveReader.open(path) as archive:
+        found = layout.find_descriptors(archive.oci_index(name), src.name, name)
+        chosen = found[0] if len(found) == 1 else select_platform(found, arch, name)
+        _check_descriptor(chosen, name)
+        image, _top = _load(cache, name, chosen["digest"], chosen["size"], arch,
+                            archive_source(archive, cache), lambda _message: None)
+    return image
+
+
 # -- the walk ---------------------------------------------------------------------------------
 def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
-          source: Source | None, log: Log) -> tuple[Image, dict]:
+          source: Source | None, log: Log,
+          progress: Progress | None = None) -> tuple[Image, dict]:
     """Manifest (through an index if need be), config and layers, all stored and checked.
 
     Returns the image and the descriptor of the top manifest (the index, if there was one).
@@ -201,19 +268,19 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
     what = f"{name}: config {config_desc['digest']}"
     if not cache.has_blob(config_desc["digest"]):
         _need(source, name, what).blob(config_desc["digest"], config_desc["size"], what,
-                                       threading.Event())
+                                       threading.Event(), None)
     config = _parse_json(cache.read_blob(config_desc["digest"], config_desc["size"], what), what)
     diff_ids = _check_config(config, len(layer_descs), arch, name)
     layers = tuple(Layer(d["digest"], d["size"], d["mediaType"], diff_id)
                    for d, diff_id in zip(layer_descs, diff_ids, strict=True))
-    _fetch_layers(cache, source, layers, name, log)
+    _fetch_layers(cache, source, layers, name, log, progress)
     return Image(ref=name, digest=digest, config=config, layers=layers,
                  index_digest=index_digest), top
 
 
 def _need(source: Source | None, name: str, what: str) -> Source:
     if source is None:
-        raise ComposerError(f"{name}: not in the cache (offline; missing {what.split(': ')[-1]})")
+        raise Missing(f"{name}: not in the cache (offline; missing {what.split(': ')[-1]})")
     return source
 
 
@@ -228,7 +295,7 @@ def _manifest(cache: Cache, source: Source | None, name: str, digest: str,
 
 
 def _fetch_layers(cache: Cache, source: Source | None, layers: tuple[Layer, ...], name: str,
-                  log: Log) -> None:
+                  log: Log, progress: Progress | None = None) -> None:
     """Download missing layers a few at a time; any failure stops the others.
 
     The cache is content-addressed, so the order downloads finish in changes nothing.
@@ -247,16 +314,22 @@ def _fetch_layers(cache: Cache, source: Source | None, layers: tuple[Layer, ...]
         try:
             if stop.is_set():
                 raise _Cancelled("download cancelled")
-            source.blob(layer.digest, layer.size, f"{name}: layer {layer.digest}", stop)
+            advance = progress.layer(name, layer.digest, layer.size) if progress else None
+            source.blob(layer.digest, layer.size, f"{name}: layer {layer.digest}", stop, advance)
+            if progress:
+                progress.layer_done(name, layer.digest)
         except BaseException:
             stop.set()
             raise
 
-    for layer in missing.values():
-        log(f"{name}: fetching layer {layer.digest} ({layer.size} bytes)")
+    if progress is None:
+        for layer in missing.values():
+            log(f"{name}: fetching layer {layer.digest} ({layer.size} bytes)")
     with ThreadPoolExecutor(max_workers=min(LAYER_WORKERS, len(missing))) as pool:
         futures = [pool.submit(fetch, layer) for layer in missing.values()]
         errors = [f.exception() for f in futures]
+    if progress is not None:
+        progress.image_done(name)
     real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
     if real:
         raise real[0]

@@ -6,14 +6,21 @@ skip there would hide a broken setup) and skip otherwise.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -44,6 +51,7 @@ class Registry:
 
     host: str  # 127.0.0.1:PORT, the registry part of refs
     root: Path  # its storage directory
+    creds: tuple[str, str] | None = None  # htpasswd user and password, if it wants them
 
     def push_layout(self, layout: Path, tag: str, name: str, *, all_images: bool = False,
                     manifest_format: str | None = None) -> str:
@@ -51,6 +59,8 @@ class Registry:
         skopeo = require_tool("skopeo")
         ref = f"{self.host}/{name}:{tag}"
         argv = [skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"]
+        if self.creds:
+            argv.append(f"--dest-creds={self.creds[0]}:{self.creds[1]}")
         if manifest_format:
             argv += ["--format", manifest_format]
         else:
@@ -63,18 +73,26 @@ class Registry:
     def inspect_raw(self, ref: str) -> bytes:
         """The manifest bytes skopeo gets for ``ref`` (an independent client, as an oracle)."""
         skopeo = require_tool("skopeo")
+        creds = [f"--creds={self.creds[0]}:{self.creds[1]}"] if self.creds else []
         return tools.run([skopeo, "--insecure-policy", "inspect", "--raw", "--tls-verify=false",
-                          f"docker://{ref}"], capture=True).stdout
+                          *creds, f"docker://{ref}"], capture=True).stdout
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps a blob's bytes (filesystem driver), for tampering tests."""
+        hexpart = digest.split(":", 1)[1]
+        return (self.root / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexpart[:2]
+                / hexpart / "data")
 
 
-def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
+def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path,
+                        ready: tuple[int, ...] = (200,)) -> None:
     """Poll ``/v2/`` until the registry answers; fail if it exits first."""
     while True:
         if proc.poll() is not None:
             pytest.fail(f"docker-registry exited with {proc.returncode}: "
                         f"{log.read_text(errors='replace')[-2000:]}")
         try:
-            if requests.get(url, timeout=5).status_code == 200:
+            if requests.get(url, timeout=5).status_code in ready:
                 return
         except requests.ConnectionError:
             pass
@@ -82,12 +100,11 @@ def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
             proc.wait(timeout=0.1)
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """Debian's docker-registry on a free loopback port for the whole session."""
+@contextlib.contextmanager
+def _run_registry(base: Path, extra_config: str = "",
+                  creds: tuple[str, str] | None = None) -> Iterator[Registry]:
     binary = require_tool("docker-registry")
     require_tool("skopeo")
-    base = tmp_path_factory.mktemp("registry")
     storage = base / "storage"
     storage.mkdir()
     port = free_port()
@@ -96,15 +113,16 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         "version: 0.1\n"
         "log: {level: warn, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n" + extra_config
     )
     log = base / "registry.log"
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=log_fh,
                                 stderr=subprocess.STDOUT, env=tools.tool_env())
     try:
-        _wait_until_serving(proc, f"http://127.0.0.1:{port}/v2/", log)
-        yield Registry(f"127.0.0.1:{port}", storage)
+        _wait_until_serving(proc, f"http://127.0.0.1:{port}/v2/", log,
+                            (401,) if creds else (200,))
+        yield Registry(f"127.0.0.1:{port}", storage, creds)
     finally:
         proc.terminate()
         try:
@@ -112,3 +130,226 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on a free loopback port for the whole session."""
+    with _run_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry demanding HTTP basic auth, checked against an htpasswd file (bcrypt)."""
+    htpasswd = require_tool("htpasswd", "apache2-utils")
+    base = tmp_path_factory.mktemp("basic-registry")
+    user, password = "composer", "pa:ss word"
+    entry = tools.run([htpasswd, "-Bbn", user, password], capture=True).stdout
+    assert entry.startswith(b"composer:$2y$"), entry  # bcrypt, not the weaker defaults
+    (base / "htpasswd").write_bytes(entry)
+    extra = f"auth: {{htpasswd: {{realm: test, path: {base / 'htpasswd'}}}}}\n"
+    with _run_registry(base, extra, (user, password)) as running:
+        yield running
+
+
+# -- proxies: bearer tokens and faults in front of a real registry ----------------------------
+@dataclass
+class ProxyPlan:
+    """What a proxy does to each request; per path, so every request eventually succeeds."""
+
+    token: str | None = None  # require ``Bearer token`` (issued at /token)
+    token_creds: tuple[str, str] | None = None  # /token wants these via basic auth
+    faults: bool = False  # 500s and dropped connections on first attempts
+    delay: float = 0.0  # seconds slept per 16 KiB of body (to make pulls slow)
+    attempts: dict[str, int] = field(default_factory=dict)
+    log: list[tuple[str, str, int]] = field(default_factory=list)  # (path, auth, status)
+
+
+class Proxy:
+    """A loopback HTTP proxy for the registry API, with a token server and fault injection."""
+
+    def __init__(self, upstream: str, plan: ProxyPlan, bind: str = "127.0.0.1"):
+        self.plan = plan
+        self.upstream = upstream
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.handle(self)
+
+        self.server = ThreadingHTTPServer((bind, 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"{bind}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"",
+              headers: dict[str, str] | None = None) -> None:
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        plan = self.plan
+        parts = urlsplit(handler.path)
+        auth = handler.headers.get("Authorization") or ""
+        if parts.path == "/token":
+            if plan.token_creds:
+                user, password = plan.token_creds
+                want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                if auth != want:
+                    plan.log.append((parts.path, auth, 401))
+                    self._send(handler, 401, b'{"errors":[{"code":"DENIED",'
+                               b'"message":"bad credentials"}]}',
+                               {"Content-Type": "application/json"})
+                    return
+            query = parse_qs(parts.query)
+            ok = query.get("service") == ["test"] and query.get("scope", [""])[0].endswith(":pull")
+            plan.log.append((parts.path, auth, 200 if ok else 400))
+            body = json.dumps({"token": plan.token}).encode() if ok else b"{}"
+            self._send(handler, 200 if ok else 400, body, {"Content-Type": "application/json"})
+            return
+        if plan.token and auth != f"Bearer {plan.token}":
+            repo = parts.path.removeprefix("/v2/").rsplit("/", 2)[0]
+            challenge = (f'Bearer realm="http://{self.host}/token",service="test",'
+                         f'scope="repository:{repo}:pull"')
+            plan.log.append((parts.path, auth, 401))
+            self._send(handler, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
+                       {"WWW-Authenticate": challenge, "Content-Type": "application/json"})
+            return
+        with self.lock:
+            attempt = plan.attempts.get(parts.path, 0)
+            # the fault a path gets rotates with the order paths are first seen in
+            kind = list(plan.attempts).index(parts.path) % 4 if attempt else len(plan.attempts) % 4
+            plan.attempts[parts.path] = attempt + 1
+        if plan.faults and parts.path != "/v2/" and attempt == 0 and kind == 0:
+            plan.log.append((parts.path, auth, 500))
+            self._send(handler, 500, b'{"errors":[{"code":"UNKNOWN","message":"injected"}]}')
+            return
+        if plan.faults and parts.path != "/v2/" and attempt == 0 and kind == 1:
+            plan.log.append((parts.path, auth, -1))  # connection dropped, no answer
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() in ("accept", "user-agent")}
+        with requests.get(f"http://{self.upstream}{handler.path}", headers=headers,
+                          stream=True, allow_redirects=False, timeout=60) as resp:
+            plan.log.append((parts.path, auth, resp.status_code))
+            body_cut = plan.faults and attempt <= 1 and kind == 2 and "/blobs/" in parts.path
+            handler.send_response(resp.status_code)
+            for key in ("Content-Type", "Docker-Content-Digest", "Content-Length", "Location",
+                        "WWW-Authenticate"):
+                if key in resp.headers:
+                    handler.send_header(key, resp.headers[key])
+            handler.end_headers()
+            sent = 0
+            for chunk in resp.raw.stream(16384, decode_content=False):
+                if body_cut and sent + len(chunk) > int(resp.headers.get("Content-Length",
+                                                                         0)) // 2:
+                    handler.wfile.write(chunk[: max(0, len(chunk) // 2)])
+                    handler.close_connection = True
+                    handler.wfile.flush()
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                handler.wfile.write(chunk)
+                sent += len(chunk)
+                if plan.delay:
+                    time.sleep(plan.delay)
+
+
+@pytest.fixture
+def proxy_for() -> Iterator[Callable[..., Proxy]]:
+    """``proxy_for(registry, plan, bind=ADDR)``: a proxy in front of ``registry`` listening on
+    ADDR (default loopback); closed after the test."""
+    started: list[Proxy] = []
+
+    def start(upstream: Registry, plan: ProxyPlan, bind: str = "127.0.0.1") -> Proxy:
+        proxy = Proxy(upstream.host, plan, bind)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.close()
+
+
+def non_loopback_address() -> str | None:
+    """This machine's address on its default route, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = sock.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+# -- a private Docker engine -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Docker:
+    host: str  # unix:///.../sock
+
+    def run(self, *args: str) -> str:
+        docker = require_tool("docker", "docker.io")
+        env = {**tools.tool_env(), "DOCKER_HOST": self.host}
+        result = subprocess.run([docker, *args], capture_output=True, env=env, check=False)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        return result.stdout.decode()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Docker]:
+    """A private dockerd (vfs storage, no networking, its own roots) started for the session."""
+    binary = require_tool("dockerd", "docker.io")
+    require_tool("docker", "docker.io")
+    base = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))  # unix socket paths must be short
+    sock = base / "docker.sock"
+    log = base / "log"
+    with open(log, "wb") as log_fh:
+        proc = subprocess.Popen(
+            [binary, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false",
+             "--bridge=none", "--data-root", str(base / "data"), "--exec-root",
+             str(base / "exec"), "--pidfile", str(base / "pid"), "-H", f"unix://{sock}"],
+            stdout=log_fh, stderr=subprocess.STDOUT)
+    try:
+        import docker
+
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dockerd exited with {proc.returncode}: "
+                            f"{log.read_text(errors='replace')[-2000:]}")
+            if sock.exists():
+                with contextlib.suppress(Exception):
+                    client = docker.DockerClient(base_url=f"unix://{sock}")
+                    client.ping()
+                    client.close()
+                    break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+        yield Docker(f"unix://{sock}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-R", str(base)], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)

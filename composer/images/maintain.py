@@ -1,0 +1,224 @@
+"""Cache maintenance behind ``image-composer cache``: list, remove, clean, verify, import, export.
+
+``clean`` keeps exactly what the refs in index.json reach and deletes everything else (and stray
+temporary files); it holds the cache exclusively, so it never runs while a build uses the cache.
+``export`` writes an OCI archive (a tar of an OCI image layout) with the one canonical tar writer,
+so exporting the same image twice gives the same bytes; ``import`` reads such an archive back
+through the verifying path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import canonjson
+from composer.errors import ComposerError
+from composer.images.cache import CHUNK, REF_ANNOTATION, Cache, check_digest
+from composer.images.model import INDEX_TYPES
+from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+
+
+@dataclass(frozen=True)
+class RefInfo:
+    name: str
+    media_type: str
+    digest: str
+    size: int  # bytes of every blob the ref reaches that is in the cache
+    complete: bool  # every blob of at least one platform is present
+
+
+def _json(cache: Cache, digest: str) -> dict | None:
+    if not cache.has_blob(digest):
+        return None
+    try:
+        doc = canonjson.loads(cache.read_blob(digest))
+    except (ValueError, ComposerError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def reachable(cache: Cache, descriptor: dict) -> tuple[list[str], list[str], bool]:
+    """Blob digests and diff_ids a descriptor reaches (present ones), and whether any
+    single-platform image under it is complete."""
+    blobs: list[str] = [descriptor["digest"]]
+    diff_ids: list[str] = []
+    doc = _json(cache, descriptor["digest"])
+    if doc is None:
+        return blobs, diff_ids, False
+    if descriptor.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+        complete = False
+        for child in doc.get("manifests") or []:
+            if isinstance(child, dict) and isinstance(child.get("digest"), str) \
+                    and cache.has_blob(child["digest"]):
+                b, d, c = reachable(cache, child)
+                blobs += b
+                diff_ids += d
+                complete = complete or c
+        return blobs, diff_ids, complete
+    parts = [doc.get("config"), *(doc.get("layers") or [])]
+    digests = [p["digest"] for p in parts
+               if isinstance(p, dict) and isinstance(p.get("digest"), str)]
+    blobs += digests
+    config = _json(cache, digests[0]) if digests else None
+    if config:
+        diff_ids += [d for d in (config.get("rootfs") or {}).get("diff_ids") or []
+                     if isinstance(d, str)]
+    return blobs, diff_ids, all(cache.has_blob(d) for d in digests)
+
+
+def list_refs(cache: Cache) -> list[RefInfo]:
+    out = []
+    for name, desc in cache.refs():
+        blobs, _, complete = reachable(cache, desc)
+        size = sum(cache.blob_path(d).stat().st_size for d in set(blobs) if cache.has_blob(d))
+        out.append(RefInfo(name, desc.get("mediaType", ""), desc["digest"], size, complete))
+    return out
+
+
+def remove(cache: Cache, names: list[str]) -> None:
+    missing = [n for n in names if cache.lookup(n) is None]
+    if missing:
+        raise ComposerError(f"not in the cache: {', '.join(missing)}")
+    with cache.exclusive():
+        for name in names:
+            cache.untag(name)
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+
+
+def clean(cache: Cache) -> tuple[int, int]:
+    """Delete unreachable blobs, derived layers and temporary files: (files, bytes) removed."""
+    if not cache.root.is_dir():
+        return 0, 0
+    with cache.exclusive(), cache.locked():
+        keep_blobs: set[str] = set()
+        keep_plain: set[str] = set()
+        for _name, desc in cache.refs():
+            blobs, diff_ids, _ = reachable(cache, desc)
+            keep_blobs.update(check_digest(d) for d in blobs)
+            keep_plain.update(check_digest(d) for d in diff_ids)
+        count = size = 0
+        doomed = [p for p in _files(cache.root / "blobs" / "sha256") if p.name not in keep_blobs]
+        doomed += [p for p in _files(cache.root / "uncompressed" / "sha256")
+                   if p.name not in keep_plain]
+        doomed += _files(cache.root / "tmp")
+        for path in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+                path.unlink()
+                count += 1
+        return count, size
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+def verify(cache: Cache) -> list[str]:
+    """Every problem found, one line each: blobs whose bytes do not match their names, refs that
+    point at missing blobs, an unreadable index. Stray files in ``tmp/`` are not problems."""
+    problems: list[str] = []
+    if not cache.root.is_dir():
+        return problems
+    for sub in ("blobs", "uncompressed"):
+        for path in _files(cache.root / sub / "sha256"):
+            name = f"sha256:{path.name}"
+            try:
+                check_digest(name)
+            except ComposerError:
+                problems.append(f"{path}: not a blob name")
+                continue
+            actual = _hash_file(path)
+            if actual != name:
+                problems.append(f"{path}: content is {actual}")
+    try:
+        refs = cache.refs()
+    except ComposerError as exc:
+        return [*problems, str(exc)]
+    for name, desc in refs:
+        if not cache.has_blob(desc["digest"]):
+            problems.append(f"{name}: manifest {desc['digest']} is missing")
+    return problems
+
+
+# -- archives ---------------------------------------------------------------------------------
+def _entries(cache: Cache, name: str, desc: dict) -> Iterator[tuple[str, bytes | Path]]:
+    blobs, _, complete = reachable(cache, desc)
+    if not complete:
+        raise ComposerError(f"{name}: not completely in the cache; build or pull it first")
+    for digest in sorted(set(blobs)):
+        if cache.has_blob(digest):
+            yield f"blobs/sha256/{check_digest(digest)}", cache.blob_path(digest)
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{**desc, "annotations": {REF_ANNOTATION: name}}]}
+    yield "index.json", canonjson.pretty(index)
+    yield "oci-layout", canonjson.compact({"imageLayoutVersion": "1.0.0"})
+
+
+def export(cache: Cache, name: str, dest: Path) -> None:
+    """Write ``name`` and every blob it reaches as an OCI archive at ``dest`` (atomically)."""
+    desc = cache.lookup(name)
+    if desc is None:
+        raise ComposerError(f"{name}: not in the cache")
+    files = dict(_entries(cache, name, desc))
+    paths = sorted([*files, "blobs", "blobs/sha256"], key=sort_key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    try:
+        with open(tmp, "wb") as out:
+            writer = CanonicalTarWriter(out)
+            for path in paths:
+                value = files.get(path)
+                if value is None:
+                    writer.add(Entry(path, Kind.DIR, mode=0o755))
+                elif isinstance(value, bytes):
+                    writer.add(Entry(path, Kind.FILE, size=len(value)), value)
+                else:
+                    # verified while copied: a corrupt cache never leaks into an archive
+                    digest = "sha256:" + value.name
+                    size = value.stat().st_size
+                    with cache.open_blob(digest, size) as fh:
+                        writer.add(Entry(path, Kind.FILE, size=size), fh)
+            writer.close()
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def import_archive(cache: Cache, path: Path) -> list[str]:
+    """Copy every tagged image of an OCI archive into the cache; returns the ref names."""
+    from composer.images.sources import ArchiveReader
+
+    with ArchiveReader.open(path) as archive:
+        index = archive.oci_index(str(path))
+        names = []
+        for desc in index["manifests"]:
+            name = (desc.get("annotations") or {}).get(REF_ANNOTATION)
+            if not isinstance(name, str):
+                continue
+            for digest, size in archive.closure(desc, str(path)):
+                if not cache.has_blob(digest):
+                    member = f"blobs/sha256/{check_digest(digest)}"
+                    with archive.open_member(member, str(path)) as fh:
+                        cache.put_blob(fh, digest, size, f"{path}: {digest}")
+            cache.tag(name, {k: v for k, v in desc.items() if k != "annotations"})
+            names.append(name)
+    if not names:
+        raise ComposerError(f"{path}: no tagged images in the archive")
+    return sorted(names)
