@@ -2,13 +2,16 @@
 
 Each output is written to a hidden temporary file in the destination directory and renamed into
 place only when the whole build succeeded, so a failed or interrupted build leaves nothing behind.
-Output files get mode 0644 whatever the umask is.
+Output files get mode 0644 whatever the umask is. A directory output (``create_dir``) is built the
+same way, a hidden temporary directory renamed into place on commit, its files 0644 and its
+directories 0755; an older directory of the same name is moved aside first and then removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,18 +35,31 @@ class OutputSet:
             fh.flush()
             os.fsync(fh.fileno())
 
+    @contextlib.contextmanager
+    def create_dir(self, name: str) -> Iterator[Path]:
+        """A temporary directory to fill; it becomes ``name`` on commit."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{name}.", suffix=".partial"))
+        self._pending.append((name, tmp))
+        yield tmp
+
     def commit(self) -> list[Path]:
         done = []
         for name, tmp in self._pending:
-            os.chmod(tmp, 0o644)
             dest = self.directory / name
-            os.replace(tmp, dest)
+            if tmp.is_dir():
+                _replace_dir(tmp, dest)
+            else:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
             done.append(dest)
         self._pending.clear()
         return done
 
     def abort(self) -> None:
         for _, tmp in self._pending:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         self._pending.clear()
@@ -54,3 +70,28 @@ class OutputSet:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Fix modes, fsync the files, then swap ``tmp`` in for ``dest`` (whatever ``dest`` was)."""
+    for root, dirs, files in os.walk(tmp):
+        os.chmod(root, 0o755)
+        for sub in dirs:
+            os.chmod(os.path.join(root, sub), 0o755)
+        for file in files:
+            path = os.path.join(root, file)
+            os.chmod(path, 0o644)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    old = None
+    if dest.is_dir() and not dest.is_symlink():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+        os.replace(dest, old / dest.name)
+    elif dest.exists() or dest.is_symlink():
+        dest.unlink()
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

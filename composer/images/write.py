@@ -1,7 +1,10 @@
 """Write a single-platform OCI image (config, manifest, layers) into a cache or a layout.
 
-Used by ``pkg build`` and by the test fixtures that generate images, so every image we make is
-serialised one way: compact sorted JSON, gzip layers with no name and mtime 0.
+Used by ``pkg build``, by the ``docker``/``oci`` output formats and by the test fixtures that
+generate images, so every image we make is serialised one way: compact sorted JSON, gzip layers
+with no name and mtime 0. Large layers are not held in memory: :class:`HashingWriter` digests a
+layer while it is spooled to a file, and :func:`config_document`/:func:`manifest_document` take
+the digests.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import gzip
 import hashlib
 import io
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from composer import canonjson
 from composer.images.cache import Cache
@@ -41,17 +46,66 @@ def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return buf.getvalue()
 
 
-def image_config(layer_tars: list[bytes], arch: str, config: dict, created: str) -> dict:
+class HashingWriter:
+    """Write-through file object that counts and sha256-hashes the bytes passing to ``out``.
+
+    How a spooled layer gets its digest (or diff_id) without being read a second time.
+    """
+
+    def __init__(self, out: BinaryIO):
+        self._out = out
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        self._out.write(data)
+        return len(data)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def rfc3339(seconds: int) -> str:
+    """UTC timestamp for ``created``: the same string in every timezone and locale."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def descriptor(media_type: str, data: bytes) -> dict:
+    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "size": len(data)}
+
+
+def config_document(diff_ids: list[str], arch: str, config: dict, created: str) -> dict:
+    """An image config: no history, no host names, nothing but what is passed in."""
     return {
         "architecture": arch,
         "config": config,
         "created": created,
         "os": "linux",
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars],
-        },
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
     }
+
+
+def manifest_document(config: dict, layers: list[dict],
+                      annotations: dict[str, str] | None = None) -> dict:
+    """An OCI image manifest over descriptors of its config and layers."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    }
+    if annotations:
+        manifest["annotations"] = dict(annotations)
+    return manifest
+
+
+def image_config(layer_tars: list[bytes], arch: str, config: dict, created: str) -> dict:
+    return config_document(["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars],
+                           arch, config, created)
 
 
 def write_image(
@@ -78,15 +132,9 @@ def write_image(
     cfg = raw_config if raw_config is not None else image_config(
         layer_tars, arch, config or {}, created)
     cfg_bytes = canonjson.compact(cfg)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": store.put_bytes(cfg_bytes),
-                   "size": len(cfg_bytes)},
-        "layers": layers,
-    }
-    if annotations:
-        manifest["annotations"] = dict(annotations)
+    manifest = manifest_document(
+        {"mediaType": OCI_CONFIG, "digest": store.put_bytes(cfg_bytes), "size": len(cfg_bytes)},
+        layers, annotations)
     man_bytes = canonjson.compact(manifest)
     desc = {
         "mediaType": OCI_MANIFEST,
