@@ -1,0 +1,230 @@
+"""Attestations: "I rebuilt this record and got the same outputs", signed, several parties per file.
+
+The statement is an in-toto Statement v1 whose subjects are the record's outputs (name and
+sha256) and the record itself, with predicate type :data:`PREDICATE_TYPE` and a predicate naming
+the record's sha256 and rootfs digest. It is a pure function of the record's bytes, serialised
+with :func:`canonjson.compact`, so every rebuilder who attests the same record signs the very
+same payload, and signatures accumulate in one DSSE envelope (one ``signatures`` entry per key).
+
+Signatures are ed25519 (the ``cryptography`` library) over DSSE's pre-authentication encoding.
+A key id is the sha256 of the raw 32-byte public key. Keys are PEM files: PKCS#8 private keys,
+SubjectPublicKeyInfo public keys (``*.pub`` in a keys directory); ``generate_key`` makes a pair.
+
+Checking (:func:`check_envelope`) counts distinct trusted keys whose signature verifies over the
+payload, after checking that the payload is exactly the statement for the record in hand: a
+valid signature over a different subject counts for nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from composer import canonjson
+from composer.errors import ComposerError
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://image-composer.dev/attestation/reproduced/v1"  # an identifier only
+
+
+def statement(record_bytes: bytes) -> dict[str, Any]:
+    """The in-toto statement for a build record (as bytes: the record's digest is a subject)."""
+    try:
+        record = canonjson.loads(record_bytes)
+        name = record["build"]["name"]
+        outputs = record["outputs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ComposerError(f"not a build record: {exc}") from None
+    record_sha = hashlib.sha256(record_bytes).hexdigest()
+    subjects = [{"name": o["name"], "digest": {"sha256": o["sha256"]}} for o in outputs]
+    subjects.append({"name": f"{name}.build.json", "digest": {"sha256": record_sha}})
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": sorted(subjects, key=lambda s: s["name"]),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"record": {"name": f"{name}.build.json", "sha256": record_sha},
+                      "rootfs": record.get("rootfs", {}).get("sha256")},
+    }
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: what is actually signed."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def _b64(data: bytes) -> str:
+    return base64.standard_b64encode(data).decode()
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ComposerError(f"{what}: not a base64 string")
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            return base64.urlsafe_b64decode(text.encode())
+        except (binascii.Error, ValueError):
+            raise ComposerError(f"{what}: not valid base64") from None
+
+
+# -- keys ------------------------------------------------------------------------------------
+def _crypto():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return serialization, ed25519
+
+
+def key_id(public_key) -> str:
+    serialization, _ = _crypto()
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def generate_key(path: Path) -> tuple[Path, Path]:
+    """Write a new ed25519 private key to ``path`` (mode 0600) and its public key to PATH.pub."""
+    serialization, ed25519 = _crypto()
+    path = Path(path)
+    if path.exists():
+        raise ComposerError(f"{path}: already exists; refusing to overwrite a key")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private)
+    pub = path.with_name(path.name + ".pub")
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path, pub
+
+
+def load_private_key(path: Path):
+    serialization, ed25519 = _crypto()
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise ComposerError(f"{path}: not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ComposerError(f"{path}: not an ed25519 key")
+    return key
+
+
+def load_public_keys(directory: Path) -> dict[str, Any]:
+    """key id -> public key for every ``*.pub`` PEM in ``directory`` (sorted, ids deduplicated)."""
+    serialization, ed25519 = _crypto()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ComposerError(f"{directory}: not a directory")
+    keys: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.pub")):
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except ValueError as exc:
+            raise ComposerError(f"{path}: not a PEM public key: {exc}") from None
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise ComposerError(f"{path}: not an ed25519 public key")
+        keys[key_id(key)] = key
+    return keys
+
+
+# -- envelopes -------------------------------------------------------------------------------
+def read_envelope(path: Path) -> dict[str, Any]:
+    try:
+        env = canonjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComposerError(f"{path}: not a DSSE envelope: {exc}") from None
+    if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE \
+            or not isinstance(env.get("signatures"), list):
+        raise ComposerError(f"{path}: not an in-toto DSSE envelope")
+    return env
+
+
+def sign(record_bytes: bytes, key_path: Path, envelope_path: Path) -> str:
+    """Add (or replace) this key's signature in ``envelope_path``; returns the key id.
+
+    An existing envelope must carry exactly this record's statement.
+    """
+    key = load_private_key(key_path)
+    payload = canonjson.compact(statement(record_bytes))
+    envelope_path = Path(envelope_path)
+    if envelope_path.exists():
+        env = read_envelope(envelope_path)
+        if _unb64(env.get("payload"), str(envelope_path)) != payload:
+            raise ComposerError(f"{envelope_path}: attests a different statement "
+                                "(another record or subject); use another file")
+        signatures = [s for s in env["signatures"] if isinstance(s, dict)]
+    else:
+        signatures = []
+    kid = key_id(key.public_key())
+    sig = _b64(key.sign(pae(PAYLOAD_TYPE, payload)))
+    signatures = [s for s in signatures if s.get("keyid") != kid] + [{"keyid": kid, "sig": sig}]
+    env = {"payloadType": PAYLOAD_TYPE, "payload": _b64(payload),
+           "signatures": sorted(signatures, key=lambda s: str(s.get("keyid")))}
+    tmp = envelope_path.with_name(f".{envelope_path.name}.partial")
+    tmp.write_bytes(canonjson.pretty(env))
+    os.replace(tmp, envelope_path)
+    return kid
+
+
+@dataclass(frozen=True)
+class Check:
+    """Which trusted keys signed the record's statement, and what was rejected and why."""
+
+    valid: tuple[str, ...]
+    rejected: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        return ([f"good signature by {k}" for k in self.valid]
+                + [f"rejected: {r}" for r in self.rejected])
+
+
+def check_envelope(record_bytes: bytes, envelope_path: Path, keys: dict[str, Any]) -> Check:
+    """Verify every signature against ``keys``; the payload must be this record's statement."""
+    from cryptography.exceptions import InvalidSignature
+
+    env = read_envelope(envelope_path)
+    payload = _unb64(env.get("payload"), str(envelope_path))
+    expected = canonjson.compact(statement(record_bytes))
+    if payload != expected:
+        try:
+            subject = canonjson.loads(payload).get("subject")
+        except (ValueError, AttributeError):
+            subject = None
+        why = "a different subject" if subject != statement(record_bytes)["subject"] \
+            else "a different statement"
+        return Check((), (f"the envelope attests {why}, not this record",))
+    valid: list[str] = []
+    rejected: list[str] = []
+    for n, sig in enumerate(env["signatures"]):
+        kid = sig.get("keyid") if isinstance(sig, dict) else None
+        # an unknown or missing key id: try every trusted key, as DSSE allows
+        candidates = [kid] if kid in keys else list(keys)
+        good = None
+        for cand in candidates:
+            try:
+                keys[cand].verify(_unb64(sig.get("sig"), f"signature {n}"), pae(PAYLOAD_TYPE,
+                                                                                 payload))
+                good = cand
+                break
+            except (InvalidSignature, ComposerError, AttributeError):
+                continue
+        if good is None:
+            rejected.append(f"signature {n} (keyid {kid}): no trusted key verifies it")
+        elif good in valid:
+            rejected.append(f"signature {n}: a second signature by {good} counts once")
+        else:
+            valid.append(good)
+    return Check(tuple(valid), tuple(rejected))

@@ -1,0 +1,78 @@
+"""``image-composer verify``: rebuild a recorded build and compare, or check attestations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from composer.errors import UsageError
+from composer.options import log
+
+
+def register(sub, common) -> None:
+    v = sub.add_parser("verify", help="rebuild from a build record (or SHA256SUMS) in a fresh, "
+                       "perturbed environment and compare every output")
+    v.add_argument("target", type=Path, metavar="RECORD|SHA256SUMS")
+    v.add_argument("specs", type=Path, nargs="*", metavar="SPEC.yml",
+                   help="the spec files (default: the copies in the record)")
+    v.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="copy recorded images from this cache (read-only, digest-verified) "
+                   "instead of fetching them from their registries")
+    v.add_argument("--offline", action="store_true", help="never touch the network")
+    v.add_argument("--keep", action="store_true", help="keep the rebuild directory")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_argument("--signatures", type=Path, default=None, metavar="FILE",
+                   help="check the attestations in FILE instead of rebuilding")
+    v.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="trusted public keys (*.pub) for --signatures")
+    v.add_argument("--threshold", type=int, default=1, metavar="N",
+                   help="how many distinct trusted keys must have attested (default 1)")
+    v.add_argument("--rebuild", action="store_true",
+                   help="with --signatures: rebuild and compare as well")
+    v.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from composer import canonjson
+
+    if args.signatures is None and (args.keys or args.threshold != 1):
+        raise UsageError("--keys and --threshold go with --signatures")
+    ok = True
+    details: dict = {}
+    lines: list[str] = []
+    if args.signatures is not None:
+        sig_ok, sig_lines, sig_details = check_signatures(args)
+        ok, lines, details["signatures"] = sig_ok, sig_lines, sig_details
+    if args.signatures is None or args.rebuild:
+        from composer.verify import verify_record
+
+        outcome = verify_record(args.target, args.specs, cache=args.cache,
+                                offline=args.offline, keep=args.keep, log=log)
+        ok = ok and outcome.ok
+        lines += outcome.lines
+        details["rebuild"] = {"ok": outcome.ok, **outcome.details}
+    lines.append("verified" if ok else "NOT verified")
+    if args.json:
+        sys.stdout.write(canonjson.pretty({"ok": ok, **details}).decode())
+    else:
+        print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def check_signatures(args: argparse.Namespace) -> tuple[bool, list[str], dict]:
+    from composer.attest import check_envelope, load_public_keys
+    from composer.verify import locate_record
+
+    if args.keys is None:
+        raise UsageError("--signatures needs --keys DIR")
+    if args.threshold < 1:
+        raise UsageError("--threshold must be at least 1")
+    record_path, _ = locate_record(args.target)
+    keys = load_public_keys(args.keys)
+    check = check_envelope(record_path.read_bytes(), args.signatures, keys)
+    ok = len(check.valid) >= args.threshold
+    lines = [*check.lines(), f"{len(check.valid)} of {args.threshold} required independent "
+             f"attestation(s) of {record_path.name}"]
+    return ok, lines, {"ok": ok, "valid": list(check.valid), "rejected": list(check.rejected),
+                       "threshold": args.threshold}

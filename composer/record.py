@@ -1,0 +1,204 @@
+"""The build record (``NAME.build.json``) and checksum list (``NAME.SHA256SUMS``) of a build.
+
+The record names everything an output's bytes depend on, so anyone can rebuild and compare
+(``image-composer verify``): the composer version, the versions of the libraries that shape bytes,
+the spec files (sha256 and text), every image ref and the digest it resolved to, the host files
+copied in by ``files: source``, ``SOURCE_DATE_EPOCH``, the compressor, the canonical rootfs tar's
+sha256 (the build's identity) and the sha256 and size of every output.
+
+It holds no host path, time or host name, and is serialised with :func:`canonjson.pretty`: the
+same build gives the same record bytes. The record does not list itself or ``SHA256SUMS``;
+``SHA256SUMS`` lists every other file of the build, the record included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from composer import __version__, canonjson
+from composer.atomic import OutputSet
+from composer.errors import ComposerError
+
+SCHEMA = "image-composer/build-record/v1"
+PINNED_LIBRARIES = ("pycdlib", "pyfatfs", "zstandard")
+CHUNK = 1 << 20
+
+
+def record_name(name: str) -> str:
+    return f"{name}.build.json"
+
+
+def sums_name(name: str) -> str:
+    return f"{name}.SHA256SUMS"
+
+
+def sbom_name(name: str) -> str:
+    return f"{name}.spdx.json"
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed versions of the libraries whose behaviour shapes output bytes."""
+    out: dict[str, str | None] = {}
+    for lib in PINNED_LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = None
+    out["zlib"] = zlib.ZLIB_RUNTIME_VERSION
+    return out
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """(hex sha256, size) of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class HashingWriter:
+    """Passes writes through to ``out`` and hashes them: the rootfs digest costs no extra read."""
+
+    def __init__(self, out: BinaryIO):
+        self._out = out
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return self._out.write(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class RecordingOutputSet(OutputSet):
+    """An :class:`OutputSet` that can say which files it holds before they are committed."""
+
+    def pending(self) -> Iterator[tuple[str, Path]]:
+        """(final name, temporary path) of every file created so far, sorted by name.
+
+        A directory output (``create_dir``) contributes each regular file in it, as
+        ``NAME/relative/path``, so SHA256SUMS can check it with ``sha256sum -c``.
+        """
+        files: list[tuple[str, Path]] = []
+        for name, tmp in self._pending:
+            if tmp.is_dir():
+                for path in tmp.rglob("*"):
+                    if path.is_file() and not path.is_symlink():
+                        files.append((f"{name}/{path.relative_to(tmp).as_posix()}", path))
+            else:
+                files.append((name, tmp))
+        yield from sorted(files, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+
+
+def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
+    """The converter options that shape output bytes; bootloaders by role and digest only
+    (their host path is not an input, their content is)."""
+    out: dict[str, Any] = {}
+    for key in ("gzip_level", "arch", "image_tag", "entrypoint"):
+        if hasattr(options, key):
+            value = getattr(options, key)
+            out[key] = list(value) if isinstance(value, tuple) else value
+    try:
+        from outputs.iso import bootloader_pins
+    except ImportError:  # no ISO formats in this build of the composer
+        return out
+    pins: dict[str, str] = {}
+    for fmt in formats:
+        if fmt.startswith("iso-"):
+            pins.update({pin.role: pin.digest for pin in bootloader_pins(fmt, options)})
+    if pins:
+        out["bootloaders"] = dict(sorted(pins.items()))
+    return out
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    name: str  # base name only: no host path
+    sha256: str
+    text: str
+
+
+def spec_file(path: Path) -> SpecFile:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    return SpecFile(Path(path).name, hashlib.sha256(data).hexdigest(),
+                    data.decode("utf-8", "surrogateescape"))
+
+
+def build_record(*, name: str, arch: str, formats: tuple[str, ...],
+                 source_date_epoch: int | None, compressor: str, specs: list[SpecFile],
+                 images: list[dict[str, Any]], host_files: list[dict[str, Any]],
+                 rootfs: tuple[str, int], outputs: list[tuple[str, str, int]],
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record as a JSON value; every list is in a fixed order (spec order or sorted)."""
+    return {
+        "schema": SCHEMA,
+        "composer": {"version": __version__, "libraries": library_versions()},
+        "build": {"name": name, "arch": arch, "formats": list(formats),
+                  "source_date_epoch": source_date_epoch, "compressor": compressor},
+        "specs": [{"name": s.name, "sha256": s.sha256, "text": s.text} for s in specs],
+        "images": images,
+        "files": sorted(host_files, key=lambda f: f["path"]),
+        "options": options or {},
+        "rootfs": {"sha256": rootfs[0], "size": rootfs[1]},
+        "outputs": [{"name": n, "sha256": h, "size": s} for n, h, s in sorted(outputs)],
+    }
+
+
+def sha256sums(files: list[tuple[str, str]]) -> bytes:
+    """``sha256sum -c`` format: ``HEX  NAME`` per line, sorted by name (binary-safe names only)."""
+    lines = []
+    for name, digest in sorted(files):
+        if "\n" in name or "\\" in name:
+            raise ComposerError(f"{name!r}: output names with newlines or backslashes "
+                                "cannot go into SHA256SUMS")
+        lines.append(f"{digest}  {name}\n")
+    return "".join(lines).encode()
+
+
+def parse_sha256sums(data: bytes, what: str) -> list[tuple[str, str]]:
+    """(name, hex) pairs of a ``sha256sum`` file (text or ``*`` binary marker)."""
+    out = []
+    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition(" ")
+        if not sep or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) \
+                or name[:1] not in (" ", "*"):
+            raise ComposerError(f"{what}:{n}: not a sha256sum line")
+        out.append((name[1:], digest))
+    return out
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read and sanity-check a build record."""
+    try:
+        doc = canonjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComposerError(f"{path}: not a JSON build record: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ComposerError(f"{path}: not an image-composer build record "
+                            f"(schema {doc.get('schema') if isinstance(doc, dict) else None!r})")
+    for key in ("build", "specs", "images", "rootfs", "outputs"):
+        if key not in doc:
+            raise ComposerError(f"{path}: build record has no {key!r}")
+    return doc

@@ -1,0 +1,78 @@
+"""Build the golden inputs and write ``tests/golden/digests.json``.
+
+Usage: ``python -m tests.golden.regenerate [--formats tar,...]`` from the repository root.
+
+Run it only when an output's bytes are *meant* to change (a new format, a deliberate format
+change, a new composer version, which the SBOM names) and say why in the commit; never to make a
+failing golden test pass without knowing why it failed (docs/reproducibility.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+from composer import canonjson
+
+HERE = Path(__file__).resolve().parent
+DIGESTS = HERE / "digests.json"
+# Outputs that carry the gzip'd initrd: their bytes depend on the zlib build too, so the golden
+# file names the compressor that made them and keeps the initrd's content digest as well.
+COMPRESSED = ("{name}-initrd.img", "{name}-initrd.tar", "{name}.iso", "{name}-efi.iso",
+              "{name}-efi-initrd.iso", "{name}-hybrid.iso")
+
+
+def build_golden(workdir: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Generate the inputs in ``workdir`` and build ``formats``; returns name -> output path."""
+    from composer.build import BuildRequest, run_build
+    from tests.golden.inputs import NAME, SOURCE_DATE_EPOCH, make_inputs
+
+    spec = make_inputs(workdir / "inputs")
+    req = BuildRequest(specs=(spec,), formats=formats, output_dir=workdir / "out", name=NAME,
+                       arch="amd64", cache_dir=workdir / "cache", offline=True,
+                       source_date_epoch=SOURCE_DATE_EPOCH)
+    return {p.name: p for p in run_build(req, log=lambda _m: None)}
+
+
+def digests(outputs: dict[str, Path], formats: tuple[str, ...]) -> dict:
+    """The golden document: every output file's sha256 as the build record lists it (files of
+    directory outputs one by one), except the record and SHA256SUMS, which name host library
+    versions."""
+    from composer.record import record_name
+    from outputs import compressor_id
+    from tests.golden.inputs import NAME
+
+    record = canonjson.loads(outputs[record_name(NAME)].read_bytes())
+    compressed = {p.format(name=NAME) for p in COMPRESSED}
+    doc: dict = {"compressor": compressor_id(), "formats": list(formats),
+                 "outputs": {o["name"]: o["sha256"] for o in record["outputs"]},
+                 "compressed": sorted(compressed & {o["name"] for o in record["outputs"]}),
+                 "content": {}}
+    initrd = outputs.get(f"{NAME}-initrd.img")
+    if initrd is not None and initrd.read_bytes()[:2] == b"\x1f\x8b":
+        data = gzip.decompress(initrd.read_bytes())
+        doc["content"][initrd.name] = hashlib.sha256(data).hexdigest()
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    from outputs import FORMATS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help="comma-separated formats (default: every registered format)")
+    args = parser.parse_args(argv)
+    formats = tuple(f for f in args.formats.split(",") if f)
+    with tempfile.TemporaryDirectory() as tmp:
+        doc = digests(build_golden(Path(tmp), formats), formats)
+    DIGESTS.write_bytes(canonjson.pretty(doc))
+    print(f"wrote {DIGESTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
