@@ -1,8 +1,14 @@
-"""``run qemu``: boot ``NAME-kernel`` + ``NAME-initrd.img`` in qemu-system-x86_64 on the terminal.
+"""``run qemu``: boot ``NAME-kernel`` + ``NAME-initrd.img``, or an ISO, in qemu-system-x86_64.
 
 The serial console is the user's terminal (``-nographic``: Ctrl-A X quits). ``-no-reboot`` with
 ``panic=-1`` makes a guest that powers off, reboots or panics end qemu, so a smoke test always
 terminates; the exit status is qemu's own.
+
+An argument ending in ``.iso`` is booted as a CD (``--cdrom``, the default) or as a hard disk
+(``--disk``, what ``dd`` to a USB stick gives), under SeaBIOS (``--bios``, the default) or OVMF
+(``--uefi``: ``OVMF_CODE_4M.fd`` read-only, with a throwaway copy of ``OVMF_VARS_4M.fd``). The
+ISO's own bootloader passes the command line, so ``panic=-1`` is only what the spec says. The
+disk is attached with ``snapshot=on``: the guest can never write to the ISO.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +32,8 @@ KVM_CREATE_VM = 0xAE01
 KVM_API_VERSION = 12
 _MEMORY = re.compile(r"^[1-9][0-9]*[MG]?$")
 _ACCEL = re.compile(r"^[a-z][a-z0-9_-]*$")
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 def kvm_usable(device: str = "/dev/kvm", sys_module: Path = Path("/sys/module")) -> bool:
@@ -79,9 +89,49 @@ def boot_files(prefix: Path) -> tuple[Path, Path, str]:
 
 
 def qemu_argv(kernel: Path, initrd: Path, cmdline: str, *, memory: str,
-              accel: str) -> list[str]:
+              accel: str, ovmf_vars: Path | None = None) -> list[str]:
     return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
+            *firmware_args(ovmf_vars),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+
+
+def firmware_args(ovmf_vars: Path | None) -> list[str]:
+    """SeaBIOS (qemu's default) when ``ovmf_vars`` is None, else OVMF with that vars file."""
+    if ovmf_vars is None:
+        return []
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={ovmf_vars}"]
+
+
+def iso_argv(iso: Path, *, memory: str, accel: str, disk: bool,
+             ovmf_vars: Path | None = None) -> list[str]:
+    """Boot ``iso`` as a CD-ROM or as a (never written) hard disk."""
+    if "," in str(iso):
+        raise UsageError(f"{iso}: qemu cannot take a file name with a comma")
+    media = (f"file={iso},format=raw,if=ide,media=disk,snapshot=on" if disk
+             else f"file={iso},format=raw,if=ide,media=cdrom,readonly=on")
+    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
+            *firmware_args(ovmf_vars), "-drive", media]
+
+
+def is_iso(path: Path) -> bool:
+    return path.suffix == ".iso"
+
+
+@contextlib.contextmanager
+def ovmf_vars_copy(uefi: bool) -> Iterator[Path | None]:
+    """A fresh writable copy of OVMF's variable store (the firmware writes to it), or None."""
+    if not uefi:
+        yield None
+        return
+    missing = [str(p) for p in (OVMF_CODE, OVMF_VARS) if not p.is_file()]
+    if missing:
+        raise ComposerError(f"--uefi needs OVMF: missing {', '.join(missing)} "
+                            "(apt-get install ovmf)")
+    with tempfile.TemporaryDirectory(prefix="image-composer-ovmf.") as tmp:
+        copy = Path(tmp) / OVMF_VARS.name
+        shutil.copyfile(OVMF_VARS, copy)
+        yield copy
 
 
 @contextlib.contextmanager
@@ -102,8 +152,10 @@ def _terminal_restored() -> Iterator[None]:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None) -> int:
-    """Boot the outputs at ``prefix``; returns qemu's exit status, or fails after ``timeout``."""
+def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
+             uefi: bool = False, disk: bool | None = None) -> int:
+    """Boot the outputs at ``prefix`` (or the ISO file ``prefix``); returns qemu's exit
+    status, or fails after ``timeout``. ``disk`` (ISOs only): as a hard disk, not a CD."""
     memory = str(memory).strip()
     if not _MEMORY.match(memory):
         raise UsageError(f"--mem {memory!r}: give MiB, or a size ending in M or G")
@@ -111,10 +163,24 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None) ->
         raise UsageError(f"--accel {accel!r}: not an accelerator name (kvm, tcg, ...)")
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
-    kernel, initrd, cmdline = boot_files(Path(prefix))
+    prefix = Path(prefix)
+    iso = is_iso(prefix)
+    if iso and not prefix.is_file():
+        raise ComposerError(f"cannot boot {prefix}: no such file (build with -f iso-bios, "
+                            "iso-efi or iso-hybrid)")
+    if disk is not None and not iso:
+        raise UsageError("--cdrom and --disk are for ISO files (NAME.iso)")
+    if not iso:
+        kernel, initrd, cmdline = boot_files(prefix)
     chosen = accel or ("kvm" if kvm_usable() else "tcg")
-    argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen)
     tools.find_tool(QEMU, "install qemu-system-x86 (apt-get install qemu-system-x86)")
-    with _terminal_restored():
-        proc = tools.run(argv, check=False, timeout=timeout)
+    with ovmf_vars_copy(uefi) as ovmf_vars:
+        if iso:
+            argv = iso_argv(prefix.resolve(), memory=memory, accel=chosen, disk=bool(disk),
+                            ovmf_vars=ovmf_vars)
+        else:
+            argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
+                             ovmf_vars=ovmf_vars)
+        with _terminal_restored():
+            proc = tools.run(argv, check=False, timeout=timeout)
     return proc.returncode

@@ -13,12 +13,16 @@ from pathlib import Path
 
 from composer.atomic import OutputSet
 from outputs.gz import compressor_id
+from outputs.image import CONVERTERS as IMAGE_CONVERTERS
+from outputs.image import IMAGE_FILES
 from outputs.initrd import (
     KERNEL_INITRD_FILES,
     TAR_KERNEL_INITRD_FILES,
     write_kernel_initrd,
     write_tar_kernel_initrd,
 )
+from outputs.iso import CONVERTERS as ISO_CONVERTERS
+from outputs.iso import ISO_FILES
 from outputs.options import Options
 from outputs.tar import FILES as TAR_FILES
 from outputs.tar import write_tar
@@ -29,12 +33,16 @@ FORMATS: dict[str, Converter] = {
     "tar": write_tar,
     "kernel+initrd": write_kernel_initrd,
     "tar-kernel-initrd": write_tar_kernel_initrd,
+    **ISO_CONVERTERS,
+    **IMAGE_CONVERTERS,
 }
 
 FORMAT_FILES: dict[str, tuple[str, ...]] = {
     "tar": TAR_FILES,
     "kernel+initrd": KERNEL_INITRD_FILES,
     "tar-kernel-initrd": TAR_KERNEL_INITRD_FILES,
+    **ISO_FILES,
+    **IMAGE_FILES,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from composer.errors import ComposerError
+from outputs.bootloaders import Pin, check_overrides
 from outputs.gz import DEFAULT_LEVEL, check_level
 
 
@@ -16,12 +17,30 @@ class Options:
     ``gzip_level``: deflate level 1-9 for gzip'd outputs (the initrd). The default 6 is gzip's
     and zlib's own default; it is part of the output's identity, so it goes into the build
     record (see :func:`outputs.gz.compressor_id`).
+
+    ``bootloaders``: pinned bootloader files that replace the defaults of the ISO formats, at
+    most one per role (see :mod:`outputs.bootloaders`; the CLI's ``--bootloader``).
+
+    ``arch``, ``image_tag``, ``entrypoint``: for the image formats (:mod:`outputs.image`): the
+    config's architecture (the build's ``--arch``), the repository tag (``--tag``; default
+    ``NAME:latest``) and the entrypoint (default ``/bin/rc.init`` if the rootfs has it, else
+    ``/init``).
     """
 
     mtime: int
     gzip_level: int = DEFAULT_LEVEL
+    bootloaders: tuple[Pin, ...] = ()
+    arch: str = "amd64"
+    image_tag: str | None = None
+    entrypoint: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.mtime, int) or isinstance(self.mtime, bool) or self.mtime < 0:
             raise ComposerError(f"output mtime must be a non-negative integer, not {self.mtime!r}")
         check_level(self.gzip_level)
+        check_overrides(self.bootloaders)
+        if self.entrypoint is not None and (
+                not isinstance(self.entrypoint, tuple) or not self.entrypoint
+                or not all(isinstance(a, str) for a in self.entrypoint)):
+            raise ComposerError(f"entrypoint must be a non-empty tuple of strings, "
+                                f"not {self.entrypoint!r}")

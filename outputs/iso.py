@@ -1,0 +1,222 @@
+"""Formats ``iso-bios``, ``iso-efi``, ``iso-efi-initrd`` and ``iso-hybrid``: bootable ISOs.
+
+Every ISO boots the rootfs's ``boot/kernel`` with an initrd made of everything outside ``boot/``
+(the same bytes as ``kernel+initrd``'s ``NAME-initrd.img``, made by :mod:`outputs.initrd`) and
+the spec's command line (``boot/cmdline``). Layout (Rock Ridge names; ISO 9660 names are the
+same in upper case)::
+
+    boot/kernel, boot/initrd.img, boot/cmdline
+    boot/image_id_<16 hex>          marker GRUB searches for to find this ISO
+    boot/boot.cat                   El Torito boot catalog
+    isolinux/isolinux.bin, ldlinux.c32, isolinux.cfg     (BIOS)
+    boot/efi.img                    FAT12 ESP: EFI/BOOT/BOOTX64.EFI (GRUB) + grub.cfg   (UEFI)
+    boot/grub/grub.cfg              (UEFI)
+
+=================  =======================  ===========================================
+format             file                     boots
+=================  =======================  ===========================================
+iso-bios           NAME.iso                 BIOS: CD (El Torito) and disk (isohybrid MBR)
+iso-efi            NAME-efi.iso             UEFI: CD (El Torito EFI entry)
+iso-efi-initrd     NAME-efi-initrd.iso      same bytes as iso-efi
+iso-hybrid         NAME-hybrid.iso          BIOS and UEFI, CD and disk (MBR + GPT)
+=================  =======================  ===========================================
+
+Identity: the image id, the MBR id, the GPT GUIDs and the FAT serial are derived from
+:func:`seed`, a sha256 over the rootfs tar's sha256, the layout, the bootloader digests and the
+options; every date is ``Options.mtime`` in UTC. ``docs/iso.md`` says why and how this differs
+from linuxkit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from composer import canonjson
+from composer.atomic import OutputSet
+from composer.errors import ComposerError
+from composer.tarcanon import COPY_CHUNK
+from outputs import bootloaders
+from outputs.fat import write_esp
+from outputs.initrd import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
+from outputs.iso9660 import PinnedIso
+from outputs.options import Options
+
+CATALOG = "boot/boot.cat"
+ESP = "boot/efi.img"
+ISOLINUX_DIR = "isolinux"
+SEED_VERSION = "image-composer iso 1"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What an ISO format puts on the disc; ``name`` goes into :func:`seed`."""
+
+    name: str
+    bios: bool
+    efi: bool
+    hybrid: bool
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        roles: tuple[str, ...] = ()
+        if self.bios:
+            roles += bootloaders.BIOS_ROLES
+        if self.hybrid:
+            roles += bootloaders.HYBRID_ROLES
+        if self.efi:
+            roles += bootloaders.EFI_ROLES
+        return roles
+
+
+BIOS = Layout("bios", bios=True, efi=False, hybrid=True)
+EFI = Layout("efi", bios=False, efi=True, hybrid=False)
+HYBRID = Layout("hybrid", bios=True, efi=True, hybrid=True)
+LAYOUTS = {"iso-bios": BIOS, "iso-efi": EFI, "iso-efi-initrd": EFI, "iso-hybrid": HYBRID}
+ISO_FILES = {"iso-bios": ("{name}.iso",), "iso-efi": ("{name}-efi.iso",),
+             "iso-efi-initrd": ("{name}-efi-initrd.iso",), "iso-hybrid": ("{name}-hybrid.iso",)}
+
+
+def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
+    """The bootloader files (and digests) format ``fmt`` uses, for the build record."""
+    return bootloaders.resolve(LAYOUTS[fmt].roles, options.bootloaders)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seed(rootfs_sha256: str, layout: Layout, pins: tuple[bootloaders.Pin, ...],
+         options: Options) -> bytes:
+    """The 32 bytes every derived id comes from: a function of the ISO's inputs only."""
+    return hashlib.sha256(canonjson.compact({
+        "version": SEED_VERSION, "rootfs": rootfs_sha256, "layout": layout.name,
+        "bootloaders": {pin.role: pin.digest for pin in pins},
+        "mtime": options.mtime, "gzip_level": options.gzip_level,
+    })).digest()
+
+
+def derive(seed_bytes: bytes, purpose: str, size: int) -> bytes:
+    return hashlib.sha256(seed_bytes + b"\0" + purpose.encode()).digest()[:size]
+
+
+def derive_u32(seed_bytes: bytes, purpose: str) -> int:
+    """A non-zero 32-bit number for ``purpose`` (0 means "none" to some tools)."""
+    return int.from_bytes(derive(seed_bytes, purpose, 4), "little") or 1
+
+
+def command_line(raw: bytes) -> str:
+    """``boot/cmdline`` as one line: words joined by single spaces (bootloader configs are
+    line-based)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ComposerError(f"{CMDLINE} is not UTF-8 text") from None
+    return " ".join(text.split())
+
+
+def isolinux_cfg(cmdline: str) -> bytes:
+    """Boot straight into the kernel: no prompt, no menu."""
+    lines = ["# image-composer: boot the kernel and initrd of this ISO", "DEFAULT linux",
+             "PROMPT 0", "TIMEOUT 0", "LABEL linux", "  LINUX /boot/kernel",
+             "  INITRD /boot/initrd.img", f"  APPEND {cmdline}".rstrip()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def grub_quote(word: str) -> str:
+    """One GRUB script word, single-quoted so ``$``, ``;``, ``#`` and quotes stay literal."""
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def grub_cfg(cmdline: str, image_id: str) -> bytes:
+    """Find this ISO by its marker file (GRUB may start on the ESP), then boot."""
+    args = " ".join(grub_quote(w) for w in cmdline.split())
+    lines = ["# image-composer: boot the kernel and initrd of this ISO",
+             f"search --no-floppy --set=root --file /boot/image_id_{image_id}",
+             f"linux /boot/kernel {args}".rstrip(), "initrd /boot/initrd.img", "boot"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str) -> None:
+    layout = LAYOUTS[fmt]
+    pins = bootloader_pins(fmt, options)
+    loaded = {pin.role: bootloaders.load(pin) for pin in pins}
+    seed_bytes = seed(sha256_file(rootfs), layout, pins, options)
+    image_id = derive(seed_bytes, "image-id", 8).hex()
+    outset.directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=outset.directory, prefix=f".{name}-{fmt}.") as t:
+        tmp = Path(t)
+        with contextlib.ExitStack() as stack:
+            files = {path: stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "wb"))
+                     for path in (KERNEL, CMDLINE)}
+            files[UCODE] = initrd = stack.enter_context(open(tmp / "initrd.img", "wb"))
+            links = split_boot(rootfs, files.__getitem__, name, fmt)  # ucode goes first
+            write_initrd(rootfs, links, initrd, options.gzip_level, tmp)
+        cmdline = command_line((tmp / "cmdline").read_bytes())
+        small: dict[str, bytes] = {f"boot/image_id_{image_id}": f"{image_id}\n".encode()}
+        if layout.bios:
+            small[f"{ISOLINUX_DIR}/isolinux.bin"] = loaded[bootloaders.ISOLINUX]
+            small[f"{ISOLINUX_DIR}/ldlinux.c32"] = loaded[bootloaders.LDLINUX]
+            small[f"{ISOLINUX_DIR}/isolinux.cfg"] = isolinux_cfg(cmdline)
+        if layout.efi:
+            cfg = grub_cfg(cmdline, image_id)
+            small["boot/grub/grub.cfg"] = cfg
+            write_esp(tmp / "efi.img", {
+                "EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.GRUB_EFI],
+                "EFI/BOOT/grub.cfg": cfg,  # for a GRUB that reads $cmdpath/grub.cfg
+                "boot/grub/grub.cfg": cfg,  # for gcdx64.efi booted from the ESP as a disk
+            }, serial=derive_u32(seed_bytes, "fat-serial"), mtime=options.mtime)
+        with contextlib.ExitStack() as stack:
+            entries: dict[str, tuple[BinaryIO, int]] = {
+                path: (io.BytesIO(data), len(data)) for path, data in small.items()}
+            members = ["boot/kernel", "boot/initrd.img", "boot/cmdline"]
+            if layout.efi:
+                members.append(ESP)
+            for path in members:
+                f = stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "rb"))
+                entries[path] = (f, os.fstat(f.fileno()).st_size)
+            iso = stack.enter_context(PinnedIso(mtime=options.mtime, seed=seed_bytes))
+            for directory in parents(entries):
+                iso.add_directory(directory)
+            for path in sorted(entries):
+                iso.add_file(path, *entries[path])
+            if layout.bios:
+                iso.add_bios_boot(f"{ISOLINUX_DIR}/isolinux.bin", CATALOG)
+            if layout.efi:
+                iso.add_efi_boot(ESP, CATALOG)
+            if layout.hybrid:
+                iso.make_hybrid(loaded[bootloaders.ISOHDPFX],
+                                derive_u32(seed_bytes, "mbr-id"), efi=layout.efi)
+            with outset.create(ISO_FILES[fmt][0].format(name=name)) as out:
+                iso.write(out)
+
+
+def parents(paths: Iterable[str]) -> list[str]:
+    """Every directory above ``paths``, parents first."""
+    out = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(out)
+
+
+def _converter(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
+    def convert(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
+        write_iso(rootfs, name, outset, options, fmt)
+
+    convert.__name__ = f"write_{fmt.replace('-', '_')}"
+    return convert
+
+
+CONVERTERS = {fmt: _converter(fmt) for fmt in LAYOUTS}
