@@ -7,19 +7,25 @@ appear all at once or not at all.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from composer.epoch import resolve_epoch
+from composer.epoch import Epoch, resolve_epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
 from composer.rootfs.assemble import Context, build_tree, write_tree
-from composer.spec.model import ImageRef, Spec
+from composer.spec.model import Spec
 from composer.tarcanon import CanonError
+
+if TYPE_CHECKING:
+    from composer.record import RecordingOutputSet
+    from outputs import Options
 
 
 @dataclass(frozen=True)
@@ -33,63 +39,106 @@ class BuildRequest:
     pull: bool = False
     offline: bool = False
     source_date_epoch: int | None = None
-
-
-def spec_images(spec: Spec) -> list[ImageRef]:
-    """Every image a spec uses, in spec order, each distinct text once."""
-    refs: list[ImageRef] = []
-    if spec.kernel is not None:
-        refs.append(spec.kernel.image)
-    refs.extend(spec.init)
-    for section in (spec.onboot, spec.onshutdown, spec.services):
-        refs.extend(c.image for c in section)
-    seen: set[str] = set()
-    return [r for r in refs if not (r.text in seen or seen.add(r.text))]
-
-
-def resolve_images(spec: Spec, cache: Cache, *, arch: str, pull: bool, offline: bool,
-                   log: Callable[[str], None]) -> dict[str, Image]:
-    from composer.images.resolve import resolve_image
-
-    images: dict[str, Image] = {}
-    for ref in spec_images(spec):
-        base = Path(ref.pos.file).parent if ref.pos else Path.cwd()
-        try:
-            images[ref.text] = resolve_image(ref.text, cache=cache, arch=arch, pull=pull,
-                                             offline=offline, base_dir=base, log=log)
-        except ComposerError as exc:
-            where = f"{ref.pos}: " if ref.pos else ""
-            raise ComposerError(f"{where}{exc}") from exc
-    return images
+    sbom: bool = True
+    locked: bool = False
+    docker: bool = False
+    quiet: bool = False
+    insecure: tuple[str, ...] = ()
+    image_tag: str | None = None  # docker/oci formats: repo tag (default NAME:latest)
+    entrypoint: tuple[str, ...] | None = None  # docker/oci formats: override the entrypoint
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
+    """Build; the outputs, ``NAME.build.json``, ``NAME.spdx.json`` and ``NAME.SHA256SUMS``
+    appear together when everything succeeded (see :mod:`composer.record`)."""
     from composer.spec import load_spec
-    from outputs import FORMATS, Options
 
     epoch = resolve_epoch(req.source_date_epoch)
     spec = load_spec(list(req.specs))
     for pos, message in spec.warnings:
         log(f"{pos}: warning: {message}" if pos else f"warning: {message}")
     cache = Cache(req.cache_dir)
-    images = resolve_images(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
-                            log=log)
+    with cache.in_use():
+        return _build(req, spec, cache, epoch, log)
+
+
+def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
+           log: Callable[[str], None]) -> list[Path]:
+    from composer.lock import resolve_spec
+    from outputs import FORMATS, Options
+
+    images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
+                          log=log, specs=req.specs, locked=req.locked, docker=req.docker,
+                          quiet=req.quiet, insecure=req.insecure)
     tree = build_tree(spec, Context(cache, epoch, images))
-    from composer.atomic import OutputSet
+    from composer.record import HashingWriter, RecordingOutputSet
 
     req.output_dir.mkdir(parents=True, exist_ok=True)
     fd, rootfs = tempfile.mkstemp(dir=req.output_dir, prefix=f".{req.name}.", suffix=".rootfs")
     try:
         with os.fdopen(fd, "wb") as fh:
-            count = write_tree(tree, fh, epoch)
+            hashing = HashingWriter(fh)
+            count = write_tree(tree, hashing, epoch)  # type: ignore[arg-type]
         log(f"rootfs: {count} entries")
-        with OutputSet(req.output_dir) as outs:
-            options = Options(mtime=epoch.generated)
+        with RecordingOutputSet(req.output_dir) as outs:
+            options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
+                              entrypoint=req.entrypoint)
             for fmt in req.formats:
                 FORMATS[fmt](Path(rootfs), req.name, outs, options)
+            write_record_files(req, spec, images, epoch, options, Path(rootfs),
+                               (hashing.hexdigest(), hashing.size), outs)
             return outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(rootfs)
+
+
+def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
+                       options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
+                       outs: RecordingOutputSet) -> None:
+    """NAME.spdx.json, NAME.build.json and NAME.SHA256SUMS, through the build's OutputSet."""
+    import outputs
+    from composer import canonjson, record
+
+    image_list = [{"ref": ref.text, "name": images[ref.text].ref,
+                   "digest": images[ref.text].digest,
+                   "index_digest": images[ref.text].index_digest}
+                  for ref in spec.image_refs()]
+    if req.sbom:
+        from composer.sbom import spdx_document
+
+        doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated)
+        with outs.create(record.sbom_name(req.name)) as fh:
+            fh.write(canonjson.pretty(doc))
+    done = [(name, *record.sha256_file(tmp)) for name, tmp in outs.pending()]
+    doc = record.build_record(
+        name=req.name, arch=req.arch, formats=req.formats,
+        source_date_epoch=epoch.source_date_epoch,
+        compressor=outputs.compressor_id(options.gzip_level),
+        specs=[record.spec_file(p) for p in req.specs], images=image_list,
+        host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
+        options=record.options_record(options, req.formats))
+    data = canonjson.pretty(doc)
+    with outs.create(record.record_name(req.name)) as fh:
+        fh.write(data)
+    sums = [(n, h) for n, h, _ in done]
+    sums.append((record.record_name(req.name), hashlib.sha256(data).hexdigest()))
+    with outs.create(record.sums_name(req.name)) as fh:
+        fh.write(record.sha256sums(sums))
+
+
+def host_files(spec: Spec) -> list[dict[str, object]]:
+    """``files: source`` inputs by rootfs path and content digest (never their host path)."""
+    from composer.record import sha256_file
+
+    out: list[dict[str, object]] = []
+    for f in spec.files:
+        if f.source is None:
+            continue
+        source = Path(f.source)
+        if source.is_file():
+            digest, size = sha256_file(source)
+            out.append({"path": f.path, "sha256": digest, "size": size})
+    return out

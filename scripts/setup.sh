@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 cpio)
 if [ "${1:-}" = "--test" ]; then
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools ovmf isolinux
-               syslinux-common grub-efi-amd64-bin time tar)
+               syslinux-common grub-efi-amd64-bin time tar docker.io apache2-utils)
 fi
 
 missing=()
