@@ -18,6 +18,27 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+@contextlib.contextmanager
+def atomic_file(dest: Path, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """Write ``dest`` whole or not at all: a temporary file (in ``tmp_dir``, default beside
+    ``dest``) is fsync'd, made 0644 whatever the umask, and renamed over ``dest``; on any
+    error or interruption it is removed instead. The one way single files are written
+    atomically (cache blobs, cache index, lock files, exported archives)."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 class OutputSet:
     """Collects the temporary files of one build; ``commit`` renames them all into place."""
 

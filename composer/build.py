@@ -71,7 +71,8 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure)
     tree = build_tree(spec, Context(cache, epoch, images))
-    from composer.record import HashingWriter, RecordingOutputSet
+    from composer.images.write import HashingWriter
+    from composer.record import RecordingOutputSet
 
     req.output_dir.mkdir(parents=True, exist_ok=True)
     fd, rootfs = tempfile.mkstemp(dir=req.output_dir, prefix=f".{req.name}.", suffix=".rootfs")

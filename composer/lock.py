@@ -15,12 +15,12 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from composer import canonjson
+from composer.atomic import atomic_file
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache, check_digest
 from composer.images.model import Image
@@ -134,18 +134,8 @@ def read_lock(path: Path) -> Lock | None:
 
 def write_lock(path: Path, lock: Lock) -> None:
     """Atomically, mode 0644 whatever the umask."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(lock.to_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as fh:
+        fh.write(lock.to_bytes())
 
 
 # -- resolving with a lock ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from composer import __version__, canonjson
 from composer.atomic import OutputSet
@@ -63,26 +63,6 @@ def sha256_file(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
-
-
-class HashingWriter:
-    """Passes writes through to ``out`` and hashes them: the rootfs digest costs no extra read."""
-
-    def __init__(self, out: BinaryIO):
-        self._out = out
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return self._out.write(data)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 class RecordingOutputSet(OutputSet):

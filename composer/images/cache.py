@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer import canonjson
+from composer.atomic import atomic_file
 from composer.errors import ComposerError
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -180,17 +181,8 @@ class Cache:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _atomic_write(self, dest: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(dest) as fh:
+            fh.write(data)
 
     # -- blobs -----------------------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
@@ -242,18 +234,8 @@ class Cache:
         return digest, size
 
     def _store(self, reader: BinaryIO, dest: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                drain(reader, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(dest, self.root / "tmp") as fh:
+            drain(reader, fh)
 
     def open_blob(self, digest: str, size: int | None = None, what: str = "") -> BinaryIO:
         """A verifying reader over a cached blob."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from composer import canonjson
+from composer.atomic import atomic_file
 from composer.errors import ComposerError
 from composer.images.cache import CHUNK, REF_ANNOTATION, Cache, check_digest
 from composer.images.model import INDEX_TYPES
@@ -174,31 +174,21 @@ def export(cache: Cache, name: str, dest: Path) -> None:
     files = dict(_entries(cache, name, desc))
     paths = sorted([*files, "blobs", "blobs/sha256"], key=sort_key)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.partial")
-    try:
-        with open(tmp, "wb") as out:
-            writer = CanonicalTarWriter(out)
-            for path in paths:
-                value = files.get(path)
-                if value is None:
-                    writer.add(Entry(path, Kind.DIR, mode=0o755))
-                elif isinstance(value, bytes):
-                    writer.add(Entry(path, Kind.FILE, size=len(value)), value)
-                else:
-                    # verified while copied: a corrupt cache never leaks into an archive
-                    digest = "sha256:" + value.name
-                    size = value.stat().st_size
-                    with cache.open_blob(digest, size) as fh:
-                        writer.add(Entry(path, Kind.FILE, size=size), fh)
-            writer.close()
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_file(dest) as out:
+        writer = CanonicalTarWriter(out)
+        for path in paths:
+            value = files.get(path)
+            if value is None:
+                writer.add(Entry(path, Kind.DIR, mode=0o755))
+            elif isinstance(value, bytes):
+                writer.add(Entry(path, Kind.FILE, size=len(value)), value)
+            else:
+                # verified while copied: a corrupt cache never leaks into an archive
+                digest = "sha256:" + value.name
+                size = value.stat().st_size
+                with cache.open_blob(digest, size) as fh:
+                    writer.add(Entry(path, Kind.FILE, size=size), fh)
+        writer.close()
 
 
 def import_archive(cache: Cache, path: Path) -> list[str]:

@@ -63,6 +63,12 @@ class HashingWriter:
         self._out.write(data)
         return len(data)
 
+    def flush(self) -> None:
+        self._out.flush()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
