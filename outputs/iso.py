@@ -62,23 +62,23 @@ class Layout:
     name: str
     bios: bool
     efi: bool
-    hybrid: bool
+    isohybrid: bool  # an MBR (and with efi a GPT) so the image boots as a disk
 
     @property
     def roles(self) -> tuple[str, ...]:
         roles: tuple[str, ...] = ()
         if self.bios:
             roles += bootloaders.BIOS_ROLES
-        if self.hybrid:
+        if self.isohybrid:
             roles += bootloaders.HYBRID_ROLES
         if self.efi:
             roles += bootloaders.EFI_ROLES
         return roles
 
 
-BIOS = Layout("bios", bios=True, efi=False, hybrid=True)
-EFI = Layout("efi", bios=False, efi=True, hybrid=False)
-HYBRID = Layout("hybrid", bios=True, efi=True, hybrid=True)
+BIOS = Layout("bios", bios=True, efi=False, isohybrid=True)
+EFI = Layout("efi", bios=False, efi=True, isohybrid=False)
+HYBRID = Layout("hybrid", bios=True, efi=True, isohybrid=True)
 LAYOUTS = {"iso-bios": BIOS, "iso-efi": EFI, "iso-efi-initrd": EFI, "iso-hybrid": HYBRID}
 ISO_FILES = {"iso-bios": ("{name}.iso",), "iso-efi": ("{name}-efi.iso",),
              "iso-efi-initrd": ("{name}-efi-initrd.iso",), "iso-hybrid": ("{name}-hybrid.iso",)}
@@ -157,33 +157,23 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
     outset.directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=outset.directory, prefix=f".{name}-{fmt}.") as t:
         tmp = Path(t)
-        with contextlib.ExitStack() as stack:
-            files = {path: stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "wb"))
-                     for path in (KERNEL, CMDLINE)}
-            files[UCODE] = initrd = stack.enter_context(open(tmp / "initrd.img", "wb"))
-            links = split_boot(rootfs, files.__getitem__, name, fmt)  # ucode goes first
-            write_initrd(rootfs, links, initrd, options.gzip_level, tmp)
-        cmdline = command_line((tmp / "cmdline").read_bytes())
-        small: dict[str, bytes] = {f"boot/image_id_{image_id}": f"{image_id}\n".encode()}
+        cmdline = boot_files(rootfs, tmp, name, fmt, options.gzip_level)
+        small = {f"boot/image_id_{image_id}": f"{image_id}\n".encode()}
         if layout.bios:
             small[f"{ISOLINUX_DIR}/isolinux.bin"] = loaded[bootloaders.ISOLINUX]
             small[f"{ISOLINUX_DIR}/ldlinux.c32"] = loaded[bootloaders.LDLINUX]
             small[f"{ISOLINUX_DIR}/isolinux.cfg"] = isolinux_cfg(cmdline)
         if layout.efi:
-            cfg = grub_cfg(cmdline, image_id)
-            small["boot/grub/grub.cfg"] = cfg
+            small["boot/grub/grub.cfg"] = cfg = grub_cfg(cmdline, image_id)
             write_esp(tmp / "efi.img", {
                 "EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.GRUB_EFI],
                 "EFI/BOOT/grub.cfg": cfg,  # for a GRUB that reads $cmdpath/grub.cfg
-                "boot/grub/grub.cfg": cfg,  # for gcdx64.efi booted from the ESP as a disk
+                "boot/grub/grub.cfg": cfg,  # GRUB's prefix when it starts on the ESP partition
             }, serial=derive_u32(seed_bytes, "fat-serial"), mtime=options.mtime)
         with contextlib.ExitStack() as stack:
-            entries: dict[str, tuple[BinaryIO, int]] = {
-                path: (io.BytesIO(data), len(data)) for path, data in small.items()}
-            members = ["boot/kernel", "boot/initrd.img", "boot/cmdline"]
-            if layout.efi:
-                members.append(ESP)
-            for path in members:
+            entries = {path: (io.BytesIO(data), len(data)) for path, data in small.items()}
+            for path in ("boot/kernel", "boot/initrd.img", "boot/cmdline") + \
+                    ((ESP,) if layout.efi else ()):
                 f = stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "rb"))
                 entries[path] = (f, os.fstat(f.fileno()).st_size)
             iso = stack.enter_context(PinnedIso(mtime=options.mtime, seed=seed_bytes))
@@ -195,11 +185,25 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
                 iso.add_bios_boot(f"{ISOLINUX_DIR}/isolinux.bin", CATALOG)
             if layout.efi:
                 iso.add_efi_boot(ESP, CATALOG)
-            if layout.hybrid:
+            if layout.isohybrid:
                 iso.make_hybrid(loaded[bootloaders.ISOHDPFX],
                                 derive_u32(seed_bytes, "mbr-id"), efi=layout.efi)
             with outset.create(ISO_FILES[fmt][0].format(name=name)) as out:
                 iso.write(out)
+
+
+def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int) -> str:
+    """``kernel``, ``initrd.img`` (microcode first, as ``kernel+initrd`` writes it) and
+    ``cmdline`` (empty if the rootfs has none) in ``tmp``; returns the command line."""
+    with contextlib.ExitStack() as stack:
+        files: dict[str, BinaryIO] = {
+            KERNEL: stack.enter_context(open(tmp / "kernel", "wb")),
+            CMDLINE: stack.enter_context(open(tmp / "cmdline", "wb")),
+            UCODE: stack.enter_context(open(tmp / "initrd.img", "wb")),
+        }
+        links = split_boot(rootfs, files.__getitem__, name, fmt)
+        write_initrd(rootfs, links, files[UCODE], gzip_level, tmp)
+    return command_line((tmp / "cmdline").read_bytes())
 
 
 def parents(paths: Iterable[str]) -> list[str]:

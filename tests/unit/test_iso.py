@@ -343,9 +343,9 @@ def test_xorriso_reports_el_torito(isos, fmt: str) -> None:
         (["UEFI"] if layout.efi else [])
     assert "El Torito cat path : /boot/boot.cat" in report
     assert "wrong" not in report and "problems" not in report, report
-    if layout.hybrid:
+    if layout.isohybrid:
         assert "MBR isohybrid cyl-align-on" in report
-    if layout.hybrid and layout.efi:
+    if layout.isohybrid and layout.efi:
         assert "GPT partition path :   2  /boot/efi.img" in report
 
 
