@@ -46,6 +46,7 @@ class BuildRequest:
     insecure: tuple[str, ...] = ()
     image_tag: str | None = None  # docker/oci formats: repo tag (default NAME:latest)
     entrypoint: tuple[str, ...] | None = None  # docker/oci formats: override the entrypoint
+    bootloaders: tuple = ()  # ISO formats: outputs.bootloaders.Pin overrides
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
@@ -83,7 +84,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
         log(f"rootfs: {count} entries")
         with RecordingOutputSet(req.output_dir) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
-                              entrypoint=req.entrypoint)
+                              entrypoint=req.entrypoint, bootloaders=req.bootloaders)
             for fmt in req.formats:
                 FORMATS[fmt](Path(rootfs), req.name, outs, options)
             write_record_files(req, spec, images, epoch, options, Path(rootfs),

@@ -10,10 +10,13 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 cpio)
+# runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO formats read
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio
+          isolinux syslinux-common grub-efi-amd64-bin)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(docker-registry skopeo umoci xorriso mtools dosfstools ovmf isolinux
-               syslinux-common grub-efi-amd64-bin time tar docker.io apache2-utils)
+    # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
+    packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
+               time tar docker.io apache2-utils)
 fi
 
 missing=()

@@ -30,6 +30,9 @@ def register(sub, common) -> None:
     b.add_argument("--entrypoint", default=None, metavar="JSON|PATH",
                    help='docker/oci formats: entrypoint, e.g. \'["/init"]\' (default: '
                         "/bin/rc.init if present, else /init)")
+    b.add_argument("--bootloader", action="append", default=[], metavar="ROLE=PATH@sha256:HEX",
+                   help="ISO formats: use this bootloader file, pinned by digest (repeatable; "
+                        "see docs/iso.md)")
     b.add_argument("--push", default=None, metavar="REF",
                    help="push the image output (-f docker, oci or oci-dir) to a registry")
     b.add_argument("--load", action="store_true",
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         sbom=not args.no_sbom,
         image_tag=args.tag,
         entrypoint=entrypoint(args.entrypoint),
+        bootloaders=bootloader_pins(args.bootloader),
     )
     quiet_log = (lambda _m: None) if args.quiet else log
     paths = run_build(request, log=quiet_log)
@@ -106,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
         for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
             print(line)
     return 0
+
+
+def bootloader_pins(values: list[str]) -> tuple:
+    if not values:
+        return ()
+    from outputs.bootloaders import parse_pin
+
+    return tuple(parse_pin(v) for v in values)
 
 
 def entrypoint(value: str | None) -> tuple[str, ...] | None:
