@@ -6,10 +6,7 @@ appear all at once or not at all.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,9 @@ from composer.epoch import Epoch, resolve_epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.rootfs import memo
 from composer.rootfs.assemble import Context, build_tree, write_tree
+from composer.rootfs.flatten import prepare_layers
 from composer.spec.model import Spec
 from composer.tarcanon import CanonError
 
@@ -71,30 +70,47 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure)
-    tree = build_tree(spec, Context(cache, epoch, images))
-    from composer.images.write import HashingWriter
     from composer.record import RecordingOutputSet
 
+    stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
-    fd, rootfs = tempfile.mkstemp(dir=req.output_dir, prefix=f".{req.name}.", suffix=".rootfs")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            hashing = HashingWriter(fh)
-            count = write_tree(tree, hashing, epoch)  # type: ignore[arg-type]
-        log(f"rootfs: {count} entries")
         with RecordingOutputSet(req.output_dir) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
                               entrypoint=req.entrypoint, bootloaders=req.bootloaders)
             for fmt in req.formats:
-                FORMATS[fmt](Path(rootfs), req.name, outs, options)
-            write_record_files(req, spec, images, epoch, options, Path(rootfs),
-                               (hashing.hexdigest(), hashing.size), outs)
+                FORMATS[fmt](stored.path, req.name, outs, options)
+            write_record_files(req, spec, images, epoch, options, stored.path,
+                               (stored.sha256, stored.size), outs)
             return outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(rootfs)
+
+
+def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
+               log: Callable[[str], None]) -> memo.Stored:
+    """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
+    from composer.atomic import atomic_file
+    from composer.images.write import HashingWriter
+
+    key = memo.rootfs_key(spec, images, epoch)
+    stored = memo.lookup(cache.root, key)
+    if stored is not None:
+        log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
+        return stored
+    prepare_layers(images.values(), cache)
+    tree = build_tree(spec, Context(cache, epoch, images))
+    (cache.root / "tmp").mkdir(parents=True, exist_ok=True)
+    path = memo.tar_path(cache.root, key)
+    try:
+        with atomic_file(path, cache.root / "tmp") as fh:
+            hashing = HashingWriter(fh)
+            count = write_tree(tree, hashing, epoch)  # type: ignore[arg-type]
+    except CanonError as exc:
+        raise ComposerError(str(exc)) from exc
+    memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
+    log(f"rootfs: {count} entries")
+    return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
 
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,

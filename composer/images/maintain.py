@@ -94,7 +94,8 @@ def _files(directory: Path) -> list[Path]:
 
 
 def clean(cache: Cache) -> tuple[int, int]:
-    """Delete unreachable blobs, derived layers and temporary files: (files, bytes) removed."""
+    """Delete unreachable blobs, derived layers and rootfs results, and temporary files:
+    (files, bytes) removed."""
     if not cache.root.is_dir():
         return 0, 0
     with cache.exclusive(), cache.locked():
@@ -109,6 +110,7 @@ def clean(cache: Cache) -> tuple[int, int]:
         doomed += [p for p in _files(cache.root / "uncompressed" / "sha256")
                    if p.name not in keep_plain]
         doomed += _files(cache.root / "tmp")
+        doomed += _files(cache.root / "rootfs")  # phase-one results: derived, rebuilt on demand
         for path in doomed:
             with contextlib.suppress(FileNotFoundError):
                 size += path.stat().st_size

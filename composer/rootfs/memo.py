@@ -1,0 +1,103 @@
+"""Phase-one results kept in the cache, so a rebuild with nothing changed skips phase one.
+
+The canonical rootfs tar is a pure function of: the merged spec, the digest of every image it
+uses, the content of every ``files: source``, the time policy, and the phase-one code itself.
+:func:`rootfs_key` hashes exactly those (the code by the bytes of its source files, so a changed
+flattener can never reuse an old result, version bump or not). Results live in
+``CACHE/rootfs/<key>.tar`` with ``<key>.json`` (sha256, size, entry count) written after it;
+an entry without its ``.json``, or whose tar does not match it, is ignored and rebuilt.
+``cache clean`` removes them all (they are derived data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import canonjson
+from composer.epoch import Epoch
+from composer.images.model import Image
+from composer.spec.model import Spec
+
+_PHASE_ONE = Path(__file__).resolve().parents[1]  # the composer package
+_code_digest: str | None = None
+
+
+def code_fingerprint() -> str:
+    """sha256 over the composer package's source files (names and bytes, sorted by name)."""
+    global _code_digest
+    if _code_digest is None:
+        hasher = hashlib.sha256()
+        for path in sorted(_PHASE_ONE.rglob("*.py"), key=lambda p: p.as_posix()):
+            hasher.update(path.relative_to(_PHASE_ONE).as_posix().encode() + b"\0")
+            hasher.update(hashlib.sha256(path.read_bytes()).digest())
+        _code_digest = hasher.hexdigest()
+    return _code_digest
+
+
+def _file_digest(path: str) -> str:
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                hasher.update(chunk)
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    return hasher.hexdigest()
+
+
+def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
+    from composer.spec.document import spec_json
+
+    sources = sorted({f.source for f in spec.files if f.source is not None})
+    layers = {text: [layer.diff_id for layer in image.layers] for text, image in images.items()}
+    document = {
+        "code": code_fingerprint(),
+        "spec": hashlib.sha256(spec_json(spec)).hexdigest(),
+        "images": {text: image.digest for text, image in sorted(images.items())},
+        "layers": dict(sorted(layers.items())),
+        "sources": {path: _file_digest(path) for path in sources},
+        "source_date_epoch": epoch.source_date_epoch,
+    }
+    return hashlib.sha256(canonjson.compact(document)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    path: Path
+    sha256: str
+    size: int
+    entries: int
+
+
+def directory(cache_root: Path) -> Path:
+    return cache_root / "rootfs"
+
+
+def lookup(cache_root: Path, key: str) -> Stored | None:
+    """The stored result for ``key``, re-hashed: trusted only as far as its digest."""
+    tar = directory(cache_root) / f"{key}.tar"
+    meta = directory(cache_root) / f"{key}.json"
+    try:
+        info = canonjson.loads(meta.read_bytes())
+        stored = Stored(tar, info["sha256"], info["size"], info["entries"])
+        if tar.stat().st_size != stored.size or _file_digest(str(tar)) != stored.sha256:
+            return None
+        return stored
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record(cache_root: Path, key: str, sha256: str, size: int, entries: int) -> None:
+    from composer.atomic import atomic_file
+
+    with atomic_file(directory(cache_root) / f"{key}.json") as fh:
+        fh.write(canonjson.compact({"entries": entries, "sha256": sha256, "size": size}))
+
+
+def tar_path(cache_root: Path, key: str) -> Path:
+    path = directory(cache_root) / f"{key}.tar"
+    os.makedirs(path.parent, exist_ok=True)
+    return path

@@ -1,0 +1,66 @@
+"""The phase-one result cache: reused exactly when nothing that shapes the rootfs changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from composer.rootfs import memo
+from tests.unit.test_build import layout, run_cli, spec_text  # noqa: F401 - shared fixture
+
+
+def build(tmp_path: Path, spec: Path, out: str, *extra: str):
+    proc = run_cli(["build", "-f", "tar,kernel+initrd", "-o", str(tmp_path / out), "--cache",
+                    str(tmp_path / "cache"), *extra, str(spec)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    outputs = {p.name: p.read_bytes() for p in sorted((tmp_path / out).iterdir())}
+    return proc.stderr, outputs
+
+
+def test_rebuild_reuses_and_changes_rebuild(tmp_path, layout):  # noqa: F811
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    first, out1 = build(tmp_path, spec, "a")
+    assert "reused" not in first
+    second, out2 = build(tmp_path, spec, "b")
+    assert "reused" in second
+    assert out1 == out2  # the record, SBOM and SHA256SUMS included
+    spec.write_text(spec_text(layout).replace("hi there", "hi again"))
+    third, out3 = build(tmp_path, spec, "c")
+    assert "reused" not in third and out3["demo.tar"] != out1["demo.tar"]
+    fourth, _ = build(tmp_path, spec, "d", "--source-date-epoch", "1700000000")
+    assert "reused" not in fourth
+
+
+def test_a_damaged_result_is_not_reused(tmp_path, layout):  # noqa: F811
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    _, out1 = build(tmp_path, spec, "a")
+    [stored] = (tmp_path / "cache" / "rootfs").glob("*.tar")
+    data = bytearray(stored.read_bytes())
+    data[600] ^= 0xFF  # same size, different bytes
+    stored.write_bytes(bytes(data))
+    log, out2 = build(tmp_path, spec, "b")
+    assert "reused" not in log and out1 == out2
+
+
+def test_key_covers_code_spec_images_sources_and_epoch(tmp_path, monkeypatch):
+    from composer.epoch import Epoch
+    from composer.images.model import Image, Layer
+    from composer.spec.model import File, ImageRef, Spec
+
+    src = tmp_path / "src"
+    src.write_text("one")
+    spec = Spec(sources=("x.yml",), init=(ImageRef("a/b:1"),),
+                files=(File(path="etc/x", source=str(src)),))
+    image = Image("docker.io/a/b:1", "sha256:" + "1" * 64, {},
+                  (Layer("sha256:" + "2" * 64, 1, "m", "sha256:" + "3" * 64),))
+    base = memo.rootfs_key(spec, {"a/b:1": image}, Epoch(None))
+    assert base == memo.rootfs_key(spec, {"a/b:1": image}, Epoch(None))
+    other_image = Image("docker.io/a/b:1", "sha256:" + "4" * 64, {}, image.layers)
+    assert memo.rootfs_key(spec, {"a/b:1": other_image}, Epoch(None)) != base
+    assert memo.rootfs_key(spec, {"a/b:1": image}, Epoch(5)) != base
+    src.write_text("two")
+    changed_source = memo.rootfs_key(spec, {"a/b:1": image}, Epoch(None))
+    assert changed_source != base
+    monkeypatch.setattr(memo, "_code_digest", "different code")
+    assert memo.rootfs_key(spec, {"a/b:1": image}, Epoch(None)) != changed_source
