@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import hashlib
 import io
 import os
@@ -114,6 +113,56 @@ def drain(reader: BinaryIO, sink: BinaryIO | None = None) -> int:
     return total
 
 
+class _Gunzip(io.RawIOBase):
+    """gzip decompression in 1 MiB steps (GzipFile reads 8 KiB at a time, which made gunzip
+    the largest cost of phase one). Multi-member streams are followed; a truncated stream or
+    trailing garbage is an error, never silently accepted."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self._z = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._pending:
+            if self._eof:
+                return 0
+            if self._z.eof:
+                self._next_member()
+                continue
+            data = self._z.unconsumed_tail or self._raw.read(CHUNK)
+            if not data:
+                raise EOFError("compressed stream ended before the end-of-stream marker")
+            self._pending = self._z.decompress(data, CHUNK)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _next_member(self) -> None:
+        """After a member: another member, zero padding (as gzip(1) allows), or the end."""
+        rest = self._z.unused_data
+        while True:
+            rest = rest.lstrip(b"\0")
+            if rest:
+                break
+            rest = self._raw.read(CHUNK)
+            if not rest:
+                self._eof = True
+                return
+        if len(rest) < 2:
+            rest += self._raw.read(1)
+        if rest[:2] != b"\x1f\x8b":
+            raise EOFError("data after the end of the gzip stream")
+        self._z = zlib.decompressobj(wbits=31)
+        self._pending = self._z.decompress(rest, CHUNK)
+
+
 def open_decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
     """A layer's uncompressed tar stream, by media type (or by magic bytes if it says nothing)."""
     buffered = io.BufferedReader(raw, CHUNK) if not isinstance(raw, io.BufferedReader) else raw
@@ -123,7 +172,7 @@ def open_decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
 
         return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
     if media_type.endswith("+gzip") or media_type.endswith(".gzip") or head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+        return io.BufferedReader(_Gunzip(buffered), CHUNK)
     return buffered
 
 
