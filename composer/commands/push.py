@@ -29,9 +29,8 @@ def _pusher(log: Callable[[str], None]):
     from composer.images.push import Pusher
     from composer.images.registry import RegistryClient
 
-    credentials = docker_credentials()  # the same credentials pulling uses
-    return Pusher(client=RegistryClient(credentials=credentials), credentials=credentials,
-                  log=log)
+    # the same credentials pulling uses
+    return Pusher(client=RegistryClient(credentials=docker_credentials()), log=log)
 
 
 def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log) -> str:

@@ -9,27 +9,22 @@ multi-platform index (:func:`push_index`).
 Blob bytes are read from the archive through the one verifying reader
 (:class:`composer.images.cache.VerifyingReader`) and streamed, never held in memory.
 
-Auth and transport follow :class:`composer.images.registry.RegistryClient` (same challenge
-parser, errors, user agent, no proxies for loopback), but that client only pulls and its request
-path is private, so the minimal push-side equivalent lives here: one ``Authorization`` per
-repository, a token requested with ``pull,push`` scope on a Bearer challenge, Basic with the
-credentials on a Basic challenge; ``Authorization`` is only sent to the registry's own origin;
-whole operations are retried on connection failures, 429 and 5xx.
+Auth and transport are :class:`composer.images.registry.RegistryClient`'s (its ``send`` and
+``with_retries``): a token with ``pull,push`` scope on a Bearer challenge, Basic with the
+credentials on a Basic challenge, ``Authorization`` only to the registry's own origin, whole
+operations retried on connection failures, 429 and 5xx.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import io
 import tarfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
-from urllib.parse import urljoin, urlsplit
+from typing import BinaryIO
+from urllib.parse import urljoin
 
 import requests
 
@@ -37,20 +32,11 @@ from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.cache import CHUNK, VerifyingReader, check_digest
 from composer.images.model import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
-from composer.images.registry import (
-    USER_AGENT,
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    TransientError,
-    parse_challenge,
-)
-from composer.refs import Ref, is_loopback_host
+from composer.images.registry import RegistryClient, RegistryError
+from composer.refs import Ref
 
-T = TypeVar("T")
 MAX_JSON = 4 << 20
 DEFAULT_CHUNK = 64 << 20  # larger blobs go up in PATCH chunks of this size
-_NO_PROXY = {"http": None, "https": None, "all": None}
 
 
 # -- reading the source ---------------------------------------------------------------------
@@ -159,35 +145,26 @@ class _Body:
 
 
 # -- talking to the registry ----------------------------------------------------------------
+PUSH_SCOPE = "pull,push"
+
+
 @dataclass
 class Pusher:
-    """Push-side registry client. ``uploaded``/``skipped`` record what each push sent.
-
-    ``client`` supplies the registry URLs (loopback and ``insecure`` hosts use plain HTTP);
-    ``credentials`` should be the same callable the pulling client was given.
-    """
+    """Push-side operations over a :class:`RegistryClient` (its credentials, insecure hosts,
+    retries). ``uploaded``/``skipped`` record what each push sent."""
 
     client: RegistryClient = field(default_factory=RegistryClient)
-    credentials: Credentials | None = None
     chunk_size: int = DEFAULT_CHUNK
-    timeout: tuple[float, float] = (15.0, 300.0)
-    retries: int = 3
-    backoff: float = 1.0
-    sleep: Callable[[float], None] = time.sleep
-    session: requests.Session = field(default_factory=requests.Session)
+    timeout: tuple[float, float] = (15.0, 300.0)  # uploads may wait long for an answer
     log: Callable[[str], None] = lambda _message: None
     uploaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    _auth: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.session.headers["User-Agent"] = USER_AGENT
 
     # -- operations ----------------------------------------------------------------------
     def blob_exists(self, ref: Ref, digest: str) -> bool:
         url = f"{self.client.repo_url(ref)}/blobs/{digest}"
-        resp = self._retrying(lambda: self._send(ref, "HEAD", url, f"{ref}: blob {digest}",
-                                                 ok=(200, 404), follow=True))
+        resp = self.client.with_retries(lambda: self._send(
+            ref, "HEAD", url, f"{ref}: blob {digest}", ok=(200, 404), follow=True))
         return resp.status_code == 200
 
     def push_blob(self, ref: Ref, digest: str, size: int,
@@ -197,7 +174,7 @@ class Pusher:
             self.skipped.append(digest)
             self.log(f"{ref.name}: {digest[:19]} exists, skipped")
             return
-        self._retrying(lambda: self._upload(ref, digest, size, opener))
+        self.client.with_retries(lambda: self._upload(ref, digest, size, opener))
         self.uploaded.append(digest)
         self.log(f"{ref.name}: {digest[:19]} uploaded ({size} bytes)")
 
@@ -205,7 +182,7 @@ class Pusher:
         """PUT a manifest by tag or digest; returns its digest, checked against the registry's."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         url = f"{self.client.repo_url(ref)}/manifests/{reference}"
-        resp = self._retrying(lambda: self._send(
+        resp = self.client.with_retries(lambda: self._send(
             ref, "PUT", url, f"{ref.name}:{reference}", ok=(200, 201),
             headers={"Content-Type": media_type}, body=lambda: data))
         said = resp.headers.get("Docker-Content-Digest")
@@ -242,115 +219,18 @@ class Pusher:
                        headers={"Content-Type": "application/octet-stream"}, body=body)
             reader.read()  # to its end: the verifying reader checks the digest there
 
+    def _send(self, ref: Ref, method: str, url: str, what: str, *, ok: tuple[int, ...],
+              follow: bool = False, **kw) -> requests.Response:
+        """The client's request with push's token scope and timeout; read whole, not streamed."""
+        return self.client.send(ref, method, url, what, ok=ok, follow=follow, scope=PUSH_SCOPE,
+                                timeout=self.timeout, **kw)
+
     @staticmethod
     def _location(resp: requests.Response, base: str, what: str) -> str:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: the registry sent no upload location")
         return urljoin(base, location)
-
-    # -- plumbing --------------------------------------------------------------------------
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        for number in range(self.retries + 1):
-            try:
-                return attempt()
-            except TransientError:
-                if number == self.retries:
-                    raise
-                self.sleep(self.backoff * (2 ** number))
-        raise AssertionError("unreachable")
-
-    def _send(self, ref: Ref, method: str, url: str, what: str, *, ok: tuple[int, ...],
-              headers: dict[str, str] | None = None, params: dict | None = None,
-              body: Callable[[], object] | None = None, follow: bool = False
-              ) -> requests.Response:
-        """One request with auth (a 401 is answered once) and, if ``follow``, redirects."""
-        origin = _origin(url)
-        key = (ref.registry, ref.repository)
-        authenticated = False
-        current = url
-        for _ in range(8):
-            send = dict(headers or {})
-            same_origin = _origin(current) == origin
-            if same_origin and key in self._auth:
-                send["Authorization"] = self._auth[key]
-            resp = self._request(method, current, what, headers=send, params=params,
-                                 data=body() if body else None)
-            status = resp.status_code
-            resp.close()
-            if status in ok:
-                return resp
-            if follow and status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                current = urljoin(current, resp.headers["Location"])
-                continue
-            if status == 401 and same_origin and not authenticated:
-                self._auth[key] = self._authenticate(
-                    ref, resp.headers.get("WWW-Authenticate", ""), what)
-                authenticated = True
-                continue
-            message = f"{what}: {_detail(resp)} ({status} from {method} {current})"
-            if status == 429 or status >= 500:
-                raise TransientError(message)
-            raise RegistryError(message)
-        raise RegistryError(f"{what}: too many redirects (from {url})")
-
-    def _request(self, method: str, url: str, what: str, **kw) -> requests.Response:
-        parts = urlsplit(url)
-        try:
-            return self.session.request(
-                method, url, timeout=self.timeout, allow_redirects=False,
-                proxies=_NO_PROXY if is_loopback_host(parts.hostname or "") else None, **kw)
-        except requests.exceptions.SSLError as exc:
-            raise RegistryError(f"{what}: TLS error talking to {parts.netloc}: {exc}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise TransientError(f"{what}: cannot connect to {parts.netloc}: "
-                                 f"{type(exc).__name__}") from None
-        except requests.RequestException as exc:
-            raise RegistryError(f"{what}: request to {parts.netloc} failed: {exc}") from None
-
-    def _authenticate(self, ref: Ref, challenge: str, what: str) -> str:
-        scheme, params = parse_challenge(challenge)
-        creds = self.credentials(ref.registry) if self.credentials else None
-        if scheme == "bearer" and params.get("realm"):
-            realm = params["realm"]
-            realm_host = urlsplit(realm).hostname or ""
-            if creds and urlsplit(realm).scheme != "https" and not is_loopback_host(realm_host):
-                raise RegistryError(f"{what}: refusing to send credentials to {realm}")
-            query = {"scope": f"repository:{ref.repository}:pull,push"}
-            if params.get("service"):
-                query["service"] = params["service"]
-            resp = self._request("GET", realm, what, params=query, auth=creds)
-            if resp.status_code != 200:
-                message = f"{what}: token request failed: {_detail(resp)} " \
-                          f"({resp.status_code} from {realm})"
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    raise TransientError(message)
-                raise RegistryError(message)
-            answer = _json(resp.content, f"{what}: token from {realm}")
-            token = answer.get("token") or answer.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise RegistryError(f"{what}: token server {realm} sent no token")
-            return f"Bearer {token}"
-        if scheme == "basic" and creds:
-            raw = f"{creds[0]}:{creds[1]}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
-        raise RegistryError(f"{what}: authentication required and no credentials "
-                            f"for {ref.registry}")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or {
-        "http": 80, "https": 443}.get(parts.scheme)
-
-
-def _detail(resp: requests.Response) -> str:
-    """The registry's own error message, else the HTTP reason."""
-    with contextlib.suppress(Exception):
-        errors = canonjson.loads(resp.content[:65536]).get("errors") or []
-        first = errors[0]
-        return " ".join(str(first.get("message") or first.get("code")).split())[:200]
-    return resp.reason or "request failed"
 
 
 # -- pushing images -------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""A small pull-only client for the OCI distribution API (registry v2).
+"""A small client for the OCI distribution API (registry v2): the one place registry HTTP lives.
 
-Only what pulling needs: ``GET`` a manifest (by tag or digest) and stream a blob. Anonymous bearer
-tokens are fetched on a 401 challenge; redirects are followed by hand so that ``Authorization``
-never leaves the registry's origin (blob redirects usually point at a CDN); every request has a
-timeout; connection failures, 429 and 5xx are retried a bounded number of times with backoff.
+Pulling is here: ``GET`` a manifest (by tag or digest) and stream a blob. Pushing
+(:mod:`.push`) makes its requests through :meth:`RegistryClient.send` and
+:meth:`RegistryClient.with_retries`. Bearer tokens are fetched on a 401 challenge (cached per
+repository and actions: ``pull``, or ``pull,push``); redirects are followed by hand so that
+``Authorization`` never leaves the registry's origin (blob redirects usually point at a CDN);
+every request has a timeout; connection failures, 429 and 5xx are retried a bounded number of
+times with backoff.
 
 The client trusts nothing it returns: callers verify every byte against its digest (the cache
 does that while storing). Credentials come through ``credentials`` (see :mod:`.auth`: docker
@@ -149,7 +152,8 @@ class RegistryClient:
         self._sleep = sleep
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
-        self._auth: dict[tuple[str, str], str] = {}  # (registry, repository) -> Authorization
+        # (registry, repository, actions) -> Authorization
+        self._auth: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------
@@ -171,7 +175,7 @@ class RegistryClient:
             return Manifest(data, ctype.split(";")[0].strip() if ctype else None,
                             resp.headers.get("Docker-Content-Digest"), resp.url or url)
 
-        return self._with_retries(lambda: self._consume(ref, url, what, ACCEPT, read))
+        return self.with_retries(lambda: self._consume(ref, url, what, ACCEPT, read))
 
     def fetch_blob(self, ref: Ref, digest: str, consume: Callable[[BinaryIO], T],
                    what: str | None = None) -> T:
@@ -183,10 +187,10 @@ class RegistryClient:
             with _ResponseStream(resp, label) as stream:
                 return consume(io.BufferedReader(stream, 1 << 20))
 
-        return self._with_retries(lambda: self._consume(ref, url, label, None, read))
+        return self.with_retries(lambda: self._consume(ref, url, label, None, read))
 
-    # -- plumbing --------------------------------------------------------------------------
-    def _with_retries(self, attempt: Callable[[], T]) -> T:
+    def with_retries(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` again (with exponential backoff) while it raises TransientError."""
         for number in range(self._retries + 1):
             try:
                 return attempt()
@@ -196,46 +200,51 @@ class RegistryClient:
                 self._sleep(self._backoff * (2 ** number))
         raise AssertionError("unreachable")
 
-    def _consume(self, ref: Ref, url: str, what: str, accept: str | None,
-                 read: Callable[[requests.Response], T]) -> T:
-        resp = self._get(ref, url, what, accept)
-        try:
-            return read(resp)
-        finally:
-            resp.close()
+    def send(self, ref: Ref, method: str, url: str, what: str, *, ok: tuple[int, ...] = (200,),
+             headers: dict[str, str] | None = None, params: dict | None = None,
+             body: Callable[[], object] | None = None, follow: bool = True,
+             stream: bool = False, scope: str = "pull",
+             timeout: tuple[float, float] | None = None) -> requests.Response:
+        """One request to ``ref``'s registry; returns the answer if its status is in ``ok``.
 
-    def _get(self, ref: Ref, url: str, what: str, accept: str | None) -> requests.Response:
-        """GET with auth and manual redirects; returns a 200 response (streaming) or raises."""
+        A 401 from the registry's origin is answered once (a token for ``scope``'s actions, or
+        Basic); redirects are followed by hand if ``follow``, and ``Authorization`` only goes to
+        ``url``'s origin. ``body`` makes the request body (each send needs a fresh one). With
+        ``stream`` the caller reads and closes the answer, else it is read whole and closed.
+        Connection failures, 429 and 5xx raise :class:`TransientError` (see :meth:`with_retries`).
+        """
         origin = _origin(url)
-        key = (ref.registry, ref.repository)
+        key = (ref.registry, ref.repository, scope)
         authenticated = False
         current = url
         for _ in range(MAX_REDIRECTS + 2):
             same_origin = _origin(current) == origin
-            headers = {"Accept": accept} if accept else {}
+            sent = dict(headers or {})
             with self._lock:
                 auth = self._auth.get(key)
             if auth and same_origin:
-                headers["Authorization"] = auth
-            resp = self._request(current, headers, what)
+                sent["Authorization"] = auth
+            resp = self._request(method, current, what, headers=sent, params=params,
+                                 data=body() if body else None, timeout=timeout)
             status = resp.status_code
-            if status == 200:
-                return resp
-            if status in _REDIRECTS and resp.headers.get("Location"):
+            if status in ok:
+                return resp if stream else self._read_whole(resp, what)
+            if follow and status in _REDIRECTS and resp.headers.get("Location"):
                 current = urljoin(current, resp.headers["Location"])
                 resp.close()
                 continue
             if status == 401 and same_origin and not authenticated:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
-                header = self._authenticate(ref, challenge, current, what)
+                header = self._authenticate(ref, challenge, current, what, scope)
                 with self._lock:
                     self._auth[key] = header
                 authenticated = True
                 continue
             detail = _error_detail(resp)
             resp.close()
-            message = f"{what}: {detail} ({status} from {current})"
+            where = current if method == "GET" else f"{method} {current}"
+            message = f"{what}: {detail} ({status} from {where})"
             if status == 429 or status >= 500:
                 raise TransientError(message)
             if status == 401:
@@ -243,15 +252,39 @@ class RegistryClient:
             raise RegistryError(message)
         raise RegistryError(f"{what}: too many redirects (from {url})")
 
-    def _request(self, url: str, headers: dict[str, str], what: str,
-                 auth: tuple[str, str] | None = None, params: dict | None = None
+    # -- plumbing --------------------------------------------------------------------------
+    def _consume(self, ref: Ref, url: str, what: str, accept: str | None,
+                 read: Callable[[requests.Response], T]) -> T:
+        resp = self.send(ref, "GET", url, what, headers={"Accept": accept} if accept else None,
+                         stream=True)
+        try:
+            return read(resp)
+        finally:
+            resp.close()
+
+    @staticmethod
+    def _read_whole(resp: requests.Response, what: str) -> requests.Response:
+        """Load a (small) answer's body into ``resp.content`` and release the connection."""
+        try:
+            resp.content  # noqa: B018 - reading it is the point
+        except requests.RequestException as exc:
+            raise TransientError(f"{what}: reading the answer from {urlsplit(resp.url).netloc} "
+                                 f"failed: {_reason(exc)}") from None
+        finally:
+            resp.close()
+        return resp
+
+    def _request(self, method: str, url: str, what: str, *, headers: dict[str, str],
+                 params: dict | None = None, auth: tuple[str, str] | None = None,
+                 data: object = None, timeout: tuple[float, float] | None = None
                  ) -> requests.Response:
         host = urlsplit(url).netloc
         loopback = is_loopback_host(urlsplit(url).hostname or "")
         try:
-            return self._session.get(url, headers=headers, params=params, auth=auth,
-                                     timeout=self._timeout, stream=True, allow_redirects=False,
-                                     proxies=_NO_PROXY if loopback else None)
+            return self._session.request(method, url, headers=headers, params=params, auth=auth,
+                                         data=data, timeout=timeout or self._timeout,
+                                         stream=True, allow_redirects=False,
+                                         proxies=_NO_PROXY if loopback else None)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(f"{what}: TLS error talking to {host}: {_reason(exc)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
@@ -259,8 +292,12 @@ class RegistryClient:
         except requests.RequestException as exc:
             raise RegistryError(f"{what}: request to {host} failed: {_reason(exc)}") from None
 
-    def _authenticate(self, ref: Ref, challenge: str, url: str, what: str) -> str:
-        """An Authorization header answering a 401 challenge (anonymous unless credentials)."""
+    def _authenticate(self, ref: Ref, challenge: str, url: str, what: str, scope: str) -> str:
+        """An Authorization header answering a 401 challenge (anonymous unless credentials).
+
+        Pulling asks for the scope the challenge names; wider actions (``pull,push``) are asked
+        for explicitly, since the challenge to a first HEAD or GET names only ``pull``.
+        """
         scheme, params = parse_challenge(challenge)
         creds = self._credentials(ref.registry) if self._credentials else None
         if scheme == "bearer" and params.get("realm"):
@@ -269,10 +306,11 @@ class RegistryClient:
             if creds and urlsplit(realm).scheme != "https" and not is_loopback_host(
                     realm_host) and urlsplit(realm).netloc.lower() not in self._insecure:
                 raise RegistryError(f"{what}: refusing to send credentials to {realm}")
-            query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
+            wanted = f"repository:{ref.repository}:{scope}"
+            query = {"scope": (params.get("scope") or wanted) if scope == "pull" else wanted}
             if params.get("service"):
                 query["service"] = params["service"]
-            resp = self._request(realm, {}, what, auth=creds, params=query)
+            resp = self._request("GET", realm, what, headers={}, auth=creds, params=query)
             try:
                 if resp.status_code != 200:
                     detail = _error_detail(resp)

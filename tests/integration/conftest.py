@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,8 @@ import pytest
 import requests
 
 from composer import tools
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def require_tool(name: str, package: str | None = None) -> str:
@@ -43,6 +46,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def debs_dir() -> Path:
+    """examples/debs/ with every pinned .deb, fetched with apt-get download if missing."""
+    require_tool("apt-get", "apt")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "fetch-debs")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return EXAMPLES / "debs"
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,15 @@ The rootfs is tiny: the committed static busybox as ``/bin/sh`` and an ``/init``
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from composer import tools
 from composer.atomic import OutputSet
@@ -31,118 +25,14 @@ from composer.images.push import Pusher, push, push_index
 from composer.refs import parse_registry_ref
 from outputs import FORMATS, Options
 from tests.fixtures.busybox_rootfs import busybox_binary, write_rootfs
-from tests.integration.conftest import free_port, require_tool
+from tests.integration.conftest import require_tool
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 MTIME = 1492533000
 
 
-# -- fixtures -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Docker:
-    host: str  # unix:///.../sock
-
-    def run(self, *args: str) -> str:
-        docker = require_tool("docker", "docker.io")
-        env = {**tools.tool_env(), "DOCKER_HOST": self.host}
-        result = subprocess.run([docker, *args], capture_output=True, env=env, check=False)
-        assert result.returncode == 0, result.stderr.decode(errors="replace")
-        return result.stdout.decode()
-
-
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[Docker]:
-    """A private dockerd (vfs storage, no networking) in a short temporary directory."""
-    binary = require_tool("dockerd", "docker.io")
-    require_tool("docker", "docker.io")
-    base = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))  # unix socket paths must be short
-    sock = base / "sock"
-    log = base / "log"
-    with open(log, "wb") as log_fh:
-        proc = subprocess.Popen(
-            [binary, "--storage-driver", "vfs", "--iptables=false", "--bridge=none",
-             "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-             "--pidfile", str(base / "pid"), "-H", f"unix://{sock}"],
-            stdout=log_fh, stderr=subprocess.STDOUT)
-    try:
-        import docker
-
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dockerd exited with {proc.returncode}: "
-                            f"{log.read_text(errors='replace')[-2000:]}")
-            if sock.exists():
-                with contextlib.suppress(Exception):
-                    client = docker.DockerClient(base_url=f"unix://{sock}")
-                    client.ping()
-                    client.close()
-                    break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.2)
-        yield Docker(f"unix://{sock}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["umount", "-R", str(base)], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class AuthRegistry:
-    host: str
-    user: str
-    password: str
-
-
-@pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory) -> Iterator[AuthRegistry]:
-    """docker-registry with htpasswd (bcrypt) basic auth on a loopback port."""
-    binary = require_tool("docker-registry")
-    htpasswd = require_tool("htpasswd", "apache2-utils")
-    base = tmp_path_factory.mktemp("auth-registry")
-    (base / "storage").mkdir()
-    user, password = "composer", "s3cret-pass"
-    entry = tools.run([htpasswd, "-Bbn", user, password], capture=True).stdout
-    (base / "htpasswd").write_bytes(entry)
-    port = free_port()
-    (base / "config.yml").write_text(
-        "version: 0.1\n"
-        "log: {level: warn, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {base / 'storage'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-        f"auth: {{htpasswd: {{realm: test, path: {base / 'htpasswd'}}}}}\n")
-    log = base / "registry.log"
-    with open(log, "wb") as log_fh:
-        proc = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log_fh,
-                                stderr=subprocess.STDOUT, env=tools.tool_env())
-    try:
-        _wait_until_serving_auth(proc, port, log)
-        yield AuthRegistry(f"127.0.0.1:{port}", user, password)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_until_serving_auth(proc: subprocess.Popen, port: int, log: Path) -> None:
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"docker-registry exited: {log.read_text(errors='replace')[-2000:]}")
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=5).status_code == 401:
-                return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.1)
-
-
+# -- fixtures (dockerd, registry and basic_registry come from conftest.py) ----------------
 @pytest.fixture(scope="module")
 def busybox() -> bytes:
     return busybox_binary()
@@ -266,25 +156,23 @@ def test_chunked_upload(registry, busybox, tmp_path):
            f"oci:{tmp_path / 'back'}:x")  # skopeo verifies every blob it pulls
 
 
-def test_push_with_basic_auth(auth_registry, busybox, tmp_path):
+def test_push_with_basic_auth(basic_registry, busybox, tmp_path):
     (archive,) = build(tmp_path, ("docker",), busybox)
-    ref = f"{auth_registry.host}/private/hello:1"
+    ref = f"{basic_registry.host}/private/hello:1"
     result = _cli("push", str(archive), ref, env={"DOCKER_CONFIG": str(tmp_path / "none")})
     assert result.returncode == 1
     assert b"authentication required" in result.stderr and b"Traceback" not in result.stderr
 
     config = tmp_path / "docker"
     config.mkdir()
-    auth = base64.b64encode(f"{auth_registry.user}:{auth_registry.password}".encode()).decode()
-    (config / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {
+    auth = base64.b64encode(":".join(basic_registry.creds).encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {
         "auth": auth}}}))
     result = _cli("push", str(archive), ref, env={"DOCKER_CONFIG": str(config)})
     assert result.returncode == 0, result.stderr
     digest = manifest_digest(archive)
     assert result.stdout.decode().strip().endswith(digest)
-    raw = skopeo("inspect", "--raw", "--tls-verify=false",
-                 f"--creds={auth_registry.user}:{auth_registry.password}", f"docker://{ref}")
-    assert sha256(raw) == digest
+    assert sha256(basic_registry.inspect_raw(ref)) == digest
 
 
 def test_several_arches_push_one_index(registry, busybox, tmp_path):

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import require_tool
-from tests.integration.test_qemu_boot import debs_dir  # noqa: F401 - shared fixture
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def boot_lines(prefix: Path) -> list[str]:
     return [ANSI.sub("", line).strip() for line in proc.stdout.splitlines()]
 
 
-def test_build_from_registry_by_digest_and_boot(registry, debs_dir, tmp_path):  # noqa: F811
+def test_build_from_registry_by_digest_and_boot(registry, debs_dir, tmp_path):
     layout = tmp_path / "layout"
     refs = {}
     for name in PACKAGES:
@@ -81,7 +80,7 @@ onboot:
     assert [line for line in lines if line in BANNER] == BANNER, "\n".join(lines[-60:])
 
 
-def test_example_is_reproducible_across_environments(debs_dir, tmp_path):  # noqa: F811
+def test_example_is_reproducible_across_environments(debs_dir, tmp_path):
     """Different cwd, TZ, umask, locale, hash seed and cache: identical bytes, every output."""
     outputs = []
     for n, (tz, umask, lang, seed) in enumerate([("UTC", 0o022, "C.UTF-8", "0"),

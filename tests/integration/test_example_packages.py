@@ -43,15 +43,6 @@ GOLDEN = {
 
 
 @pytest.fixture(scope="module")
-def debs_dir() -> Path:
-    require_tool("apt-get", "apt")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "fetch-debs")],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return EXAMPLES / "debs"
-
-
-@pytest.fixture(scope="module")
 def built(debs_dir: Path, tmp_path_factory) -> dict[str, tuple[Cache, pkg.PackageResult]]:
     cache = Cache(tmp_path_factory.mktemp("cache"))
     return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,

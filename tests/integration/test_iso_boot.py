@@ -18,7 +18,6 @@ import pytest
 
 from outputs import bootloaders, output_files
 from tests.integration.conftest import require_tool
-from tests.integration.test_qemu_boot import debs_dir  # noqa: F401 - shared fixture
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,7 @@ def composer(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = N
 
 
 @pytest.fixture(scope="module")
-def cache(debs_dir: Path, tmp_path_factory) -> Path:  # noqa: F811 - the fixture
+def cache(debs_dir: Path, tmp_path_factory) -> Path:
     """The example packages (kernel, init, hello) built with `pkg build` into a fresh cache."""
     for pin in bootloaders.DEFAULTS.values():
         require_file(pin.path, bootloaders.PACKAGES[pin.role])

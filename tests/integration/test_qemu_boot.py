@@ -33,16 +33,6 @@ ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|c)")  # SeaBIOS clears the screen
 
 
 @pytest.fixture(scope="session")
-def debs_dir() -> Path:
-    """examples/debs/ with every pinned .deb, fetched with apt-get download if missing."""
-    require_tool("apt-get", "apt")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "fetch-debs")],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return EXAMPLES / "debs"
-
-
-@pytest.fixture(scope="session")
 def built(debs_dir: Path, tmp_path_factory) -> dict[str, tuple[Cache, pkg.PackageResult]]:
     cache = Cache(tmp_path_factory.mktemp("cache"))
     return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,
