@@ -8,6 +8,7 @@ breaks the canon (unsorted, duplicate, orphaned or dangling entries) instead of 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import posixpath
 import tarfile
@@ -261,10 +262,14 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
     """Stream a tar's entries with a reader for each regular file's content.
 
     The reader is only valid until the next entry is requested. Memory stays flat: members are
-    not accumulated.
+    not accumulated. On a seekable file, content nobody reads is skipped by seeking rather than
+    read through (a header-only scan of a rootfs costs its headers, not its size).
     """
+    seekable = False
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        seekable = stream.seekable()
     try:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8",
+        with tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
                           errors="surrogateescape") as tf:
             for info in tf:
                 tf.members.clear()
