@@ -80,8 +80,9 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
                               entrypoint=req.entrypoint, bootloaders=req.bootloaders)
             for fmt in req.formats:
                 FORMATS[fmt](stored.path, req.name, outs, options)
+            packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
-                               (stored.sha256, stored.size), outs)
+                               (stored.sha256, stored.size), outs, packages)
             return outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
@@ -115,7 +116,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
-                       outs: RecordingOutputSet) -> None:
+                       outs: RecordingOutputSet,
+                       packages: list[dict[str, str]] | None = None) -> None:
     """NAME.spdx.json, NAME.build.json and NAME.SHA256SUMS, through the build's OutputSet."""
     import outputs
     from composer import canonjson, record
@@ -127,7 +129,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     if req.sbom:
         from composer.sbom import spdx_document
 
-        doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated)
+        doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated,
+                            packages)
         with outs.create(record.sbom_name(req.name)) as fh:
             fh.write(canonjson.pretty(doc))
     done = [(name, *record.sha256_file(tmp)) for name, tmp in outs.pending()]

@@ -103,7 +103,7 @@ def _image_purl(image: dict[str, Any]) -> str:
 
 
 def spdx_document(name: str, rootfs: Path, rootfs_sha256: str, images: list[dict[str, Any]],
-                  epoch: int) -> dict[str, Any]:
+                  epoch: int, found: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The SPDX 2.3 document as a JSON value."""
     created = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     root_id = "SPDXRef-Rootfs"
@@ -131,7 +131,7 @@ def spdx_document(name: str, rootfs: Path, rootfs_sha256: str, images: list[dict
         packages.append(package)
         relationships.append({"spdxElementId": spdx_id, "relationshipType": "GENERATES",
                               "relatedSpdxElement": root_id})
-    for n, pkg in enumerate(find_packages(rootfs), 1):
+    for n, pkg in enumerate(find_packages(rootfs) if found is None else found, 1):
         spdx_id = f"SPDXRef-Package-{n}"
         entry = {
             "SPDXID": spdx_id, "name": pkg["name"], "versionInfo": pkg["version"] or NOASSERTION,

@@ -101,3 +101,24 @@ def tar_path(cache_root: Path, key: str) -> Path:
     path = directory(cache_root) / f"{key}.tar"
     os.makedirs(path.parent, exist_ok=True)
     return path
+
+
+def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
+    """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
+    every header of a large rootfs costs seconds; the list is a function of its bytes)."""
+    from composer.atomic import atomic_file
+    from composer.sbom import find_packages
+
+    key = hashlib.sha256(f"{code_fingerprint()}:{stored.sha256}".encode()).hexdigest()
+    path = directory(cache_root) / f"packages-{key}.json"
+    try:
+        found = canonjson.loads(path.read_bytes())
+        if isinstance(found, list):
+            return found
+    except (OSError, ValueError):
+        pass
+    found = find_packages(stored.path)
+    os.makedirs(path.parent, exist_ok=True)
+    with atomic_file(path) as fh:
+        fh.write(canonjson.compact(found))
+    return found

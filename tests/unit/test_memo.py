@@ -24,6 +24,7 @@ def test_rebuild_reuses_and_changes_rebuild(tmp_path, layout):  # noqa: F811
     second, out2 = build(tmp_path, spec, "b")
     assert "reused" in second
     assert out1 == out2  # the record, SBOM and SHA256SUMS included
+    assert len(list((tmp_path / "cache" / "rootfs").glob("packages-*.json"))) == 1
     spec.write_text(spec_text(layout).replace("hi there", "hi again"))
     third, out3 = build(tmp_path, spec, "c")
     assert "reused" not in third and out3["demo.tar"] != out1["demo.tar"]
