@@ -90,6 +90,7 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
                 offset = base_offset + info.offset_data
                 sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
                 entries.append((entry, offset, sparse))
+            _check_end(fh, tf.offset, what)
     except tarfile.TarError as exc:
         raise LayerError(f"{what}: unreadable tar: {exc}") from exc
     except CanonError as exc:
@@ -115,6 +116,17 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
             content = (SparseSpan(file_path, offset, entry.size, sparse) if sparse is not None
                        else Span(file_path, offset, entry.size))
         tree.put(path, Node(entry, content, source, location))
+
+
+def _check_end(fh, offset: int, what: str) -> None:
+    """tarfile stops quietly at the first header it cannot parse; only a zero block (or the
+    end of the data) may end a layer, so a corrupt later header is an error, not a short
+    layer."""
+    fh.seek(offset)
+    block = fh.read(512)
+    if block.strip(b"\0"):
+        raise LayerError(f"{what}: corrupt tar header at byte {offset} (bad checksum or "
+                         "garbage); the layer cannot be read past it")
 
 
 def prepare_layers(images: Iterable[Image], cache: Cache, workers: int | None = None) -> None:
