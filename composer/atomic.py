@@ -39,17 +39,65 @@ def atomic_file(dest: Path, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
         raise
 
 
+TEMP_MARK = ".image-composer-"  # + "<pid>." + ...: every temporary we leave in an output dir
+
+
+def _temp_prefix(label: str) -> str:
+    return f"{TEMP_MARK}{os.getpid()}.{label}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(directory: Path) -> None:
+    """Remove temporaries that a killed build (``kill -9``, power loss) left in ``directory``:
+    ours by name, and only those whose process is gone, so concurrent builds are untouched."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(directory):
+            if not entry.name.startswith(TEMP_MARK):
+                continue
+            pid = entry.name[len(TEMP_MARK):].split(".", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
 class OutputSet:
-    """Collects the temporary files of one build; ``commit`` renames them all into place."""
+    """Collects the temporary files of one build; ``commit`` renames them all into place.
+
+    Temporaries are named ``.image-composer-<pid>.*`` so the next build into the same
+    directory can remove what a killed one left (:func:`sweep`).
+    """
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._pending: list[tuple[str, Path]] = []
+        sweep(self.directory)
+
+    @contextlib.contextmanager
+    def scratch(self, label: str) -> Iterator[Path]:
+        """A temporary work directory beside the outputs (same filesystem), always removed."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.directory,
+                                         prefix=_temp_prefix(label)) as tmp:
+            yield Path(tmp)
 
     @contextlib.contextmanager
     def create(self, name: str) -> Iterator[BinaryIO]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_temp_prefix(name),
+                                   suffix=".partial")
         self._pending.append((name, Path(tmp)))
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -60,7 +108,8 @@ class OutputSet:
     def create_dir(self, name: str) -> Iterator[Path]:
         """A temporary directory to fill; it becomes ``name`` on commit."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{name}.", suffix=".partial"))
+        tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=_temp_prefix(name),
+                                    suffix=".partial"))
         self._pending.append((name, tmp))
         yield tmp
 
@@ -109,7 +158,8 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
                 os.close(fd)
     old = None
     if dest.is_dir() and not dest.is_symlink():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_temp_prefix(dest.name),
+                                    suffix=".old"))
         os.replace(dest, old / dest.name)
     elif dest.exists() or dest.is_symlink():
         dest.unlink()

@@ -26,7 +26,6 @@ top-level ``Dockerfile`` (``FROM scratch``, ``COPY . ./``, the entrypoint), a bu
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +190,7 @@ def write_members_dir(members: list[Member], dest: Path) -> None:
 def _image(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str) -> None:
     ref = image_name(name, options.image_tag)
     outset.directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outset.directory, prefix=f".{name}-{fmt}.") as t:
+    with outset.scratch(f"{name}-{fmt}") as t:
         layer = spool_layer(rootfs, Path(t))
         members = layout_members(layer, ref, options, docker=fmt == "docker")
         if fmt == "oci-dir":

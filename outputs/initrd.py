@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -93,7 +92,7 @@ def write_kernel_initrd(rootfs: Path, name: str, outset: OutputSet, options: Opt
 def write_tar_kernel_initrd(rootfs: Path, name: str, outset: OutputSet,
                             options: Options) -> None:
     outset.directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outset.directory, prefix=f".{name}-initrd.tar.") as t:
+    with outset.scratch(f"{name}-initrd.tar") as t:
         tmp = Path(t)
         with contextlib.ExitStack() as stack:
             def sink(path: str) -> BinaryIO:

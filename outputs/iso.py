@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +154,7 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
     seed_bytes = seed(sha256_file(rootfs), layout, pins, options)
     image_id = derive(seed_bytes, "image-id", 8).hex()
     outset.directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outset.directory, prefix=f".{name}-{fmt}.") as t:
+    with outset.scratch(f"{name}-{fmt}") as t:
         tmp = Path(t)
         cmdline = boot_files(rootfs, tmp, name, fmt, options.gzip_level)
         small = {f"boot/image_id_{image_id}": f"{image_id}\n".encode()}

@@ -346,3 +346,19 @@ def test_parallel_gzip_bytes_do_not_depend_on_threads(size):
         results.append(buf.getvalue())
     assert results[0] == results[1] == results[2]
     assert gzip.decompress(results[0]) == data
+
+
+def test_a_killed_builds_temporaries_are_swept_but_not_a_live_ones(tmp_path):
+    import subprocess as sp
+
+    from composer.atomic import TEMP_MARK, OutputSet
+
+    dead = sp.Popen(["true"])
+    dead.wait()  # its pid is now free (and almost surely unused)
+    (tmp_path / f"{TEMP_MARK}{dead.pid}.x.tar.abc.partial").write_bytes(b"junk")
+    (tmp_path / f"{TEMP_MARK}{dead.pid}.y-oci.def").mkdir()
+    live = tmp_path / f"{TEMP_MARK}{os.getpid()}.z.tar.ghi.partial"
+    live.write_bytes(b"in progress")
+    (tmp_path / ".unrelated").write_bytes(b"not ours")
+    OutputSet(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".unrelated", live.name])
