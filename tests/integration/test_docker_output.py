@@ -34,8 +34,8 @@ MTIME = 1492533000
 
 # -- fixtures (dockerd, registry and basic_registry come from conftest.py) ----------------
 @pytest.fixture(scope="module")
-def busybox() -> bytes:
-    return busybox_binary()
+def busybox(debs_dir: Path) -> bytes:
+    return busybox_binary(debs_dir)
 
 
 def build(directory: Path, fmts: tuple[str, ...], busybox: bytes, options: Options | None = None,

@@ -112,9 +112,9 @@ def test_kill_9_during_pulls_never_corrupts_the_cache(registry, pushed, proxy_fo
         proc = subprocess.Popen(build_argv(spec, cache, tmp_path / f"out{n}"), cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.05, 1.5))
-        if proc.poll() is None:
+        if proc.poll() is None:  # poll() reaps a finished one: only kill a live pid
             killed_running += 1
-        os.kill(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         checked = cli("cache", "verify", "--cache", str(cache))
         assert checked.returncode == 0, f"kill {n}: {checked.stderr}"
