@@ -366,3 +366,10 @@ def dockerd() -> Iterator[Docker]:
             proc.wait()
         subprocess.run(["umount", "-R", str(base)], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def banner_lines(console: list[str], expected: list[str]) -> list[str]:
+    """The expected console lines, in the order they appear. A line counts when it *ends* with
+    one: firmware output without a newline (SeaBIOS's "Booting from ROM..", with the kernel
+    quiet) can share the serial line with the first thing init prints."""
+    return [want for line in console for want in expected if line.endswith(want)]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from outputs import bootloaders, output_files
-from tests.integration.conftest import require_tool
+from tests.integration.conftest import banner_lines, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def isos(cache: Path, tmp_path_factory) -> dict[str, Path]:
 def test_iso_boots(isos: dict[str, Path], fmt: str, firmware: str, media: str) -> None:
     proc = boot(isos[fmt], f"--{firmware}", f"--{media}")
     console = [ANSI.sub("", ln).strip() for ln in proc.stdout.splitlines()]
-    found = [ln for ln in console if ln in BANNER]
+    found = banner_lines(console, BANNER)
     tail = "\n".join(console[-60:]) + proc.stderr[-2000:]
     assert found == BANNER, tail
     [cmdline] = [ln.split("Command line: ", 1)[1] for ln in console if "Command line: " in ln]
@@ -116,7 +116,7 @@ def test_hybrid_disk_boots_from_the_mbr_esp_partition(isos: dict[str, Path],
     stick.write_bytes(data)
     proc = boot(stick, "--uefi", "--disk")
     console = [ANSI.sub("", ln).strip() for ln in proc.stdout.splitlines()]
-    assert [ln for ln in console if ln in BANNER] == BANNER, "\n".join(console[-60:])
+    assert banner_lines(console, BANNER) == BANNER, "\n".join(console[-60:])
 
 
 def test_rebuild_elsewhere_gives_the_same_isos(isos: dict[str, Path], cache: Path,

@@ -22,7 +22,7 @@ from composer.epoch import Epoch
 from composer.images.cache import Cache
 from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
 from outputs.cpio import tar_to_cpio
-from tests.integration.conftest import require_tool
+from tests.integration.conftest import banner_lines, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def test_example_packages_boot_and_run_onboot(built, tmp_path: Path) -> None:
                 "image-composer init: running 000-hello", "hello from the onboot container",
                 "image-composer init: 000-hello: exited with status 0",
                 "image-composer init: done"]
-    found = [ln for ln in lines if ln in expected]
+    found = banner_lines(lines, expected)
     assert found == expected, proc.stdout[-3000:] + proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "Kernel panic" not in proc.stdout
