@@ -31,11 +31,12 @@ def find_tool(name: str, hint: str = "") -> str:
 
 def run(argv: Sequence[str | Path], *, capture: bool = False, check: bool = True,
         cwd: Path | None = None, timeout: float | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        env: dict[str, str] | None = None,
+        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     argv = [str(a) for a in argv]
     argv[0] = find_tool(argv[0])
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=tool_env(env), timeout=timeout,
+        proc = subprocess.run(argv, cwd=cwd, env=tool_env(env), timeout=timeout, input=input,
                               stdout=subprocess.PIPE if capture else None,
                               stderr=subprocess.PIPE if capture else None, check=False)
     except subprocess.TimeoutExpired:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -67,13 +66,10 @@ def server_url(registry: str) -> str:
 
 def run_helper(name: str, server: str) -> tuple[str, str] | None:
     """Run ``docker-credential-NAME get`` with the fixed tool environment."""
-    program = tools.find_tool(f"docker-credential-{name}",
-                              f"credential helper {name!r} named in the docker config")
-    try:
-        proc = subprocess.run([program, "get"], input=server.encode(), capture_output=True,
-                              env=tools.tool_env(), timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        raise ComposerError(f"docker-credential-{name} timed out") from None
+    tools.find_tool(f"docker-credential-{name}",
+                    f"credential helper {name!r} named in the docker config")
+    proc = tools.run([f"docker-credential-{name}", "get"], input=server.encode(), capture=True,
+                     check=False, timeout=60)
     out = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
         detail = (out + proc.stderr.decode(errors="replace")).strip()
