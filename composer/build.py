@@ -75,7 +75,8 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with RecordingOutputSet(req.output_dir) as outs:
+        known = {stored.path: (stored.sha256, stored.size)}
+        with RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
                               entrypoint=req.entrypoint, bootloaders=req.bootloaders)
             for fmt in req.formats:
@@ -133,7 +134,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                             packages)
         with outs.create(record.sbom_name(req.name)) as fh:
             fh.write(canonjson.pretty(doc))
-    done = [(name, *record.sha256_file(tmp)) for name, tmp in outs.pending()]
+    done = [(name, *(outs.digests.get(tmp) or record.sha256_file(tmp)))
+            for name, tmp in outs.pending()]
     doc = record.build_record(
         name=req.name, arch=req.arch, formats=req.formats,
         source_date_epoch=epoch.source_date_epoch,

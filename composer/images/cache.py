@@ -62,10 +62,12 @@ class VerifyingReader(io.RawIOBase):
     size fails at once, so an endless stream cannot fill a disk.
     """
 
-    def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str):
+    def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str,
+                 close_raw: bool = True):
         super().__init__()
         check_digest(digest)
         self._raw = raw
+        self._close_raw = close_raw
         self._digest = digest
         self._size = size
         self._what = what
@@ -98,8 +100,9 @@ class VerifyingReader(io.RawIOBase):
         return 0
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
+        if self._close_raw:
+            with contextlib.suppress(Exception):
+                self._raw.close()
         super().close()
 
 
@@ -111,6 +114,24 @@ def drain(reader: BinaryIO, sink: BinaryIO | None = None) -> int:
         if sink is not None:
             sink.write(chunk)
     return total
+
+
+class _Tee(io.RawIOBase):
+    """Reads ``raw`` and writes every byte it hands out to ``copy`` as well."""
+
+    def __init__(self, raw: BinaryIO, copy: BinaryIO):
+        super().__init__()
+        self._raw, self._copy = raw, copy
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        if data:
+            self._copy.write(data)
+            buffer[: len(data)] = data
+        return len(data)
 
 
 class _Gunzip(io.RawIOBase):
@@ -304,21 +325,52 @@ class Cache:
         """The layer as a plain tar file, verified against both its digest and its diff_id.
 
         Flattening seeks in it, so the rootfs can be written in sorted order without holding any
-        file content in memory.
+        file content in memory. Layers fetched by :meth:`put_layer` already have it.
         """
         dest = self.uncompressed_path(diff_id)
         if dest.is_file():
             return dest
         self._ensure()
         with self.open_blob(digest, size, what) as compressed:
-            try:
-                plain = open_decompressed(compressed, media_type)
-                self._store(VerifyingReader(plain, diff_id, None, f"{what} (uncompressed)"), dest)
-            except (OSError, EOFError, zlib.error, ValueError) as exc:
-                if isinstance(exc, DigestMismatch):
-                    raise
-                raise ComposerError(f"{what}: cannot decompress layer: {exc}") from exc
+            self._decompress_into(compressed, media_type, diff_id, what)
         return dest
+
+    def put_layer(self, source: BinaryIO, digest: str, size: int, media_type: str, diff_id: str,
+                  what: str) -> None:
+        """Store a layer blob and its uncompressed tar from one read of ``source``.
+
+        The compressed bytes are written to the blob file as the decompressor consumes them, so
+        each byte is read, hashed and written once (a separate pass would read and hash the blob
+        again). Each file is renamed into place only after both digests were verified.
+        """
+        if self.uncompressed_path(diff_id).is_file():
+            self.put_blob(source, digest, size, what)
+            return
+        if self.has_blob(digest):
+            drain(source)
+            self.uncompressed_layer(digest, size, media_type, diff_id, what)
+            return
+        self._ensure()
+        verified = VerifyingReader(source, digest, size, what)
+        with atomic_file(self.blob_path(digest), self.root / "tmp") as blob:
+            tee = io.BufferedReader(_Tee(verified, blob), CHUNK)
+            self._decompress_into(tee, media_type, diff_id, what)
+            drain(tee)  # whatever the decompressor left unread, so the digest is checked
+
+    def _decompress_into(self, compressed: BinaryIO, media_type: str, diff_id: str,
+                         what: str) -> None:
+        """Decompress a layer into ``uncompressed/``, verified by diff_id. A corrupt download is
+        reported as a digest mismatch, not as the bad gzip stream it also is."""
+        try:
+            with atomic_file(self.uncompressed_path(diff_id), self.root / "tmp") as fh:
+                plain = open_decompressed(compressed, media_type)
+                drain(VerifyingReader(plain, diff_id, None, f"{what} (uncompressed)",
+                                      close_raw=False), fh)
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            if isinstance(exc, DigestMismatch):
+                raise
+            drain(compressed)
+            raise ComposerError(f"{what}: cannot decompress layer: {exc}") from exc
 
     # -- refs ------------------------------------------------------------------------------
     def _read_index(self) -> dict:

@@ -128,8 +128,11 @@ def _hash_file(path: Path) -> str:
 
 
 def verify(cache: Cache) -> list[str]:
-    """Every problem found, one line each: blobs whose bytes do not match their names, refs that
-    point at missing blobs, an unreadable index. Stray files in ``tmp/`` are not problems."""
+    """Every problem found, one line each: blobs whose bytes do not match their names, phase-one
+    results that do not match their record, refs that point at missing blobs, an unreadable
+    index. Stray files in ``tmp/`` are not problems."""
+    from composer.rootfs import memo
+
     problems: list[str] = []
     if not cache.root.is_dir():
         return problems
@@ -144,6 +147,9 @@ def verify(cache: Cache) -> list[str]:
             actual = _hash_file(path)
             if actual != name:
                 problems.append(f"{path}: content is {actual}")
+    for path in _files(memo.directory(cache.root)):
+        if path.suffix == ".tar" and not memo.verify(cache.root, path.stem):
+            problems.append(f"{path}: does not match its record (rebuilt on the next build)")
     try:
         refs = cache.refs()
     except ComposerError as exc:

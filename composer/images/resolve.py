@@ -96,7 +96,17 @@ class Source:
     """
 
     manifest: Callable[[str, int | None, str], None]
-    blob: Callable[[str, int | None, str, threading.Event, Advance | None], None]
+    blob: Callable[[str, int | None, str, threading.Event, Advance | None, Layer | None], None]
+
+
+def _store(cache: Cache, stream: BinaryIO, digest: str, size: int | None, what: str,
+           layer: Layer | None) -> None:
+    """A layer is stored with its uncompressed tar in the same pass (one read of the source);
+    any other blob as it is."""
+    if layer is not None:
+        cache.put_layer(stream, layer.digest, layer.size, layer.media_type, layer.diff_id, what)
+    else:
+        cache.put_blob(stream, digest, size, what)
 
 
 class _Stoppable(io.RawIOBase):
@@ -128,10 +138,10 @@ def registry_source(ref: Ref, cache: Cache, client: RegistryClient) -> Source:
         cache.put_blob(io.BytesIO(got.data), digest, size, what)
 
     def blob(digest: str, size: int | None, what: str, stop: threading.Event,
-             advance: Advance | None = None) -> None:
+             advance: Advance | None = None, layer: Layer | None = None) -> None:
         client.fetch_blob(
             ref, digest,
-            lambda s: cache.put_blob(_Stoppable(s, stop, advance), digest, size, what), what)
+            lambda s: _store(cache, _Stoppable(s, stop, advance), digest, size, what, layer), what)
 
     return Source(manifest, blob)
 
@@ -142,9 +152,9 @@ def layout_source(root: Path, cache: Cache) -> Source:
             cache.put_blob(fh, digest, size, what)
 
     def blob(digest: str, size: int | None, what: str, stop: threading.Event,
-             advance: Advance | None = None) -> None:
+             advance: Advance | None = None, layer: Layer | None = None) -> None:
         with layout.open_blob(root, digest, what) as fh:
-            cache.put_blob(_Stoppable(fh, stop), digest, size, what)
+            _store(cache, _Stoppable(fh, stop, advance), digest, size, what, layer)
 
     return Source(manifest, blob)
 
@@ -158,9 +168,9 @@ def archive_source(archive: sources.ArchiveReader, cache: Cache) -> Source:
             cache.put_blob(fh, digest, size, what)
 
     def blob(digest: str, size: int | None, what: str, stop: threading.Event,
-             advance: Advance | None = None) -> None:
+             advance: Advance | None = None, layer: Layer | None = None) -> None:
         with lock, archive.open_member(f"blobs/sha256/{check_digest(digest)}", what) as fh:
-            cache.put_blob(_Stoppable(fh, stop), digest, size, what)
+            _store(cache, _Stoppable(fh, stop, advance), digest, size, what, layer)
 
     return Source(manifest, blob)
 
@@ -268,7 +278,7 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
     what = f"{name}: config {config_desc['digest']}"
     if not cache.has_blob(config_desc["digest"]):
         _need(source, name, what).blob(config_desc["digest"], config_desc["size"], what,
-                                       threading.Event(), None)
+                                       threading.Event(), None, None)
     config = _parse_json(cache.read_blob(config_desc["digest"], config_desc["size"], what), what)
     diff_ids = _check_config(config, len(layer_descs), arch, name)
     layers = tuple(Layer(d["digest"], d["size"], d["mediaType"], diff_id)
@@ -315,7 +325,8 @@ def _fetch_layers(cache: Cache, source: Source | None, layers: tuple[Layer, ...]
             if stop.is_set():
                 raise _Cancelled("download cancelled")
             advance = progress.layer(name, layer.digest, layer.size) if progress else None
-            source.blob(layer.digest, layer.size, f"{name}: layer {layer.digest}", stop, advance)
+            source.blob(layer.digest, layer.size, f"{name}: layer {layer.digest}", stop, advance,
+                        layer)
             if progress:
                 progress.layer_done(name, layer.digest)
         except BaseException:

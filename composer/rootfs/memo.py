@@ -7,6 +7,13 @@ flattener can never reuse an old result, version bump or not). Results live in
 ``CACHE/rootfs/<key>.tar`` with ``<key>.json`` (sha256, size, entry count) written after it;
 an entry without its ``.json``, or whose tar does not match it, is ignored and rebuilt.
 ``cache clean`` removes them all (they are derived data).
+
+The ``.json`` also keeps the tar's stat signature (device, inode, size, mtime in ns). While it
+is unchanged the tar is known to be untouched and is not re-hashed, which makes a no-op rebuild
+nearly free; any write or truncation changes the mtime, any replacement the inode, and brings
+back the full hash. (ctime is left out on purpose: a ``tar`` output may be a hard link of the
+entry, and linking changes it. Writing to such an output changes the shared mtime, so the entry
+is re-hashed, not trusted.) ``cache verify`` always re-hashes.
 """
 
 from __future__ import annotations
@@ -76,25 +83,46 @@ def directory(cache_root: Path) -> Path:
     return cache_root / "rootfs"
 
 
+def stat_signature(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
 def lookup(cache_root: Path, key: str) -> Stored | None:
-    """The stored result for ``key``, re-hashed: trusted only as far as its digest."""
+    """The stored result for ``key``: trusted only as far as its digest, which is re-computed
+    unless the tar's stat signature shows it untouched since it was hashed."""
     tar = directory(cache_root) / f"{key}.tar"
     meta = directory(cache_root) / f"{key}.json"
     try:
         info = canonjson.loads(meta.read_bytes())
         stored = Stored(tar, info["sha256"], info["size"], info["entries"])
+        if info.get("stat") == stat_signature(tar):
+            return stored
         if tar.stat().st_size != stored.size or _file_digest(str(tar)) != stored.sha256:
             return None
+        record(cache_root, key, stored.sha256, stored.size, stored.entries)
         return stored
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def verify(cache_root: Path, key: str) -> bool:
+    """Whether the entry's tar really hashes to what its ``.json`` says (for ``cache verify``)."""
+    try:
+        info = canonjson.loads((directory(cache_root) / f"{key}.json").read_bytes())
+        return _file_digest(str(directory(cache_root) / f"{key}.tar")) == info["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def record(cache_root: Path, key: str, sha256: str, size: int, entries: int) -> None:
+    """Write ``<key>.json`` for a finished ``<key>.tar`` (hashed by the caller, as written)."""
     from composer.atomic import atomic_file
 
+    signature = stat_signature(directory(cache_root) / f"{key}.tar")
     with atomic_file(directory(cache_root) / f"{key}.json") as fh:
-        fh.write(canonjson.compact({"entries": entries, "sha256": sha256, "size": size}))
+        fh.write(canonjson.compact({"entries": entries, "sha256": sha256, "size": size,
+                                    "stat": signature}))
 
 
 def tar_path(cache_root: Path, key: str) -> Path:

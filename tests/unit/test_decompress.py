@@ -36,3 +36,63 @@ def test_empty_stream():
 def test_damage_is_an_error(blob):
     with pytest.raises((EOFError, zlib.error)):
         open_decompressed(io.BytesIO(blob), "x+gzip").read()
+
+
+# -- Cache.put_layer: blob and uncompressed tar from one read --------------------------------
+def _compressors():
+    import zstandard
+
+    return {
+        "gzip": ("application/vnd.oci.image.layer.v1.tar+gzip", gzip.compress),
+        "zstd": ("application/vnd.oci.image.layer.v1.tar+zstd",
+                 zstandard.ZstdCompressor().compress),
+        "plain": ("application/vnd.oci.image.layer.v1.tar", lambda b: b),
+    }
+
+
+class _Source(io.BytesIO):
+    """Remembers how far it was read when it was closed."""
+
+    def close(self) -> None:
+        self.read_to = self.tell()
+        super().close()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "plain"])
+def test_put_layer_stores_blob_and_uncompressed(tmp_path, kind):
+    from composer.images.cache import Cache, sha256_digest
+
+    media_type, compress = _compressors()[kind]
+    blob = compress(DATA)
+    cache = Cache(tmp_path / "c")
+    source = _Source(blob)
+    cache.put_layer(source, sha256_digest(blob), len(blob), media_type, sha256_digest(DATA), "l")
+    assert cache.blob_path(sha256_digest(blob)).read_bytes() == blob
+    assert cache.uncompressed_path(sha256_digest(DATA)).read_bytes() == DATA
+    assert source.read_to == len(blob)
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["digest", "diff_id", "stream"])
+def test_put_layer_stores_nothing_when_anything_is_wrong(tmp_path, damage):
+    from composer.errors import ComposerError
+    from composer.images.cache import Cache, DigestMismatch, sha256_digest
+
+    blob = gzip.compress(DATA)
+    digest, diff_id = sha256_digest(blob), sha256_digest(DATA)
+    if damage == "digest":  # the download was corrupted: a mismatch, not a gzip error
+        sent, expected = blob[:5000] + b"\xff" * 5000 + blob[10000:], DigestMismatch
+    elif damage == "diff_id":
+        sent, expected, diff_id = blob, DigestMismatch, sha256_digest(b"other")
+    else:  # the registry's bytes match their digest but are not gzip
+        sent = blob = blob[:5000] + b"\xff" * 5000 + blob[10000:]
+        digest, expected = sha256_digest(blob), ComposerError
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(expected) as err:
+        cache.put_layer(io.BytesIO(sent), digest, len(blob),
+                        "application/vnd.oci.image.layer.v1.tar+gzip", diff_id, "layer x")
+    if damage == "stream":
+        assert "cannot decompress layer" in str(err.value)
+    assert not cache.has_blob(digest)
+    assert not cache.uncompressed_path(diff_id).exists()
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []

@@ -65,3 +65,54 @@ def test_key_covers_code_spec_images_sources_and_epoch(tmp_path, monkeypatch):
     assert changed_source != base
     monkeypatch.setattr(memo, "_code_digest", "different code")
     assert memo.rootfs_key(spec, {"a/b:1": image}, Epoch(None)) != changed_source
+
+
+def test_tar_output_is_placed_and_writing_to_it_spoils_nothing(tmp_path, layout):  # noqa: F811
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    _, out1 = build(tmp_path, spec, "a")
+    [stored] = (tmp_path / "cache" / "rootfs").glob("*.tar")
+    placed = tmp_path / "a" / "demo.tar"
+    assert placed.read_bytes() == stored.read_bytes()
+    # same directory again: rename(2) between two links of one file is a no-op; the
+    # temporary must not be left behind
+    log, out2 = build(tmp_path, spec, "a")
+    assert "reused" in log and out2 == out1
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(out1)
+    # a user edits the output in place (same size): the cache entry must not be trusted
+    with open(placed, "r+b") as fh:
+        fh.seek(600)
+        fh.write(b"X")
+    log, out3 = build(tmp_path, spec, "a")
+    assert "reused" not in log and out3 == out1
+
+
+def test_untouched_result_is_not_rehashed_touched_one_is(tmp_path, layout, monkeypatch):  # noqa: F811
+    import os
+
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    build(tmp_path, spec, "a")
+    [stored] = (tmp_path / "cache" / "rootfs").glob("*.tar")
+    key = stored.stem
+    hashed = []
+    real = memo._file_digest
+    monkeypatch.setattr(memo, "_file_digest", lambda p: hashed.append(p) or real(p))
+    assert memo.lookup(tmp_path / "cache", key) is not None and hashed == []
+    os.utime(stored, ns=(0, 0))  # changes mtime and ctime: hash again (and it still matches)
+    assert memo.lookup(tmp_path / "cache", key) is not None and hashed == [str(stored)]
+    assert memo.lookup(tmp_path / "cache", key) is not None and len(hashed) == 1  # re-signed
+
+
+def test_cache_verify_reports_a_damaged_result(tmp_path, layout):  # noqa: F811
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    build(tmp_path, spec, "a")
+    ok = run_cli(["cache", "verify", "--cache", str(tmp_path / "cache")], cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    [stored] = (tmp_path / "cache" / "rootfs").glob("*.tar")
+    data = bytearray(stored.read_bytes())
+    data[600] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    bad = run_cli(["cache", "verify", "--cache", str(tmp_path / "cache")], cwd=tmp_path)
+    assert bad.returncode != 0 and stored.name in bad.stdout + bad.stderr

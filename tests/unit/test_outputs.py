@@ -140,6 +140,35 @@ def test_tar_is_the_rootfs_byte_for_byte(rootfs, tmp_path):
     assert files["hello.tar"] == rootfs.read_bytes()
 
 
+@pytest.mark.parametrize("how", ["link", "copy", "python-copy"])
+def test_place_gives_the_same_bytes_whatever_the_filesystem_allows(tmp_path, monkeypatch, how):
+    """OutputSet.place: reflink, hard link, copy_file_range or a plain copy; same result."""
+    import errno
+
+    from composer import atomic
+
+    source = tmp_path / "src.tar"
+    source.write_bytes(os.urandom(3 << 20))
+    monkeypatch.setattr(atomic, "_clone", lambda src, out: False)
+    if how != "link":
+        def no_link(*_args):
+            raise OSError(errno.EXDEV, "cross-device link")
+        monkeypatch.setattr(atomic.os, "link", no_link)
+    if how == "python-copy":
+        def no_cfr(*_args):
+            raise OSError(errno.ENOSYS, "no copy_file_range")
+        monkeypatch.setattr(atomic.os, "copy_file_range", no_cfr)
+    with OutputSet(tmp_path / "out", known={source: ("ab" * 32, 3 << 20)}) as outs:
+        outs.place("x.tar", source)
+        [(_, tmp)] = outs._pending
+        assert outs.digests[tmp] == ("ab" * 32, 3 << 20)
+        [placed] = outs.commit()
+    assert placed.read_bytes() == source.read_bytes()
+    assert (placed.stat().st_ino == source.stat().st_ino) is (how == "link")
+    assert placed.stat().st_mode & 0o777 == 0o644
+    assert os.listdir(tmp_path / "out") == ["x.tar"]
+
+
 def test_kernel_initrd_contents(rootfs, tmp_path):
     files = build(rootfs, tmp_path / "out", "kernel+initrd")
     assert files["hello-kernel"] == KERNEL
