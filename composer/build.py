@@ -93,7 +93,7 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None]) -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
-    from composer.images.write import HashingWriter
+    from composer.images.write import HashingWriter, write_behind
 
     key = memo.rootfs_key(spec, images, epoch)
     stored = memo.lookup(cache.root, key)
@@ -107,7 +107,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     try:
         with atomic_file(path, cache.root / "tmp") as fh:
             hashing = HashingWriter(fh)
-            count = write_tree(tree, hashing, epoch)  # type: ignore[arg-type]
+            with write_behind(hashing) as out:
+                count = write_tree(tree, out, epoch)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)

@@ -40,6 +40,7 @@ from composer.images.write import (
     descriptor,
     manifest_document,
     rfc3339,
+    write_behind,
 )
 from composer.refs import RefError, parse_registry_ref
 from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
@@ -102,9 +103,9 @@ def spool_layer(rootfs: Path, directory: Path) -> Layer:
     """The rootfs minus ``boot/`` as a canonical tar in ``directory``, hashed as it is written."""
     has_rc_init = False
     path = directory / "layer.tar"
-    with open(rootfs, "rb") as src, open(path, "wb") as out:
-        hashing = HashingWriter(out)
-        tar = CanonicalTarWriter(hashing)
+    with open(rootfs, "rb") as src, open(path, "wb") as out, \
+            write_behind(hashing := HashingWriter(out)) as sink:
+        tar = CanonicalTarWriter(sink)
         for entry, data in read_entries(src):
             if not in_initrd(entry.path):
                 continue

@@ -20,7 +20,13 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images import layout, sources
-from composer.images.cache import REF_ANNOTATION, Cache, check_digest, sha256_digest
+from composer.images.cache import (
+    REF_ANNOTATION,
+    Cache,
+    check_digest,
+    read_into,
+    sha256_digest,
+)
 from composer.images.model import (
     DOCKER_CONFIG,
     DOCKER_SCHEMA1,
@@ -124,11 +130,10 @@ class _Stoppable(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[override]
         if self._stop.is_set():
             raise _Cancelled("download cancelled")
-        data = self._raw.read(len(buffer))
-        buffer[: len(data)] = data
-        if self._advance is not None and data:
-            self._advance(len(data))
-        return len(data)
+        n = read_into(self._raw, buffer)
+        if self._advance is not None and n:
+            self._advance(n)
+        return n
 
 
 def registry_source(ref: Ref, cache: Cache, client: RegistryClient) -> Source:

@@ -9,11 +9,15 @@ the digests.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import queue
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -46,18 +50,24 @@ def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return buf.getvalue()
 
 
-class HashingWriter:
+class HashingWriter(io.RawIOBase):
     """Write-through file object that counts and sha256-hashes the bytes passing to ``out``.
 
-    How a spooled layer gets its digest (or diff_id) without being read a second time.
+    How a spooled layer gets its digest (or diff_id) without being read a second time. Wrap it
+    in :func:`write_behind` when many small writes come (tar headers): hashing and writing in
+    1 MiB pieces, on another core, costs far less than per header.
     """
 
     def __init__(self, out: BinaryIO):
+        super().__init__()
         self._out = out
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
         self._hash.update(data)
         self.size += len(data)
         self._out.write(data)
@@ -72,6 +82,72 @@ class HashingWriter:
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+class _WriteBehind(io.RawIOBase):
+    """Hands each write to one worker thread, in order, so hashing and writing (which release
+    the GIL) overlap with the caller making the next bytes. At most ``depth`` writes wait
+    (memory stays bounded); a worker's error surfaces at the next write or flush."""
+
+    def __init__(self, out: BinaryIO, depth: int = 2):
+        super().__init__()
+        self._out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._out.write(item)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self._check()
+        self._queue.put(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        if not self.closed:
+            self._queue.join()
+            self._check()
+
+    def stop(self) -> None:
+        """End the worker (after the queued writes) and close; safe to call twice."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        super().close()
+
+
+@contextlib.contextmanager
+def write_behind(out: BinaryIO) -> Iterator[io.BufferedWriter]:
+    """A 1 MiB-buffered writer whose bytes reach ``out`` (say a :class:`HashingWriter`) from a
+    worker thread. Everything is written when the block ends normally; on an error the worker
+    is stopped and the caller's error wins."""
+    raw = _WriteBehind(out)
+    writer = io.BufferedWriter(raw, 1 << 20)
+    try:
+        yield writer
+        writer.flush()
+        raw.flush()
+    finally:
+        raw.stop()
 
 
 def rfc3339(seconds: int) -> str:

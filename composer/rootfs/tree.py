@@ -93,6 +93,22 @@ class Tree:
 
     def resolve_parent(self, path: str) -> str:
         """``path`` with every symlink among its parent components resolved inside the root."""
+        if path and "//" not in path and path[0] != "/" and path[-1] != "/" \
+                and "/./" not in f"/{path}/" and "/../" not in f"/{path}/":
+            # the common case, a clean path: only its parents' kinds matter
+            nodes = self.nodes
+            cut = path.find("/")
+            while cut != -1:
+                node = nodes.get(path[:cut])
+                if node is not None and node.entry.kind is Kind.SYMLINK:
+                    break
+                cut = path.find("/", cut + 1)
+            else:
+                return path
+        return self._resolve_walk(path)
+
+    def _resolve_walk(self, path: str) -> str:
+        """:meth:`resolve_parent` the long way: component by component, following symlinks."""
         parts = [p for p in path.split("/") if p]
         resolved: list[str] = []
         hops = 0
