@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import posixpath
 import tarfile
 from collections.abc import Iterator
@@ -78,38 +79,44 @@ def _octal(value: int, width: int) -> bytes | None:
     return b"%0*o\0" % (width - 1, value)
 
 
+@functools.lru_cache(maxsize=4096)  # provenance records repeat for every entry of an image
 def _pax_record(key: str, value: bytes) -> bytes:
     body = b" " + encode(key) + b"=" + value + b"\n"
     n = len(body) + 1
-    while len(str(n).encode()) + len(body) != n:
+    while len(str(n)) + len(body) != n:
         n += 1
     return str(n).encode() + body
+
+
+_ZERO8 = b"\0" * 8
+_MAGIC_NAMES = b"ustar\x0000" + b"\0" * 64  # magic, version, empty uname and gname
+_MAGIC_SUM = sum(_MAGIC_NAMES)
+_PREFIX_PAD = b"\0" * 167  # prefix (never used: long names go to pax) and the block's tail
 
 
 def _header(
     name: bytes, kind: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
     linkname: bytes, devmajor: int, devminor: int,
 ) -> bytes:
-    fields = [
-        name.ljust(100, b"\0"),
-        _octal(mode, 8),
-        _octal(uid, 8),
-        _octal(gid, 8),
-        _octal(size, 12),
-        _octal(mtime, 12),
-        b" " * 8,  # checksum placeholder
-        kind,
-        linkname.ljust(100, b"\0"),
-        b"ustar\x0000",
-        b"\0" * 32,  # uname: always empty
-        b"\0" * 32,  # gname: always empty
-        _octal(devmajor, 8),
-        _octal(devminor, 8),
-        b"\0" * 155,  # prefix: never used, long names go to pax
-    ]
-    block = b"".join(f if f is not None else b"\0" * 8 for f in fields).ljust(BLOCK, b"\0")
-    checksum = b"%06o\0 " % sum(block)
-    return block[:148] + checksum + block[156:]
+    """One ustar block. uid, gid, size and mtime must fit (header_bytes moves them to pax);
+    a device number that does not fit is written as zeros."""
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    devices = (_octal(devmajor, 8) or _ZERO8) + (_octal(devminor, 8) or _ZERO8)
+    # the checksum sums every byte with its own field as spaces; zero padding adds nothing
+    checksum = b"%06o\0 " % (sum(name) + sum(numbers) + 8 * 32 + kind[0] + sum(linkname)
+                              + _MAGIC_SUM + sum(devices))
+    head = name.ljust(100, b"\0") + numbers
+    tail = b"".join((kind, linkname.ljust(100, b"\0"), _MAGIC_NAMES, devices, _PREFIX_PAD))
+    return head + checksum + tail
+
+
+@functools.lru_cache(maxsize=1024)
+def _pax_header(size: int) -> bytes:
+    """The ustar block announcing ``size`` bytes of pax records (the same for equal sizes)."""
+    return _header(PAX_NAME, b"x", 0o644, 0, 0, size, 0, b"", 0, 0)
+
+
+_MAX8, _MAX12 = 8 ** 7, 8 ** 11  # what fits an 8- and a 12-byte octal field
 
 
 def _pad(size: int) -> bytes:
@@ -128,11 +135,11 @@ def header_bytes(entry: Entry) -> bytes:
         records["linkpath"] = link
         link = link[:99].decode("ascii", "replace").encode("ascii", "replace")
     size = entry.size if entry.kind is Kind.FILE else 0
-    for key, value, width in (
-        ("size", size, 12), ("mtime", entry.mtime, 12), ("uid", entry.uid, 8),
-        ("gid", entry.gid, 8),
+    for key, value, limit in (
+        ("size", size, _MAX12), ("mtime", entry.mtime, _MAX12), ("uid", entry.uid, _MAX8),
+        ("gid", entry.gid, _MAX8),
     ):
-        if _octal(value, width) is None:
+        if not 0 <= value < limit:
             if value < 0:
                 raise CanonError(f"{entry.path}: negative {key}")
             records[key] = str(value).encode()
@@ -143,8 +150,7 @@ def header_bytes(entry: Entry) -> bytes:
     out = b""
     if records:
         payload = b"".join(_pax_record(k, records[k]) for k in sorted(records))
-        out = _header(PAX_NAME, b"x", 0o644, 0, 0, len(payload), 0, b"", 0, 0)
-        out += payload + _pad(len(payload))
+        out = _pax_header(len(payload)) + payload + _pad(len(payload))
     out += _header(
         name, entry.kind.value, entry.mode & 0o7777,
         entry.uid if "uid" not in records else 0,
