@@ -93,7 +93,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None]) -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
-    from composer.images.write import HashingWriter, write_behind
+    from composer.images.cache import HashingWriter
+    from composer.images.write import write_behind
 
     key = memo.rootfs_key(spec, images, epoch)
     stored = memo.lookup(cache.root, key)

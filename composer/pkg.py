@@ -695,11 +695,8 @@ def build_package(directory: Path, cache: Cache, *, epoch: Epoch, arch: str,
     with tempfile.TemporaryFile() as layer:
         build_layer(spec, layer, epoch=epoch, arch=arch, debs_dir=debs_dir, overrides=overrides)
         layer.seek(0)
-        layer_bytes = layer.read()
-    # write_image takes bytes; package layers are a few MB (see the report to the lead).
-    written = write_image(cache, [layer_bytes], arch=arch, config=spec.config,
-                          created=_created(epoch))
-    del layer_bytes
+        written = write_image(cache, [layer], arch=arch, config=spec.config,
+                              created=_created(epoch))
     ref = _ref(spec, tag)
     parsed = parse_ref(ref)
     assert isinstance(parsed, Ref)

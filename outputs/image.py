@@ -33,9 +33,9 @@ from pathlib import Path
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
+from composer.images.cache import HashingWriter
 from composer.images.model import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 from composer.images.write import (
-    HashingWriter,
     config_document,
     descriptor,
     manifest_document,

@@ -2,15 +2,14 @@
 
 Used by ``pkg build``, by the ``docker``/``oci`` output formats and by the test fixtures that
 generate images, so every image we make is serialised one way: compact sorted JSON, gzip layers
-with no name and mtime 0. Large layers are not held in memory: :class:`HashingWriter` digests a
-layer while it is spooled to a file, and :func:`config_document`/:func:`manifest_document` take
-the digests.
+by our one gzip writer (:mod:`outputs.gz`). Large layers are not held in memory: they are hashed
+and gzipped as they stream into the cache, and :func:`config_document` and
+:func:`manifest_document` take the digests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import queue
@@ -43,45 +42,13 @@ class Written:
 
 
 def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    """Deterministic gzip: no file name, mtime 0 (the bytes still depend on the zlib build)."""
+    """``data`` gzipped by our one gzip writer (:class:`outputs.gz.GzipWriter`)."""
+    from outputs.gz import GzipWriter
+
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=level, mtime=0) as gz:
+    with GzipWriter(buf, level) as gz:
         gz.write(data)
     return buf.getvalue()
-
-
-class HashingWriter(io.RawIOBase):
-    """Write-through file object that counts and sha256-hashes the bytes passing to ``out``.
-
-    How a spooled layer gets its digest (or diff_id) without being read a second time. Wrap it
-    in :func:`write_behind` when many small writes come (tar headers): hashing and writing in
-    1 MiB pieces, on another core, costs far less than per header.
-    """
-
-    def __init__(self, out: BinaryIO):
-        super().__init__()
-        self._out = out
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[override]
-        self._hash.update(data)
-        self.size += len(data)
-        self._out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
 
 
 class _WriteBehind(io.RawIOBase):
@@ -185,14 +152,27 @@ def manifest_document(config: dict, layers: list[dict],
     return manifest
 
 
-def image_config(layer_tars: list[bytes], arch: str, config: dict, created: str) -> dict:
-    return config_document(["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars],
-                           arch, config, created)
+def _store_layer(store: Cache, layer: bytes | BinaryIO, compress: bool) -> tuple[dict, str]:
+    """One layer streamed into ``store`` (gzipped unless told not to): its descriptor and its
+    diff_id, both hashed in the same pass; nothing is held in memory."""
+    from outputs.gz import GzipWriter
+
+    source = io.BytesIO(layer) if isinstance(layer, bytes | bytearray) else layer
+    plain = hashlib.sha256()
+    with store.new_blob("layer") as blob:
+        sink = GzipWriter(blob, GZIP_LEVEL) if compress else blob
+        while chunk := source.read(1 << 20):
+            plain.update(chunk)
+            sink.write(chunk)
+        if isinstance(sink, GzipWriter):
+            sink.close()
+    return ({"mediaType": OCI_LAYER_GZIP if compress else OCI_LAYER, "digest": blob.digest,
+             "size": blob.size}, "sha256:" + plain.hexdigest())
 
 
 def write_image(
     store: Cache,
-    layer_tars: list[bytes],
+    layer_tars: list[bytes | BinaryIO],
     *,
     arch: str = "amd64",
     config: dict | None = None,
@@ -201,18 +181,18 @@ def write_image(
     annotations: dict[str, str] | None = None,
     raw_config: dict | None = None,
 ) -> Written:
-    """Store layers, config and manifest as blobs; returns the manifest descriptor.
+    """Store layers (bytes, or readable files read to their end), config and manifest as blobs;
+    returns the manifest descriptor.
 
     ``raw_config`` replaces the generated image config entirely (tests use it for odd configs).
     """
-    layers = []
+    layers, diff_ids = [], []
     for tar in layer_tars:
-        blob = gzip_bytes(tar) if compress else tar
-        digest = store.put_bytes(blob)
-        layers.append({"mediaType": OCI_LAYER_GZIP if compress else OCI_LAYER,
-                       "digest": digest, "size": len(blob)})
-    cfg = raw_config if raw_config is not None else image_config(
-        layer_tars, arch, config or {}, created)
+        desc, diff_id = _store_layer(store, tar, compress)
+        layers.append(desc)
+        diff_ids.append(diff_id)
+    cfg = raw_config if raw_config is not None else config_document(
+        diff_ids, arch, config or {}, created)
     cfg_bytes = canonjson.compact(cfg)
     manifest = manifest_document(
         {"mediaType": OCI_CONFIG, "digest": store.put_bytes(cfg_bytes), "size": len(cfg_bytes)},
