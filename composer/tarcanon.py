@@ -238,27 +238,37 @@ _STANDARD_PAX = {"path", "linkpath", "size", "mtime", "uid", "gid", "uname", "gn
 
 def entry_from_tarinfo(info: tarfile.TarInfo) -> Entry:
     """Our view of a member read by :mod:`tarfile` (which handles GNU, pax and v7 dialects)."""
-    kind = _KINDS.get(info.type)
+    return entry_from_fields(info.name, info.type, info.mode, info.uid, info.gid, info.mtime,
+                             info.size, info.linkname, info.devmajor, info.devminor,
+                             info.pax_headers)
+
+
+def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
+                      mtime: float, size: int, linkname: str, devmajor: int, devminor: int,
+                      pax_headers: dict[str, str]) -> Entry:
+    """An :class:`Entry` from a member's header fields as tarfile names them (the one place
+    both tar readers, :mod:`tarfile` and :mod:`composer.tarread`, turn headers into entries)."""
+    kind = _KINDS.get(type_)
     if kind is None:
-        raise CanonError(f"{info.name}: unsupported tar entry type {info.type!r}")
+        raise CanonError(f"{name}: unsupported tar entry type {type_!r}")
     xattrs = []
     records = []
-    for key, value in sorted(info.pax_headers.items()):
+    for key, value in sorted(pax_headers.items()):
         if key.startswith(XATTR_PREFIX):
             xattrs.append((key[len(XATTR_PREFIX):], encode(value)))
         elif key not in _STANDARD_PAX and not key.startswith("GNU.sparse"):
             records.append((key, value))
     return Entry(
-        path=normalise(info.name),
+        path=normalise(name),
         kind=kind,
-        mode=info.mode & 0o7777,
-        uid=info.uid,
-        gid=info.gid,
-        mtime=int(info.mtime),
-        size=info.size if kind is Kind.FILE else 0,
-        linkname=normalise(info.linkname) if kind is Kind.HARDLINK else info.linkname,
-        devmajor=info.devmajor,
-        devminor=info.devminor,
+        mode=mode & 0o7777,
+        uid=uid,
+        gid=gid,
+        mtime=int(mtime),
+        size=size if kind is Kind.FILE else 0,
+        linkname=normalise(linkname) if kind is Kind.HARDLINK else linkname,
+        devmajor=devmajor,
+        devminor=devminor,
         xattrs=tuple(xattrs),
         records=tuple(records),
     )
@@ -268,18 +278,42 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
     """Stream a tar's entries with a reader for each regular file's content.
 
     The reader is only valid until the next entry is requested. Memory stays flat: members are
-    not accumulated. On a seekable file, content nobody reads is skipped by seeking rather than
-    read through (a header-only scan of a rootfs costs its headers, not its size).
+    not accumulated. On a seekable file headers are parsed by :mod:`composer.tarread` and content
+    nobody reads is never read (a header-only scan of a rootfs costs its headers, not its size);
+    where that reader gives up, :mod:`tarfile` takes over and has the last word.
     """
+    from composer import tarread
+
     seekable = False
     with contextlib.suppress(AttributeError, OSError, ValueError):
         seekable = stream.seekable()
+    done = 0
+    if seekable:
+        start = stream.tell()
+        try:
+            for member in tarread.members(stream):
+                entry = member.entry
+                yield entry, (tarread.Content(stream, member.offset_data, entry.size)
+                              if entry.kind is Kind.FILE else None)
+                done += 1
+            return
+        except tarread.GiveUp:
+            stream.seek(start)
+        except CanonError:
+            stream.seek(start)  # tarfile's reading of it decides (and words the error)
     try:
         with tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
                           errors="surrogateescape") as tf:
             for info in tf:
                 tf.members.clear()
+                if done:
+                    done -= 1  # already yielded by the fast reader: the same entry
+                    continue
                 entry = entry_from_tarinfo(info)
                 yield entry, (tf.extractfile(info) if entry.kind is Kind.FILE else None)
     except tarfile.TarError as exc:
+        raise CanonError(f"unreadable tar: {exc}") from exc
+    except ValueError as exc:  # tarfile's own parsers fail so on some hostile headers
+        if isinstance(exc, CanonError):
+            raise
         raise CanonError(f"unreadable tar: {exc}") from exc

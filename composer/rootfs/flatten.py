@@ -21,7 +21,8 @@ from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.rootfs.tree import Node, Span, SparseSpan, Tree
-from composer.tarcanon import CanonError, Kind, entry_from_tarinfo, normalise
+from composer.tarcanon import CanonError, Entry, Kind, entry_from_tarinfo, normalise
+from composer.tarread import GiveUp, members
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -33,6 +34,8 @@ class LayerError(ComposerError):
 
 class Window(io.RawIOBase):
     """A seekable read-only view of ``size`` bytes at ``offset`` of an open file (a nested tar)."""
+
+    random_access = True  # cheap to seek anywhere: composer.tarread may read it in place
 
     def __init__(self, fh, offset: int, size: int):
         super().__init__()
@@ -66,33 +69,12 @@ class Window(io.RawIOBase):
 def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, source: str,
               location: str, whiteouts: bool = True) -> None:
     """Apply one plain tar (open as ``fh``; content spans refer to ``file_path``) onto ``tree``."""
-    entries = []
-    removals: list[str] = []
-    opaque: list[str] = []
     try:
-        with tarfile.open(fileobj=fh, mode="r:", encoding="utf-8",
-                          errors="surrogateescape") as tf:
-            for info in tf:
-                tf.members.clear()
-                name = normalise(info.name)
-                base = posixpath.basename(name)
-                if whiteouts and base.startswith(WHITEOUT):
-                    parent = posixpath.dirname(name)
-                    if base == OPAQUE:
-                        opaque.append(parent)
-                        continue
-                    hidden = base[len(WHITEOUT):]
-                    if hidden in ("", ".", "..") or "/" in hidden:
-                        raise LayerError(f"{what}: invalid whiteout {info.name!r}")
-                    removals.append(posixpath.join(parent, hidden))
-                    continue
-                entry = entry_from_tarinfo(info)
-                offset = base_offset + info.offset_data
-                sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
-                entries.append((entry, offset, sparse))
-            _check_end(fh, tf.offset, what)
-    except tarfile.TarError as exc:
-        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
+        try:
+            entries, removals, opaque = _scan_fast(fh, base_offset, what, whiteouts)
+        except GiveUp:
+            fh.seek(0)
+            entries, removals, opaque = _scan_tarfile(fh, base_offset, what, whiteouts)
     except CanonError as exc:
         raise LayerError(f"{what}: {exc}") from exc
     for path in opaque:
@@ -116,6 +98,67 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
             content = (SparseSpan(file_path, offset, entry.size, sparse) if sparse is not None
                        else Span(file_path, offset, entry.size))
         tree.put(path, Node(entry, content, source, location))
+
+
+_Scan = tuple[list[tuple[Entry, int, tuple | None]], list[str], list[str]]
+
+
+class _Sorter:
+    """Splits a layer's members into entries, whiteouts and opaque markers, in order."""
+
+    def __init__(self, what: str, whiteouts: bool):
+        self.what, self.whiteouts = what, whiteouts
+        self.entries: list[tuple[Entry, int, tuple | None]] = []
+        self.removals: list[str] = []
+        self.opaque: list[str] = []
+
+    def is_whiteout(self, raw_name: str, path: str) -> bool:
+        base = posixpath.basename(path)
+        if not self.whiteouts or not base.startswith(WHITEOUT):
+            return False
+        parent = posixpath.dirname(path)
+        if base == OPAQUE:
+            self.opaque.append(parent)
+            return True
+        hidden = base[len(WHITEOUT):]
+        if hidden in ("", ".", "..") or "/" in hidden:
+            raise LayerError(f"{self.what}: invalid whiteout {raw_name!r}")
+        self.removals.append(posixpath.join(parent, hidden))
+        return True
+
+    def result(self) -> _Scan:
+        return self.entries, self.removals, self.opaque
+
+
+def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
+    """The layer's headers through :mod:`composer.tarread` (GiveUp: ask tarfile instead)."""
+    sorter = _Sorter(what, whiteouts)
+    for member in members(fh):  # it ends only at a zero block: nothing for _check_end to see
+        if not sorter.is_whiteout(member.name, normalise(member.name)):
+            sorter.entries.append((member.entry, base_offset + member.offset_data, None))
+    return sorter.result()
+
+
+def _scan_tarfile(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
+    sorter = _Sorter(what, whiteouts)
+    try:
+        with tarfile.open(fileobj=fh, mode="r:", encoding="utf-8",
+                          errors="surrogateescape") as tf:
+            for info in tf:
+                tf.members.clear()
+                if sorter.is_whiteout(info.name, normalise(info.name)):
+                    continue
+                entry = entry_from_tarinfo(info)
+                sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
+                sorter.entries.append((entry, base_offset + info.offset_data, sparse))
+            _check_end(fh, tf.offset, what)
+    except tarfile.TarError as exc:
+        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
+    except ValueError as exc:  # tarfile's own parsers fail so on some hostile headers
+        if isinstance(exc, CanonError):
+            raise
+        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
+    return sorter.result()
 
 
 def _check_end(fh, offset: int, what: str) -> None:
