@@ -113,8 +113,19 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
+    memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch))
     log(f"rootfs: {count} entries")
     return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
+
+
+def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
+    """The SBOM's package list from the tree just written (the same entries as its tar)."""
+    from composer.rootfs.tree import read_content
+    from composer.sbom import packages_in
+
+    return packages_in((entry, (lambda n=node, e=entry: read_content(n.content, e.size))
+                        if node.content is not None else None)
+                       for entry, node in tree.entries(clamp=epoch.clamp))
 
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from composer import __version__, canonjson
-from composer.tarcanon import Kind, read_entries
+from composer.tarcanon import Entry, Kind, read_entries
 
 DPKG_STATUS = "var/lib/dpkg/status"
 APK_INSTALLED = "lib/apk/db/installed"
@@ -72,17 +72,25 @@ def parse_apk_installed(text: str) -> list[dict[str, str]]:
 
 def find_packages(rootfs: Path) -> list[dict[str, str]]:
     """Every package in every database in the rootfs tar, sorted; streams the tar once."""
-    found = []
     with open(rootfs, "rb") as fh:
-        for entry, data in read_entries(fh):
-            if entry.kind is not Kind.FILE or data is None or entry.size > MAX_DB:
-                continue
-            for db, parse in ((DPKG_STATUS, parse_dpkg_status),
-                              (APK_INSTALLED, parse_apk_installed)):
-                if entry.path == db or entry.path.endswith("/" + db):
-                    where = entry.path[: -len(db)].rstrip("/") or "/"
-                    text = data.read().decode("utf-8", "replace")
-                    found += [{**p, "location": where} for p in parse(text)]
+        return packages_in((entry, data.read if data is not None else None)
+                           for entry, data in read_entries(fh))
+
+
+def packages_in(entries: Iterable[tuple[Entry, Callable[[], bytes] | None]]
+                ) -> list[dict[str, str]]:
+    """Every package in the databases among ``entries`` (canonical tar entries, each with a way
+    to read its content while it is current), sorted. Phase one calls it on the tree it has just
+    written, so a cold build needs no second pass over the rootfs tar to make its SBOM."""
+    found = []
+    for entry, read in entries:
+        if entry.kind is not Kind.FILE or read is None or entry.size > MAX_DB:
+            continue
+        for db, parse in ((DPKG_STATUS, parse_dpkg_status), (APK_INSTALLED, parse_apk_installed)):
+            if entry.path == db or entry.path.endswith("/" + db):
+                where = entry.path[: -len(db)].rstrip("/") or "/"
+                text = read().decode("utf-8", "replace")
+                found += [{**p, "location": where} for p in parse(text)]
     return sorted(found, key=lambda p: (p["location"], p["type"], p["name"], p["version"],
                                         p["arch"]))
 

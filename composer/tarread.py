@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -79,6 +81,10 @@ class _Memory:
 
 def _number(field: bytes) -> int:
     """tarfile's ``nti`` for octal fields; base-256 ones are left to tarfile."""
+    try:
+        return int(field.rstrip(b"\0 ") or b"0", 8)  # the usual "0000644\0"; exact if it parses
+    except ValueError:
+        pass
     if field[0] in (0o200, 0o377):
         raise GiveUp("base-256 number")
     cut = field.find(_NUL)
@@ -95,27 +101,44 @@ def _text(field: bytes) -> str:
     return (field[:cut] if cut != -1 else field).decode("utf-8", "surrogateescape")
 
 
+# name mode uid gid size mtime chksum type linkname magic+version uname gname devmajor devminor
+# prefix (the last 12 bytes are padding)
+_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8x32x32x8s8s155s")
+
+
+def _byte_sum(block: bytes) -> int:
+    """``sum(block)`` of a 512-byte block, in C: Adler-32's first half is 1 + the byte sum
+    modulo 65521, and the sum of 256 bytes (at most 65280) never wraps."""
+    view = memoryview(block)
+    return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
+
+
 def _header(block: bytes) -> dict:
     """tarfile's ``frombuf`` for one 512-byte block (its caller handles the zero block)."""
     if len(block) != BLOCK:
         raise GiveUp("truncated header")
-    chksum = _number(block[148:156])
-    if chksum != 256 + sum(block) - sum(block[148:156]):
+    (name, *numbers, kind, linkname, devmajor, devminor, prefix) = _FIELDS.unpack_from(block)
+    numbers += (devmajor, devminor)
+    try:  # the usual "0000644\0" fields, in one go; exact whenever they all parse
+        mode, uid, gid, size, mtime, chksum, devmajor, devminor = [
+            int(f.rstrip(b"\0 ") or b"0", 8) for f in numbers]
+    except ValueError:
+        mode, uid, gid, size, mtime, chksum, devmajor, devminor = map(_number, numbers)
+    if chksum != 256 + _byte_sum(block) - sum(numbers[5]):
         raise GiveUp("checksum (bad, or signed)")
-    kind = block[156:157]
-    name = _text(block[0:100])
-    if kind == b"\0" and name.endswith("/"):
+    text = _text(name)
+    if kind == b"\0" and text.endswith("/"):
         kind = b"5"
     if kind == b"5":
-        name = name.rstrip("/")
-    prefix = _text(block[345:500])
-    if prefix and kind not in (b"L", b"K", b"S"):
-        name = prefix + "/" + name
+        text = text.rstrip("/")
+    if prefix[0] and kind not in (b"L", b"K", b"S"):
+        prefix_text = _text(prefix)
+        if prefix_text:
+            text = prefix_text + "/" + text
     return {
-        "name": name, "mode": _number(block[100:108]), "uid": _number(block[108:116]),
-        "gid": _number(block[116:124]), "size": _number(block[124:136]),
-        "mtime": _number(block[136:148]), "type": kind, "linkname": _text(block[157:257]),
-        "devmajor": _number(block[329:337]), "devminor": _number(block[337:345]),
+        "name": text, "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime": mtime,
+        "type": kind, "linkname": _text(linkname) if linkname[0] else "",
+        "devmajor": devmajor, "devminor": devminor,
     }
 
 

@@ -131,22 +131,34 @@ def tar_path(cache_root: Path, key: str) -> Path:
     return path
 
 
+def _packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
+    key = hashlib.sha256(f"{code_fingerprint()}:{rootfs_sha256}".encode()).hexdigest()
+    return directory(cache_root) / f"packages-{key}.json"
+
+
 def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
     """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
     every header of a large rootfs costs seconds; the list is a function of its bytes)."""
-    from composer.atomic import atomic_file
     from composer.sbom import find_packages
 
-    key = hashlib.sha256(f"{code_fingerprint()}:{stored.sha256}".encode()).hexdigest()
-    path = directory(cache_root) / f"packages-{key}.json"
     try:
-        found = canonjson.loads(path.read_bytes())
+        found = canonjson.loads(_packages_path(cache_root, stored.sha256).read_bytes())
         if isinstance(found, list):
             return found
     except (OSError, ValueError):
         pass
     found = find_packages(stored.path)
+    remember_packages(cache_root, stored.sha256, found)
+    return found
+
+
+def remember_packages(cache_root: Path, rootfs_sha256: str,
+                      found: list[dict[str, str]]) -> None:
+    """Keep the package list of the rootfs whose sha256 is given (phase one finds it in the
+    tree it has just written, which saves a scan of the tar)."""
+    from composer.atomic import atomic_file
+
+    path = _packages_path(cache_root, rootfs_sha256)
     os.makedirs(path.parent, exist_ok=True)
     with atomic_file(path) as fh:
         fh.write(canonjson.compact(found))
-    return found

@@ -266,6 +266,23 @@ class _SparseReader(io.RawIOBase):
         return n
 
 
+def read_content(content: Content, size: int) -> bytes:
+    """A node's whole content (small files only: package databases, say)."""
+    handles: dict[str, BinaryIO] = {}
+    try:
+        data = open_content(content, handles)
+        if isinstance(data, bytes):
+            return data
+        try:
+            return data.read(size)
+        finally:
+            if isinstance(content, HostFile | SparseSpan):
+                data.close()
+    finally:
+        for fh in handles.values():
+            fh.close()
+
+
 def open_content(content: Content, cache: dict[str, BinaryIO]) -> BinaryIO | bytes:
     """A reader positioned at a node's content (``cache`` keeps layer files open)."""
     if isinstance(content, bytes):

@@ -83,3 +83,33 @@ def test_namespace_is_derived_from_content_and_bytes_are_stable(tmp_path):
     other = spdx_document("demo", other_path, other_digest, IMAGES, 1700000000)
     assert other["documentNamespace"] != one["documentNamespace"]
     assert "extra" in {p["name"] for p in other["packages"]}
+
+
+def test_packages_from_the_tree_equal_packages_from_its_tar(tmp_path):
+    """Phase one lists packages from the tree it wrote; a scan of the tar must agree."""
+    from composer.build import tree_packages
+    from composer.epoch import Epoch
+    from composer.rootfs.assemble import write_tree
+    from composer.rootfs.tree import HostFile, Node, Span, Tree
+    from composer.sbom import find_packages
+
+    layer = tmp_path / "layer.bin"
+    layer.write_bytes(b"junk" + APK_INSTALLED + b"more")
+    host = tmp_path / "status"
+    host.write_bytes(DPKG_STATUS)
+    tree = Tree(0)
+    tree.put("var/lib/dpkg/status", Node(Entry("", Kind.FILE, size=len(DPKG_STATUS)),
+                                          HostFile(str(host))))
+    tree.put("containers/onboot/a/lower/var/lib/dpkg/status",
+             Node(Entry("", Kind.FILE, size=len(DPKG_STATUS)), DPKG_STATUS))
+    apk = Node(Entry("", Kind.FILE, size=len(APK_INSTALLED)),
+               Span(str(layer), 4, len(APK_INSTALLED)))
+    tree.put("containers/services/b/lower/lib/apk/db/installed", apk)
+    tree.put("containers/services/c/lower/lib/apk/db/installed", apk)  # a hard link
+    out = tmp_path / "rootfs.tar"
+    with open(out, "wb") as fh:
+        write_tree(tree, fh, Epoch(None))
+    from_tree = tree_packages(tree, Epoch(None))
+    assert from_tree == find_packages(out)
+    assert {p["location"] for p in from_tree} == {
+        "/", "containers/onboot/a/lower", "containers/services/b/lower"}
