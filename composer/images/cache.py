@@ -178,6 +178,16 @@ class _Tee(io.RawIOBase):
         return n
 
 
+try:  # ISA-L inflates about 1.5x faster than zlib; the bytes are the same by definition (and
+    # every layer is verified against its diff_id anyway)
+    from isal import isal_zlib as _INFLATE
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (_INFLATE.error,)
+except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+    _INFLATE = zlib
+    _INFLATE_ERRORS = ()
+
+
 class _Gunzip(io.RawIOBase):
     """gzip decompression in 1 MiB steps (GzipFile reads 8 KiB at a time, which made gunzip
     the largest cost of phase one). Multi-member streams are followed; a truncated stream or
@@ -186,7 +196,7 @@ class _Gunzip(io.RawIOBase):
     def __init__(self, raw: BinaryIO):
         super().__init__()
         self._raw = raw
-        self._z = zlib.decompressobj(wbits=31)
+        self._z = _INFLATE.decompressobj(31)
         self._pending = b""
         self._eof = False
 
@@ -203,11 +213,17 @@ class _Gunzip(io.RawIOBase):
             data = self._z.unconsumed_tail or self._raw.read(CHUNK)
             if not data:
                 raise EOFError("compressed stream ended before the end-of-stream marker")
-            self._pending = self._z.decompress(data, CHUNK)
+            self._pending = self._inflate(data)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
+
+    def _inflate(self, data: bytes) -> bytes:
+        try:
+            return self._z.decompress(data, CHUNK)
+        except _INFLATE_ERRORS as exc:  # ISA-L's own error class, worded as zlib's
+            raise zlib.error(str(exc)) from exc
 
     def _next_member(self) -> None:
         """After a member: another member, zero padding (as gzip(1) allows), or the end."""
@@ -224,8 +240,8 @@ class _Gunzip(io.RawIOBase):
             rest += self._raw.read(1)
         if rest[:2] != b"\x1f\x8b":
             raise EOFError("data after the end of the gzip stream")
-        self._z = zlib.decompressobj(wbits=31)
-        self._pending = self._z.decompress(rest, CHUNK)
+        self._z = _INFLATE.decompressobj(31)
+        self._pending = self._inflate(rest)
 
 
 def open_decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
