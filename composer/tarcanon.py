@@ -13,7 +13,7 @@ import enum
 import functools
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -274,6 +274,20 @@ def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
     )
 
 
+@contextlib.contextmanager
+def tarfile_errors(error: Callable[[str], Exception], prefix: str = "") -> Iterator[None]:
+    """tarfile's failures as one clean ``error``, including the bare ValueErrors its own
+    parsers raise on some hostile headers (a sparse member without a map, say)."""
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise error(f"{prefix}unreadable tar: {exc}") from exc
+    except ValueError as exc:
+        if isinstance(exc, CanonError):
+            raise
+        raise error(f"{prefix}unreadable tar: {exc}") from exc
+
+
 def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
     """Stream a tar's entries with a reader for each regular file's content.
 
@@ -297,23 +311,15 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
                               if entry.kind is Kind.FILE else None)
                 done += 1
             return
-        except tarread.GiveUp:
-            stream.seek(start)
-        except CanonError:
-            stream.seek(start)  # tarfile's reading of it decides (and words the error)
-    try:
-        with tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
-                          errors="surrogateescape") as tf:
-            for info in tf:
-                tf.members.clear()
-                if done:
-                    done -= 1  # already yielded by the fast reader: the same entry
-                    continue
-                entry = entry_from_tarinfo(info)
-                yield entry, (tf.extractfile(info) if entry.kind is Kind.FILE else None)
-    except tarfile.TarError as exc:
-        raise CanonError(f"unreadable tar: {exc}") from exc
-    except ValueError as exc:  # tarfile's own parsers fail so on some hostile headers
-        if isinstance(exc, CanonError):
-            raise
-        raise CanonError(f"unreadable tar: {exc}") from exc
+        except (tarread.GiveUp, CanonError):
+            stream.seek(start)  # tarfile's reading of the rest decides (and words any error)
+    with tarfile_errors(CanonError), \
+            tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
+                         errors="surrogateescape") as tf:
+        for info in tf:
+            tf.members.clear()
+            if done:
+                done -= 1  # already yielded by the fast reader: the same entry
+                continue
+            entry = entry_from_tarinfo(info)
+            yield entry, (tf.extractfile(info) if entry.kind is Kind.FILE else None)

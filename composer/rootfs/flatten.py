@@ -21,7 +21,14 @@ from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.rootfs.tree import Node, Span, SparseSpan, Tree
-from composer.tarcanon import CanonError, Entry, Kind, entry_from_tarinfo, normalise
+from composer.tarcanon import (
+    CanonError,
+    Entry,
+    Kind,
+    entry_from_tarinfo,
+    normalise,
+    tarfile_errors,
+)
 from composer.tarread import GiveUp, members
 
 WHITEOUT = ".wh."
@@ -141,23 +148,16 @@ def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
 
 def _scan_tarfile(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
     sorter = _Sorter(what, whiteouts)
-    try:
-        with tarfile.open(fileobj=fh, mode="r:", encoding="utf-8",
-                          errors="surrogateescape") as tf:
-            for info in tf:
-                tf.members.clear()
-                if sorter.is_whiteout(info.name, normalise(info.name)):
-                    continue
-                entry = entry_from_tarinfo(info)
-                sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
-                sorter.entries.append((entry, base_offset + info.offset_data, sparse))
-            _check_end(fh, tf.offset, what)
-    except tarfile.TarError as exc:
-        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
-    except ValueError as exc:  # tarfile's own parsers fail so on some hostile headers
-        if isinstance(exc, CanonError):
-            raise
-        raise LayerError(f"{what}: unreadable tar: {exc}") from exc
+    with tarfile_errors(LayerError, f"{what}: "), \
+            tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+        for info in tf:
+            tf.members.clear()
+            if sorter.is_whiteout(info.name, normalise(info.name)):
+                continue
+            entry = entry_from_tarinfo(info)
+            sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
+            sorter.entries.append((entry, base_offset + info.offset_data, sparse))
+        _check_end(fh, tf.offset, what)
     return sorter.result()
 
 

@@ -225,16 +225,21 @@ def test_a_big_canonical_tar_scans_fast_and_bounded(tmp_path):
     assert seen == ["d"] + [f"d/f{i:05d}" for i in range(3000)]
 
 
-def test_a_malformed_sparse_map_is_a_clean_error(tmp_path):
-    """tarfile raises a bare ValueError on a sparse 1.0 member without a map; we word it."""
-    from composer.tarcanon import CanonError
-
+def mapless_sparse() -> bytes:
+    """A sparse 1.0 member whose map is missing."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         info = tarfile.TarInfo("s")
         info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
         tf.addfile(info)
-    with on_disk(tmp_path, buf.getvalue()) as fh, pytest.raises(CanonError, match="unreadable"):
+    return buf.getvalue()
+
+
+def test_a_malformed_sparse_map_is_a_clean_error(tmp_path):
+    """tarfile raises a bare ValueError on a sparse 1.0 member without a map; we word it."""
+    from composer.tarcanon import CanonError
+
+    with on_disk(tmp_path, mapless_sparse()) as fh, pytest.raises(CanonError, match="unreadable"):
         list(read_entries(fh))
 
 
@@ -242,12 +247,7 @@ def test_flattening_a_malformed_sparse_layer_is_a_layer_error(tmp_path):
     from composer.rootfs.flatten import LayerError, apply_tar
     from composer.rootfs.tree import Tree
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        info = tarfile.TarInfo("s")
-        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
-        tf.addfile(info)
-    with on_disk(tmp_path, buf.getvalue()) as fh, pytest.raises(LayerError, match="unreadable"):
+    with on_disk(tmp_path, mapless_sparse()) as fh, pytest.raises(LayerError, match="unreadable"):
         apply_tar(Tree(0), fh, str(tmp_path / "x.tar"), 0, what="layer", source="s",
                   location="l")
 
