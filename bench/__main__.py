@@ -1,6 +1,18 @@
 """Benchmarks: image-composer side by side with the C-tool pipelines a user would script.
 
-    python -m bench [--workload small|large|huge] [--runs N] [--only phase1,initrd,noop]
+    python -m bench [--workload tiny|small|large|huge] [--runs N] [--only phase1,initrd,iso]
+
+Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its results):
+
+- phase1: a cold ``build -f tar`` (pull from an OCI layout into an empty cache, flatten, write
+  the canonical tar) vs ``skopeo copy`` + ``umoci raw unpack`` + ``tar --sort=name ...``; a
+  no-op rebuild into the same output dir, and a rebuild into a fresh output dir, each vs the
+  cold build;
+- initrd: the initrd of ``kernel+initrd`` from the rootfs tar vs ``find | sort | cpio -o -H newc
+  --reproducible | gzip -n -6`` on the unpacked tree;
+- iso: the whole ``iso-bios`` conversion (initrd included) vs that cpio pipeline plus
+  ``xorriso -as mkisofs``; and the ISO writing alone vs ``xorriso -as mkisofs`` alone, on the
+  same kernel, initrd and isolinux files.
 
 Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
 medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described.
@@ -19,11 +31,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.workload import WORKLOADS, generate
+from bench.workload import WORKLOADS, generate, kernel_file
+from outputs import bootloaders
+from outputs.iso import isolinux_cfg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 EPOCH = "1700000000"
+CMDLINE = "console=ttyS0"
 
 
 @dataclass
@@ -53,14 +68,16 @@ def composer(*args: str) -> list[str]:
     return [sys.executable, "-m", "composer", *args]
 
 
-def phase_one(layout: Path, scratch: Path, n: int) -> dict[str, Measure]:
+def phase_one(layout: Path, scratch: Path, n: int) -> dict[str, tuple[Measure, Measure]]:
     spec = scratch / "bench.yml"
     spec.write_text(f"init:\n  - oci:{layout}:bench\n")
     ours_dir, theirs_dir = scratch / f"ours{n}", scratch / f"theirs{n}"
-    ours = timed(composer("build", "-f", "tar", "-o", str(ours_dir), "--cache",
-                          str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec)))
-    noop = timed(composer("build", "-f", "tar", "-o", str(ours_dir), "--cache",
-                          str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec)))
+    build = composer("build", "-f", "tar", "-o", str(ours_dir), "--cache",
+                     str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec))
+    ours = timed(build)
+    noop = timed(build)
+    fresh = timed(composer("build", "-f", "tar", "-o", str(scratch / f"fresh{n}"), "--cache",
+                           str(ours_dir / "cache"), "--source-date-epoch", EPOCH, str(spec)))
     theirs_dir.mkdir()
     theirs = pipeline([
         ["skopeo", "copy", "--quiet", f"oci:{layout}:bench", f"oci:{theirs_dir / 'oci'}:bench"],
@@ -71,10 +88,15 @@ def phase_one(layout: Path, scratch: Path, n: int) -> dict[str, Measure]:
          str(theirs_dir / "rootfs"), "."],
     ])
     return {"phase one (pull+flatten+tar)": (ours, theirs),
-            "no-op rebuild vs cold build": (noop, ours)}
+            "no-op rebuild, same output dir, vs cold build": (noop, ours),
+            "rebuild into a fresh output dir vs cold build": (fresh, ours)}
 
 
-def initrd(scratch: Path, n: int) -> dict[str, Measure]:
+CPIO_GZIP = ("find . | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible "
+             "| gzip -n -6 > {out}")
+
+
+def initrd(scratch: Path, n: int) -> dict[str, tuple[Measure, Measure]]:
     """kernel+initrd from the rootfs tar vs find|sort|cpio|gzip -6 on the unpacked tree."""
     rootfs_tar = scratch / "ours0" / "bench.tar"
     out = scratch / f"initrd{n}"
@@ -82,9 +104,46 @@ def initrd(scratch: Path, n: int) -> dict[str, Measure]:
     ours = timed([sys.executable, "-m", "bench.initrd_only", str(rootfs_tar),
                   str(out / "ours.img")], cwd=ROOT)
     tree = scratch / "theirs0" / "rootfs"
-    theirs = timed(["sh", "-c", "find . | LC_ALL=C sort | cpio --quiet -o -H newc "
-                    f"--reproducible | gzip -n -6 > {out / 'theirs.img'}"], cwd=tree)
+    theirs = timed(["sh", "-c", CPIO_GZIP.format(out=out / "theirs.img")], cwd=tree)
     return {"initrd (cpio+gzip -6)": (ours, theirs)}
+
+
+def xorriso(tree: Path, out: Path) -> list[str]:
+    """What a user would script for a BIOS-bootable hybrid ISO of ``tree`` (isolinux)."""
+    return ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-R", "-V", "BENCH",
+            "-b", "isolinux/isolinux.bin", "-c", "boot/boot.cat", "-no-emul-boot",
+            "-boot-load-size", "4", "-boot-info-table",
+            "-isohybrid-mbr", str(bootloaders.DEFAULTS[bootloaders.ISOHDPFX].path), str(tree)]
+
+
+def iso(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Measure, Measure]]:
+    """iso-bios on the phase-one rootfs plus a kernel, vs cpio|gzip + xorriso on the same files."""
+    spec = scratch / "iso.yml"
+    spec.write_text(f"init:\n  - oci:{layout}:bench\nfiles:\n  - path: boot/kernel\n"
+                    f"    source: {kernel}\n  - path: boot/cmdline\n    contents: \"{CMDLINE}\"\n")
+    rootfs = scratch / f"isoroot{n}"
+    subprocess.run(composer("build", "-q", "-f", "tar", "-o", str(rootfs), "--cache",
+                            str(scratch / "ours0" / "cache"), "--source-date-epoch", EPOCH,
+                            str(spec)), check=True, stdout=subprocess.DEVNULL)
+    ours = timed([sys.executable, "-m", "bench.iso_only", str(rootfs / "iso.tar"),
+                  str(scratch / f"iso-ours{n}")], cwd=ROOT)
+    files = scratch / f"isofiles{n}"
+    (files / "boot").mkdir(parents=True)
+    (files / "isolinux").mkdir()
+    shutil.copyfile(kernel, files / "boot" / "kernel")
+    (files / "boot" / "cmdline").write_text(CMDLINE)
+    for role in (bootloaders.ISOLINUX, bootloaders.LDLINUX):
+        shutil.copyfile(bootloaders.DEFAULTS[role].path, files / "isolinux" / role)
+    (files / "isolinux" / "isolinux.cfg").write_bytes(isolinux_cfg(CMDLINE))
+    initrd_step = timed(["sh", "-c", CPIO_GZIP.format(out=files / "boot" / "initrd.img")],
+                        cwd=scratch / "theirs0" / "rootfs")
+    xorriso_step = timed(xorriso(files, scratch / f"iso-theirs{n}.iso"))
+    theirs = Measure(initrd_step.seconds + xorriso_step.seconds,
+                     max(initrd_step.rss_mb, xorriso_step.rss_mb))
+    assembly = timed([sys.executable, "-m", "bench.iso_assemble", str(files),
+                      str(scratch / f"iso-assembled{n}.iso")], cwd=ROOT)
+    return {"iso-bios, initrd included (cpio+gzip -6 + xorriso)": (ours, theirs),
+            "ISO writing alone (xorriso -as mkisofs)": (assembly, xorriso_step)}
 
 
 def machine() -> str:
@@ -106,24 +165,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--workload", default="small", choices=sorted(WORKLOADS))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="phase1,initrd")
+    parser.add_argument("--only", default="phase1,initrd,iso",
+                        help="row groups: phase1 (always run), initrd, iso")
     parser.add_argument("--work-dir", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    for tool in ("skopeo", "umoci", "tar", "cpio", "gzip", "/usr/bin/time"):
+    for tool in ("skopeo", "umoci", "tar", "cpio", "gzip", "xorriso", "/usr/bin/time"):
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} is required (scripts/setup.sh --test installs it)")
     work = WORKLOADS[args.workload]
     print(f"bench: generating workload {work} ...", file=sys.stderr)
     layout = generate(work, args.work_dir / work.key)
+    kernel = kernel_file(args.work_dir)
     rows: dict[str, list[tuple[Measure, Measure]]] = {}
     only = set(args.only.split(","))
+    unknown = only - {"phase1", "initrd", "iso"}
+    if unknown:
+        sys.exit(f"bench: unknown --only group(s): {', '.join(sorted(unknown))}")
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
             scratch = Path(tmp)
             results = phase_one(layout, scratch, 0)
             if "initrd" in only:
                 results |= initrd(scratch, n)
+            if "iso" in only:
+                results |= iso(layout, kernel, scratch, n)
             for key, pair in results.items():
                 rows.setdefault(key, []).append(pair)
             print(f"bench: run {n + 1}/{args.runs} done", file=sys.stderr)
@@ -139,7 +205,10 @@ def main() -> int:
         lines.append(f"| {key} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x | "
                      f"{rss_o:.0f} | {rss_t:.0f} |")
     lines += ["", f"Medians of {args.runs} runs; regenerate with "
-              f"`python -m bench --workload {work.name} --runs {args.runs}`."]
+              f"`python -m bench --workload {work.name} --runs {args.runs}"
+              + (f" --only {args.only}" if only != {"phase1", "initrd", "iso"} else "") + "`.",
+              "", "Ratio: image-composer time / other time (below 1.00x, image-composer is "
+              "faster). No-op rows compare a rebuild with the cold build."]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

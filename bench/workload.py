@@ -4,12 +4,12 @@ a layer in memory.
 
 The content is pseudo-random from a fixed seed (these are benchmark *inputs*; nothing random
 reaches an image-composer output), half of it compressible text, half incompressible bytes.
+Layers are gzipped by Python's :mod:`gzip` on purpose: they stand for images made by other tools.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import random
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer import canonjson
-from composer.images.cache import Cache
+from composer.images.cache import Cache, HashingWriter
 from composer.images.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 
 
@@ -42,21 +42,6 @@ WORKLOADS = {
 }
 
 
-class _HashingWriter(io.RawIOBase):
-    def __init__(self, fh):
-        super().__init__()
-        self.fh, self.hash, self.size = fh, hashlib.sha256(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.fh.write(data)
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-
 def _sizes(rng: random.Random, count: int, total: int) -> list[int]:
     """Mostly small files, a few large ones, summing to about ``total``."""
     weights = [rng.paretovariate(1.2) for _ in range(count)]
@@ -70,6 +55,14 @@ def _content(rng: random.Random, size: int, text: bytes) -> bytes:
     if rng.random() < 0.5:
         return (text * (size // len(text) + 1))[:size]
     return rng.randbytes(size)
+
+
+def kernel_file(dest: Path, size: int = 8 << 20) -> Path:
+    """A stand-in kernel for the ISO row: ``size`` pseudo-random bytes from a fixed seed."""
+    path = dest / "kernel"
+    if not path.is_file() or path.stat().st_size != size:
+        path.write_bytes(random.Random("bench kernel").randbytes(size))
+    return path
 
 
 def generate(work: Workload, dest: Path, tag: str = "bench") -> Path:
@@ -91,10 +84,10 @@ def generate(work: Workload, dest: Path, tag: str = "bench") -> Path:
         sizes = _sizes(rng, per_layer, work.total_bytes // work.layers)
         raw_path = tmp / f"layer{n}.tar.gz"
         with open(raw_path, "wb") as raw:
-            compressed = _HashingWriter(raw)
+            compressed = HashingWriter(raw)
             with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=1,
                                mtime=0) as gz:
-                plain = _HashingWriter(gz)
+                plain = HashingWriter(gz)
                 with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tf:
                     if n:
                         for victim in rng.sample(written, min(len(written), per_layer // 50)):
@@ -113,13 +106,13 @@ def generate(work: Workload, dest: Path, tag: str = "bench") -> Path:
                             info.size, info.mode = len(data), 0o644
                             tf.addfile(info, io.BytesIO(data))
                         written.append(path)
-        digest = "sha256:" + compressed.hash.hexdigest()
+        digest = compressed.digest
         with open(raw_path, "rb") as fh:
             store.put_blob(fh, digest, compressed.size, f"layer {n}")
         os.unlink(raw_path)
         layers.append({"mediaType": OCI_LAYER_GZIP, "digest": digest,
                        "size": compressed.size})
-        diff_ids.append("sha256:" + plain.hash.hexdigest())
+        diff_ids.append(plain.digest)
     config = canonjson.compact({"architecture": "amd64", "os": "linux", "config": {},
                                 "rootfs": {"type": "layers", "diff_ids": diff_ids}})
     manifest = canonjson.compact({
