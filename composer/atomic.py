@@ -107,6 +107,10 @@ class OutputSet:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def known_digest(self, source: Path) -> tuple[str, int] | None:
+        """(sha256, size) of ``source`` if the caller vouched for it (the rootfs tar)."""
+        return self._known.get(Path(source))
+
     def place(self, name: str, source: Path) -> None:
         """An output byte for byte equal to ``source``, a finished file that is not rewritten
         in place (a cache entry): a reflink or, failing that, a hard link when the filesystem

@@ -27,13 +27,13 @@ reads one through the project's digest-verifying reader.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import DigestMismatch, VerifyingReader, check_digest
+from composer.record import sha256_file
 
 ISOLINUX = "isolinux.bin"
 ISOHDPFX = "isohdpfx.bin"
@@ -123,7 +123,7 @@ def load(pin: Pin) -> bytes:
                     raise ComposerError(f"bootloader {pin.role}: {path} is larger than "
                                         f"{MAX_SIZE >> 20} MiB")
         except DigestMismatch:
-            actual = _sha256_file(path)
+            actual = "sha256:" + sha256_file(path)[0]
             raise ComposerError(
                 f"bootloader {pin.role}: {path} has {actual}, not the pinned {pin.digest}; "
                 f"if this file is what you want, pin it: "
@@ -131,9 +131,3 @@ def load(pin: Pin) -> bytes:
     return buf.getvalue()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()

@@ -41,7 +41,7 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.tarcanon import COPY_CHUNK
+from composer.record import sha256_file
 from outputs import bootloaders
 from outputs.fat import write_esp
 from outputs.initrd import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
@@ -86,14 +86,6 @@ ISO_FILES = {"iso-bios": ("{name}.iso",), "iso-efi": ("{name}-efi.iso",),
 def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
     """The bootloader files (and digests) format ``fmt`` uses, for the build record."""
     return bootloaders.resolve(LAYOUTS[fmt].roles, options.bootloaders)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(COPY_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def seed(rootfs_sha256: str, layout: Layout, pins: tuple[bootloaders.Pin, ...],
@@ -151,7 +143,8 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
     layout = LAYOUTS[fmt]
     pins = bootloader_pins(fmt, options)
     loaded = {pin.role: bootloaders.load(pin) for pin in pins}
-    seed_bytes = seed(sha256_file(rootfs), layout, pins, options)
+    rootfs_sha256 = (outset.known_digest(rootfs) or sha256_file(rootfs))[0]
+    seed_bytes = seed(rootfs_sha256, layout, pins, options)
     image_id = derive(seed_bytes, "image-id", 8).hex()
     outset.directory.mkdir(parents=True, exist_ok=True)
     with outset.scratch(f"{name}-{fmt}") as t:

@@ -45,14 +45,12 @@ def code_fingerprint() -> str:
 
 
 def _file_digest(path: str) -> str:
-    hasher = hashlib.sha256()
+    from composer.record import sha256_file
+
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                hasher.update(chunk)
+        return sha256_file(Path(path))[0]
     except OSError as exc:
         return f"unreadable:{exc.errno}"
-    return hasher.hexdigest()
 
 
 def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
