@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import canonjson
-from composer.errors import ComposerError
+from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
 from composer.record import (
     load_record,
@@ -153,8 +153,40 @@ def perturbed_env(base: dict[str, str]) -> tuple[dict[str, str], int]:
     return env, umask
 
 
-def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, cwd: Path
-            ) -> subprocess.CompletedProcess[str]:
+def bootloader_args(record: dict[str, Any], given: list[str]) -> list[str]:
+    """``--bootloader`` arguments that make the rebuild use the recorded bootloaders.
+
+    The record keeps each ISO bootloader's role and digest, not its host path (a path is not an
+    input; the content is). Where a digest is not the default pin's, the build used an override,
+    and the verifier must hand over the file: ``--bootloader ROLE=PATH`` (``@sha256:...``
+    optional; the recorded digest is what the rebuild then insists on)."""
+    from outputs.bootloaders import DEFAULTS
+
+    supplied: dict[str, str] = {}
+    for text in given:
+        role, eq, rest = text.partition("=")
+        path, _, digest = rest.rpartition("@") if "@sha256:" in rest else (rest, "", "")
+        if not eq or not path:
+            raise UsageError(f"--bootloader {text!r}: expected ROLE=PATH[@sha256:HEX]")
+        supplied[role.strip()] = path
+        recorded = ((record.get("options") or {}).get("bootloaders") or {}).get(role.strip())
+        if digest and recorded and digest != recorded:
+            raise ComposerError(f"--bootloader {role}: {digest} is not the recorded {recorded}")
+    args = []
+    for role, digest in sorted(((record.get("options") or {}).get("bootloaders") or {}).items()):
+        if role in supplied:
+            args += ["--bootloader", f"{role}={os.path.abspath(supplied.pop(role))}@{digest}"]
+        elif role not in DEFAULTS or DEFAULTS[role].digest != digest:
+            raise ComposerError(f"the build used its own {role} ({digest}); give the same file "
+                                f"with --bootloader {role}=PATH")
+    if supplied:
+        raise UsageError(f"--bootloader {', '.join(sorted(supplied))}: the record has no such "
+                         "bootloader")
+    return args
+
+
+def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, cwd: Path,
+            extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     build = record["build"]
     argv = [sys.executable, "-m", "composer", "build", "--offline", "--cache", str(cache),
             "-o", str(out), "--name", build["name"], "--arch", build["arch"],
@@ -166,7 +198,7 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
         argv += ["--tag", options["image_tag"]]
     if options.get("entrypoint"):
         argv += ["--entrypoint", json.dumps(options["entrypoint"])]
-    argv += [str(p) for p in specs]
+    argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))
     return subprocess.run(argv, cwd=cwd, env=env, text=True, capture_output=True, check=False,
                           preexec_fn=lambda: os.umask(umask))
@@ -237,7 +269,8 @@ def compare(record: dict[str, Any], rebuilt_dir: Path, originals: Path) -> Outco
 
 
 def verify_record(target: Path, specs: list[Path], *, cache: Path | None = None,
-                  offline: bool = False, keep: bool = False, log: Log) -> Outcome:
+                  offline: bool = False, keep: bool = False, log: Log,
+                  bootloaders: list[str] | None = None) -> Outcome:
     """Rebuild what ``target`` (a record or SHA256SUMS) records and compare every output."""
     record_path, sums = locate_record(target)
     record = load_record(record_path)
@@ -246,6 +279,7 @@ def verify_record(target: Path, specs: list[Path], *, cache: Path | None = None,
         for out in record["outputs"]:
             if listed.get(out["name"], out["sha256"]) != out["sha256"]:
                 raise ComposerError(f"{target}: {out['name']} does not match the build record")
+    extra = bootloader_args(record, bootloaders or [])
     tmp = Path(tempfile.mkdtemp(prefix="image-composer-verify-"))
     try:
         spec_paths = _specs(record, specs, tmp)
@@ -253,7 +287,7 @@ def verify_record(target: Path, specs: list[Path], *, cache: Path | None = None,
         pin_images(record, fresh, Cache(cache) if cache else None, offline, log)
         (tmp / "cwd").mkdir()
         log(f"rebuilding {record['build']['name']} in {tmp}")
-        proc = rebuild(record, spec_paths, tmp / "cache", tmp / "out", tmp / "cwd")
+        proc = rebuild(record, spec_paths, tmp / "cache", tmp / "out", tmp / "cwd", extra)
         if proc.returncode != 0:
             detail = [line for line in proc.stderr.splitlines() if line.strip()][-10:]
             if not specs:

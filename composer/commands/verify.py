@@ -20,6 +20,9 @@ def register(sub, common) -> None:
                    help="copy recorded images from this cache (read-only, digest-verified) "
                    "instead of fetching them from their registries")
     v.add_argument("--offline", action="store_true", help="never touch the network")
+    v.add_argument("--bootloader", action="append", default=[], metavar="ROLE=PATH",
+                   help="the file the build used for an overridden ISO bootloader role "
+                   "(the record has only its digest); repeatable")
     v.add_argument("--keep", action="store_true", help="keep the rebuild directory")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.add_argument("--signatures", type=Path, default=None, metavar="FILE",
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         from composer.verify import verify_record
 
         outcome = verify_record(args.target, args.specs, cache=args.cache,
-                                offline=args.offline, keep=args.keep, log=log)
+                                offline=args.offline, keep=args.keep, log=log,
+                                bootloaders=args.bootloader)
         ok = ok and outcome.ok
         lines += outcome.lines
         details["rebuild"] = {"ok": outcome.ok, **outcome.details}

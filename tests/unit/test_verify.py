@@ -135,3 +135,37 @@ def test_perturbed_environment_differs_in_every_setting():
 def test_missing_record_is_one_line_error(tmp_path, capsys, bad):
     assert main(["verify", str(tmp_path / bad)]) == 1
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_build_with_an_overridden_bootloader_is_verified_with_the_file(tmp_path, capsys):
+    """The record has the override's digest only; verify needs the file, and checks it."""
+    import hashlib
+    from pathlib import Path
+
+    from outputs import bootloaders
+    from outputs.bootloaders import DEFAULTS
+
+    if not all(Path(p.path).is_file() for p in DEFAULTS.values()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("bootloaders missing: scripts/setup.sh installs them")
+        pytest.skip("bootloaders missing")
+    cfg = tmp_path / "my-ldlinux.c32"
+    cfg.write_bytes(Path(DEFAULTS["ldlinux.c32"].path).read_bytes() + b"\0" * 512)
+    digest = "sha256:" + hashlib.sha256(cfg.read_bytes()).hexdigest()
+    spec = make_inputs(tmp_path / "inputs")
+    req = BuildRequest(specs=(spec,), formats=("iso-bios",), output_dir=tmp_path / "out",
+                       name=NAME, arch="amd64", cache_dir=tmp_path / "cache", offline=True,
+                       source_date_epoch=1700000000,
+                       bootloaders=(bootloaders.Pin("ldlinux.c32", str(cfg), digest),))
+    record = {p.name: p for p in run_build(req, log=lambda _m: None)}[f"{NAME}.build.json"]
+    # without the file: a clear answer, no rebuild
+    assert main(["verify", str(record), str(spec)]) == 1
+    assert "--bootloader ldlinux.c32=PATH" in capsys.readouterr().err
+    # a different file under that role: refused by the rebuild's own digest check
+    other = tmp_path / "other.c32"
+    other.write_bytes(b"not it")
+    assert main(["verify", str(record), str(spec), "--bootloader", f"ldlinux.c32={other}"]) == 1
+    assert "NOT verified" in capsys.readouterr().out
+    # the same file: reproduced
+    assert main(["verify", str(record), str(spec), "--bootloader", f"ldlinux.c32={cfg}"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("verified")
