@@ -408,8 +408,7 @@ class Cache:
         if self.uncompressed_path(diff_id).is_file():
             self.put_blob(source, digest, size, what)
             return
-        if self.has_blob(digest):
-            drain(source)
+        if self.has_blob(digest):  # another build stored it meanwhile
             self.uncompressed_layer(digest, size, media_type, diff_id, what)
             return
         self._ensure()
