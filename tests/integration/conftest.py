@@ -58,6 +58,21 @@ def debs_dir() -> Path:
     return EXAMPLES / "debs"
 
 
+@pytest.fixture(scope="session")
+def example_packages(debs_dir: Path, tmp_path_factory) -> dict:
+    """examples/packages/{kernel,init,hello} built once per test session into one cache:
+    name -> (cache, PackageResult). The kernel alone takes about 10 s to build."""
+    from composer import pkg
+    from composer.epoch import Epoch
+    from composer.images.cache import Cache
+
+    cache = Cache(tmp_path_factory.mktemp("example-packages"))
+    return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,
+                                            epoch=Epoch(None), arch="amd64",
+                                            debs_dir=debs_dir, layout=None))
+            for name in ("kernel", "init", "hello")}
+
+
 @dataclass(frozen=True)
 class Registry:
     """A running Debian ``docker-registry`` on loopback (plain HTTP)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from composer import canonjson, pkg
-from composer.epoch import DEFAULT_EPOCH, Epoch
+from composer.epoch import DEFAULT_EPOCH
 from composer.images.cache import Cache
 from composer.tarcanon import Entry, Kind, read_entries
 from tests.integration.conftest import require_tool
@@ -42,13 +42,9 @@ GOLDEN = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(debs_dir: Path, tmp_path_factory) -> dict[str, tuple[Cache, pkg.PackageResult]]:
-    cache = Cache(tmp_path_factory.mktemp("cache"))
-    return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,
-                                            epoch=Epoch(None), arch="amd64",
-                                            debs_dir=debs_dir, layout=None))
-            for name in NAMES}
+@pytest.fixture(scope="session")
+def built(example_packages) -> dict[str, tuple[Cache, pkg.PackageResult]]:
+    return example_packages
 
 
 def image(cache: Cache, result: pkg.PackageResult) -> tuple[dict, dict[str, tuple[Entry, bytes]]]:

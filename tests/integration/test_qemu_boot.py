@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from composer import canonjson, pkg
-from composer.epoch import Epoch
 from composer.images.cache import Cache
 from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
 from outputs.cpio import tar_to_cpio
@@ -33,12 +32,8 @@ ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|c)")  # SeaBIOS clears the screen
 
 
 @pytest.fixture(scope="session")
-def built(debs_dir: Path, tmp_path_factory) -> dict[str, tuple[Cache, pkg.PackageResult]]:
-    cache = Cache(tmp_path_factory.mktemp("cache"))
-    return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,
-                                            epoch=Epoch(None), arch="amd64",
-                                            debs_dir=debs_dir, layout=None))
-            for name in ("kernel", "init", "hello")}
+def built(example_packages) -> dict[str, tuple[Cache, pkg.PackageResult]]:
+    return example_packages
 
 
 def layer_entries(cache: Cache, result: pkg.PackageResult) -> list[tuple[Entry, bytes | None]]:
