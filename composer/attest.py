@@ -140,12 +140,7 @@ def load_public_keys(directory: Path) -> dict[str, Any]:
 
 # -- envelopes -------------------------------------------------------------------------------
 def read_envelope(path: Path) -> dict[str, Any]:
-    try:
-        env = canonjson.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ComposerError(f"{path}: not a DSSE envelope: {exc}") from None
+    env = canonjson.load_file(path, "a DSSE envelope")
     if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE \
             or not isinstance(env.get("signatures"), list):
         raise ComposerError(f"{path}: not an in-toto DSSE envelope")

@@ -8,6 +8,7 @@ is their identity). ASCII-only output so the bytes never depend on an encoding s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -31,3 +32,15 @@ def loads(data: bytes | str) -> Any:
         return out
 
     return json.loads(data, object_pairs_hook=no_duplicates)
+
+
+def load_file(path: Path, what: str) -> Any:
+    """A JSON file we are handed (a record, an envelope), or one clean error naming it."""
+    from composer.errors import ComposerError
+
+    try:
+        return loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComposerError(f"{path}: not {what}: {exc}") from None

@@ -169,12 +169,7 @@ def parse_sha256sums(data: bytes, what: str) -> list[tuple[str, str]]:
 
 def load_record(path: Path) -> dict[str, Any]:
     """Read and sanity-check a build record."""
-    try:
-        doc = canonjson.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ComposerError(f"{path}: not a JSON build record: {exc}") from None
+    doc = canonjson.load_file(path, "a JSON build record")
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ComposerError(f"{path}: not an image-composer build record "
                             f"(schema {doc.get('schema') if isinstance(doc, dict) else None!r})")
