@@ -43,9 +43,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.record import sha256_file
 from outputs import bootloaders
-from outputs.fat import write_esp
 from outputs.initrd import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
-from outputs.iso9660 import PinnedIso
 from outputs.options import Options
 
 CATALOG = "boot/boot.cat"
@@ -157,6 +155,8 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
             small[f"{ISOLINUX_DIR}/isolinux.cfg"] = isolinux_cfg(cmdline)
         if layout.efi:
             small["boot/grub/grub.cfg"] = cfg = grub_cfg(cmdline, image_id)
+            from outputs.fat import write_esp  # pyfatfs: imported only when an ESP is made
+
             write_esp(tmp / "efi.img", {
                 "EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.GRUB_EFI],
                 "EFI/BOOT/grub.cfg": cfg,  # for a GRUB that reads $cmdpath/grub.cfg
@@ -176,6 +176,8 @@ def assemble(out: BinaryIO, entries: dict[str, tuple[BinaryIO, int]], layout: La
              loaded: dict[str, bytes], seed_bytes: bytes, mtime: int) -> None:
     """The ISO image of ``entries`` (path -> open file and size) with the layout's boot
     records: the part ``xorriso -as mkisofs`` would do (``python -m bench`` times it so)."""
+    from outputs.iso9660 import PinnedIso  # pycdlib: imported only when an ISO is made
+
     with PinnedIso(mtime=mtime, seed=seed_bytes) as iso:
         for directory in parents(entries):
             iso.add_directory(directory)
