@@ -248,9 +248,14 @@ def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
                       pax_headers: dict[str, str]) -> Entry:
     """An :class:`Entry` from a member's header fields as tarfile names them (the one place
     both tar readers, :mod:`tarfile` and :mod:`composer.tarread`, turn headers into entries)."""
-    kind = _KINDS.get(type_)
-    if kind is None:
-        raise CanonError(f"{name}: unsupported tar entry type {type_!r}")
+    return entry_from_parts(name, type_, mode, uid, gid, mtime, size, linkname, devmajor,
+                            devminor, pax_extras(pax_headers))
+
+
+def pax_extras(pax_headers: dict[str, str]
+               ) -> tuple[tuple[tuple[str, bytes], ...], tuple[tuple[str, str], ...]]:
+    """The xattrs and the extra records an entry keeps of its pax headers, each sorted by key
+    (separate from :func:`entry_from_parts` because pax headers repeat: readers may reuse it)."""
     xattrs = []
     records = []
     for key, value in sorted(pax_headers.items()):
@@ -258,34 +263,67 @@ def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
             xattrs.append((key[len(XATTR_PREFIX):], encode(value)))
         elif key not in _STANDARD_PAX and not key.startswith("GNU.sparse"):
             records.append((key, value))
+    return tuple(xattrs), tuple(records)
+
+
+def _normalised(name: str) -> str:
+    """:func:`normalise`, skipped for the usual name that is already normal (no empty, ``.`` or
+    ``..`` component, no leading or trailing slash)."""
+    framed = "/" + name + "/"
+    if "//" in framed or "/./" in framed or "/../" in framed:
+        return normalise(name)
+    return name
+
+
+def entry_from_parts(name: str, type_: bytes, mode: int, uid: int, gid: int, mtime: float,
+                     size: int, linkname: str, devmajor: int, devminor: int,
+                     extras: tuple[tuple[tuple[str, bytes], ...], tuple[tuple[str, str], ...]]
+                     ) -> Entry:
+    """:func:`entry_from_fields` with the pax headers already reduced by :func:`pax_extras`."""
+    kind = _KINDS.get(type_)
+    if kind is None:
+        raise CanonError(f"{name}: unsupported tar entry type {type_!r}")
     return Entry(
-        path=normalise(name),
+        path=_normalised(name),
         kind=kind,
         mode=mode & 0o7777,
         uid=uid,
         gid=gid,
         mtime=int(mtime),
         size=size if kind is Kind.FILE else 0,
-        linkname=normalise(linkname) if kind is Kind.HARDLINK else linkname,
+        linkname=_normalised(linkname) if kind is Kind.HARDLINK else linkname,
         devmajor=devmajor,
         devminor=devminor,
-        xattrs=tuple(xattrs),
-        records=tuple(records),
+        xattrs=extras[0],
+        records=extras[1],
     )
 
 
 @contextlib.contextmanager
 def tarfile_errors(error: Callable[[str], Exception], prefix: str = "") -> Iterator[None]:
     """tarfile's failures as one clean ``error``, including the bare ValueErrors its own
-    parsers raise on some hostile headers (a sparse member without a map, say)."""
+    parsers raise on some hostile headers (a sparse member without a map, say) and the
+    OverflowError of an infinite pax time."""
     try:
         yield
     except tarfile.TarError as exc:
         raise error(f"{prefix}unreadable tar: {exc}") from exc
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         if isinstance(exc, CanonError):
             raise
         raise error(f"{prefix}unreadable tar: {exc}") from exc
+
+
+def tarfile_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """tarfile's members one at a time, none kept (memory stays flat). A member whose size
+    would send tarfile back to an earlier header (a hostile negative size) is an error: tarfile
+    itself would read the same members again forever."""
+    for info in tf:
+        tf.members.clear()
+        if tf.offset <= info.offset:
+            raise CanonError(f"{info.name}: negative size (the next header would not come "
+                             "after this one)")
+        yield info
 
 
 def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
@@ -294,7 +332,8 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
     The reader is only valid until the next entry is requested. Memory stays flat: members are
     not accumulated. On a seekable file headers are parsed by :mod:`composer.tarread` and content
     nobody reads is never read (a header-only scan of a rootfs costs its headers, not its size);
-    where that reader gives up, :mod:`tarfile` takes over and has the last word.
+    where that reader gives up, :mod:`tarfile` reads the archive again from the start and has
+    the last word (the members the fast reader already gave are not given twice).
     """
     from composer import tarread
 
@@ -311,13 +350,12 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
                               if entry.kind is Kind.FILE else None)
                 done += 1
             return
-        except (tarread.GiveUp, CanonError):
-            stream.seek(start)  # tarfile's reading of the rest decides (and words any error)
+        except tarread.GiveUp:
+            stream.seek(start)
     with tarfile_errors(CanonError), \
             tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
                          errors="surrogateescape") as tf:
-        for info in tf:
-            tf.members.clear()
+        for info in tarfile_members(tf):
             if done:
                 done -= 1  # already yielded by the fast reader: the same entry
                 continue

@@ -3,14 +3,16 @@
 :mod:`tarfile` spends most of a header-only scan in Python-level parsing (``nti``, checksums, a
 regex per pax record, a ``TarInfo`` per header), and our canonical tars carry a pax header per
 entry, which doubles it. This reader parses the common dialects straight from the bytes:
-ustar, GNU and v7 headers, pax extended and global headers, GNU long names and links.
+ustar, GNU and v7 headers (octal or base-256 numbers, either checksum), pax extended and global
+headers, GNU long names and links. Pax headers repeat (our provenance records are the same for
+every entry of an image), so each distinct one is parsed once per scan.
 
 It is not a second judge of what a tar means. It reproduces exactly what :mod:`tarfile` yields,
 and anything it is not sure about (GNU sparse members, an unknown type, a bad checksum or
-number, a truncated archive, ``hdrcharset``, base-256 numbers) makes it raise :class:`GiveUp`;
-the caller then reads the archive again with :mod:`tarfile` from the start, so every error
-message and corner case stays tarfile's. ``tests/unit/test_tarread.py`` holds the two readers to
-the same results.
+number, a truncated archive, ``hdrcharset``, a negative size, an entry tarfile's callers would
+refuse) makes it raise :class:`GiveUp`; the caller then reads the archive again with
+:mod:`tarfile` from the start, so every error message and corner case stays tarfile's.
+``tests/unit/test_tarread.py`` holds the two readers to the same results.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from composer.tarcanon import Entry, entry_from_fields
+from composer.tarcanon import Entry, entry_from_parts, pax_extras
 
 BLOCK = 512
 _NUL = b"\0"
 _ZERO_BLOCK = bytes(BLOCK)
 _REGULAR = (b"0", b"\0", b"7")
-_BUILTIN = (b"0", b"\0", b"7", b"1", b"2", b"3", b"4", b"5", b"6")
-_PAX_NUMBERS = {"mtime": float, "uid": int, "gid": int, "size": int}  # atime/ctime: unused
+_BUILTIN = frozenset((b"0", b"\0", b"7", b"1", b"2", b"3", b"4", b"5", b"6"))
+_EXTENDED = frozenset((b"x", b"X", b"L", b"K"))  # headers that extend the next one
+_CACHE_LIMIT = 4096  # distinct pax headers remembered per scan (they repeat; names rarely do)
 
 
 class GiveUp(Exception):
@@ -44,17 +48,20 @@ class Member:
     offset_data: int  # where the content starts, in the file's own coordinates
 
 
-class _Memory:
-    """Random access to the file's bytes: ``pread`` through a small read-ahead buffer where the
-    file is a plain file (a memory map would count every page it touched as this process's
-    memory), else ``seek`` + ``read`` (``BytesIO``, a window on a nested tar)."""
+class _Source:
+    """Random access to the file's bytes: ``pread`` through a read-ahead buffer where the file
+    is a plain file (a memory map would count every page it touched as this process's memory),
+    else ``seek`` + ``read`` (``BytesIO``, a window on a nested tar).
 
-    AHEAD = 16 * 1024  # one pax header, one ustar header, and often the next few small members
+    The read-ahead adapts: after content was skipped it covers one pax header, its records and
+    the ustar header; while headers follow each other (small members) it doubles."""
+
+    NEAR, FAR = 3 * BLOCK, 64 * 1024
 
     def __init__(self, fh: BinaryIO):
         self._fh = fh
         self._fd: int | None = None
-        self._buf, self._at = b"", 0
+        self._buf, self._at, self._ahead = b"", 0, self.NEAR
         if isinstance(fh, io.BufferedReader | io.FileIO) and \
                 isinstance(getattr(fh, "raw", fh), io.FileIO):
             self._fd = fh.fileno()
@@ -67,43 +74,58 @@ class _Memory:
             raise GiveUp(f"not random access: {type(fh).__name__}")
 
     def read(self, pos: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``pos`` (fewer only at the end of the file)."""
         if self._fd is None:
             self._fh.seek(pos)
             return self._fh.read(n)
         start = pos - self._at
-        if start < 0 or start + n > len(self._buf):
-            self._buf, self._at, start = os.pread(self._fd, max(n, self.AHEAD), pos), pos, 0
+        end = len(self._buf)
+        if start < 0 or start + n > end:
+            near = 0 <= start <= end  # the buffer ran out under our feet: read more at once
+            self._ahead = min(2 * self._ahead, self.FAR) if near else self.NEAR
+            self._buf, self._at, start = os.pread(self._fd, max(n, self._ahead), pos), pos, 0
         return self._buf[start:start + n]
 
-    def close(self) -> None:
-        self._buf = b""
+
+# -- one 512-byte header ----------------------------------------------------------------------
+
+# (start, end) of mode uid gid size mtime chksum devmajor devminor, the numbers frombuf parses
+_NUMBER_FIELDS = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156),
+                  (329, 337), (337, 345))
+_SIGNED = struct.Struct("148b8x356b")
+_NO_DEVICE = bytes(16)  # devmajor and devminor left empty, as some writers do
 
 
 def _number(field: bytes) -> int:
-    """tarfile's ``nti`` for octal fields; base-256 ones are left to tarfile."""
-    try:
-        return int(field.rstrip(b"\0 ") or b"0", 8)  # the usual "0000644\0"; exact if it parses
-    except ValueError:
-        pass
-    if field[0] in (0o200, 0o377):
-        raise GiveUp("base-256 number")
+    """tarfile's ``nti``, with :class:`GiveUp` where it raises."""
+    if field[0] in (0o200, 0o377):  # GNU base-256, big-endian after the marker byte
+        n = int.from_bytes(field[1:], "big")
+        return n - 256 ** (len(field) - 1) if field[0] == 0o377 else n
     cut = field.find(_NUL)
-    if cut != -1:
-        field = field[:cut]
     try:
-        return int(field, 8) if field.strip() else 0
-    except ValueError:
+        text = (field[:cut] if cut != -1 else field).decode("ascii")
+        return int(text.strip() or "0", 8)
+    except ValueError:  # UnicodeDecodeError included
         raise GiveUp("invalid number") from None
 
 
-def _text(field: bytes) -> str:
-    cut = field.find(_NUL)
-    return (field[:cut] if cut != -1 else field).decode("utf-8", "surrogateescape")
-
-
-# name mode uid gid size mtime chksum type linkname magic+version uname gname devmajor devminor
-# prefix (the last 12 bytes are padding)
-_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8x32x32x8s8s155s")
+def _numbers(b: bytes) -> tuple[int, ...]:
+    """The eight numbers of a header. Usually each field is octal digits ended by a NUL (the
+    device numbers may be all NULs): then ``int`` of the digits is nti's answer whenever it
+    parses (it strips no more whitespace than ``str.strip`` does, and a NUL or anything else
+    non-octal makes it fail). Anything else goes through :func:`_number`."""
+    if not (b[107] or b[115] or b[123] or b[135] or b[147] or b[154]):
+        try:
+            head = (int(b[100:107], 8), int(b[108:115], 8), int(b[116:123], 8),
+                    int(b[124:135], 8), int(b[136:147], 8), int(b[148:154], 8))
+            devices = b[329:345]
+            if devices == _NO_DEVICE:
+                return (*head, 0, 0)
+            if not (b[336] or b[344]):
+                return (*head, int(b[329:336], 8), int(b[337:344], 8))
+        except ValueError:
+            pass
+    return tuple(_number(b[start:end]) for start, end in _NUMBER_FIELDS)
 
 
 def _byte_sum(block: bytes) -> int:
@@ -113,79 +135,96 @@ def _byte_sum(block: bytes) -> int:
     return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
 
 
-def _header(block: bytes) -> dict:
-    """tarfile's ``frombuf`` for one 512-byte block (its caller handles the zero block)."""
-    if len(block) != BLOCK:
-        raise GiveUp("truncated header")
-    (name, *numbers, kind, linkname, devmajor, devminor, prefix) = _FIELDS.unpack_from(block)
-    numbers += (devmajor, devminor)
-    try:  # the usual "0000644\0" fields, in one go; exact whenever they all parse
-        mode, uid, gid, size, mtime, chksum, devmajor, devminor = [
-            int(f.rstrip(b"\0 ") or b"0", 8) for f in numbers]
-    except ValueError:
-        mode, uid, gid, size, mtime, chksum, devmajor, devminor = map(_number, numbers)
-    if chksum != 256 + _byte_sum(block) - sum(numbers[5]):
-        raise GiveUp("checksum (bad, or signed)")
-    text = _text(name)
-    if kind == b"\0" and text.endswith("/"):
-        kind = b"5"
+def _text(field: bytes) -> str:
+    cut = field.find(_NUL)
+    return (field[:cut] if cut != -1 else field).decode("utf-8", "surrogateescape")
+
+
+def _header(block: bytes) -> tuple:
+    """tarfile's ``frombuf`` for one block that is neither short nor all zeros:
+    (name, type, mode, uid, gid, size, mtime, linkname, devmajor, devminor)."""
+    mode, uid, gid, size, mtime, chksum, devmajor, devminor = _numbers(block)
+    unsigned = 256 + _byte_sum(block) - sum(block[148:156])
+    if chksum != unsigned and chksum != 256 + sum(_SIGNED.unpack_from(block)):
+        raise GiveUp("bad checksum")
+    kind = block[156:157]
+    name = _text(block[:100])
+    if kind == b"\0" and name.endswith("/"):
+        kind = b"5"  # v7 spelling of a directory
     if kind == b"5":
-        text = text.rstrip("/")
-    if prefix[0] and kind not in (b"L", b"K", b"S"):
-        prefix_text = _text(prefix)
-        if prefix_text:
-            text = prefix_text + "/" + text
-    return {
-        "name": text, "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime": mtime,
-        "type": kind, "linkname": _text(linkname) if linkname[0] else "",
-        "devmajor": devmajor, "devminor": devminor,
-    }
+        name = name.rstrip("/")
+    if block[345] and kind not in (b"L", b"K", b"S"):
+        prefix = _text(block[345:500])
+        if prefix:
+            name = prefix + "/" + name
+            if kind == b"5":
+                name = name.rstrip("/")  # as _proc_builtin does again, after the prefix
+    linkname = _text(block[157:257]) if block[157] else ""
+    return name, kind, mode, uid, gid, size, mtime, linkname, devmajor, devminor
 
 
-def _pax_records(data: bytes, padding: bytes) -> dict[str, str]:
-    """The records of a pax header, parsed the way tarfile does for well-formed input."""
-    if padding.strip(_NUL) or b"hdrcharset" in data:
+# -- pax records ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Pax:
+    """What one set of pax records (globals plus a member's own) does to a member."""
+
+    records: dict[str, str]  # TarInfo.pax_headers; never modified
+    overrides: bool  # any of the six below is not None
+    path: str | None
+    linkpath: str | None
+    size: int | None
+    mtime: float | None
+    uid: int | None
+    gid: int | None
+    extras: tuple  # composer.tarcanon.pax_extras of the records
+
+
+def _pax(records: dict[str, str]) -> _Pax:
+    """tarfile's ``_apply_pax_info``, worked out once for a set of records."""
+    def number(key: str, kind: type) -> int | float | None:
+        if key not in records:
+            return None
+        try:
+            return kind(records[key])
+        except ValueError:
+            return 0
+
+    path = records.get("path")
+    fields = (path.rstrip("/") if path is not None else None, records.get("linkpath"),
+              number("size", int), number("mtime", float), number("uid", int),
+              number("gid", int))
+    return _Pax(records, fields != (None,) * 6, *fields, pax_extras(records))  # type: ignore[arg-type]
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """The records of a pax header (its blocks, padding included), parsed as tarfile does for
+    well-formed input; the decoding (strict UTF-8, else UTF-8 with surrogateescape) is the one
+    tarfile applies to keywords and values alike when there is no ``hdrcharset``."""
+    if b"hdrcharset" in data:
         raise GiveUp("pax header needs tarfile")
     records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
+    pos, limit = 0, len(data)
+    while pos < limit and data[pos]:  # the records end where the NUL padding starts
+        space = data.find(b" ", pos, pos + 24)
         digits = data[pos:space]
         if space == -1 or not digits.isdigit():
             raise GiveUp("pax record")
-        length = int(digits)
-        end = pos + length
+        end = pos + int(digits)
         equals = data.find(b"=", space + 1, end)
-        if length == 0 or end > len(data) or data[end - 1:end] != b"\n" or equals <= space + 1:
-            raise GiveUp("pax record")
+        if end > limit or data[end - 1] != 0x0A or equals <= space + 1:
+            raise GiveUp("pax record")  # also a length of 0, which tarfile rejects
         key = data[space + 1:equals].decode("utf-8", "surrogateescape")
         if key.startswith("GNU.sparse"):
             raise GiveUp("sparse member")
         records[key] = data[equals + 1:end - 1].decode("utf-8", "surrogateescape")
         pos = end
+    if data[pos:].strip(_NUL):
+        raise GiveUp("pax header padding")
     return records
 
 
-def _apply_pax(fields: dict, pax: dict[str, str]) -> None:
-    """tarfile's ``_apply_pax_info``: pax records override header fields."""
-    for key, value in pax.items():
-        if key in ("path", "linkpath", "size", "mtime", "uid", "gid"):
-            if key in _PAX_NUMBERS:
-                try:
-                    value = _PAX_NUMBERS[key](value)
-                except ValueError:
-                    value = 0
-            if key == "path":
-                fields["name"] = value.rstrip("/")
-            elif key == "linkpath":
-                fields["linkname"] = value
-            else:
-                fields[key] = value
-
-
-def _padded(size: int) -> int:
-    return -(-size // BLOCK) * BLOCK
-
+# -- the walk ---------------------------------------------------------------------------------
 
 def members(fh: BinaryIO) -> Iterator[Member]:
     """Every member of the tar at ``fh``'s position, as tarfile's ``r:`` mode would list them.
@@ -193,73 +232,117 @@ def members(fh: BinaryIO) -> Iterator[Member]:
     Raises :class:`GiveUp` (possibly after yielding some members: tarfile yields the same ones
     first) when the rest is for tarfile to read.
     """
-    start = fh.tell()
-    memory = _Memory(fh)
-    try:
-        yield from _walk(memory, start)
-    finally:
-        memory.close()
+    start = fh.tell()  # before _Source, which seeks to the end to learn the size
+    yield from _walk(_Source(fh), start)
 
 
-def _walk(memory: _Memory, pos: int) -> Iterator[Member]:
+def _walk(src: _Source, pos: int) -> Iterator[Member]:
+    read, size_of_file = src.read, src.size
+    heads: dict[bytes, int] = {}  # extended header block -> its size, once checked
+    parsed: dict[bytes, _Pax] = {}  # pax data -> its effect with the current globals
     globals_: dict[str, str] = {}
+    plain = _pax({})  # the globals' effect on a member without its own pax header
+
+    def extension(block: bytes, data_at: int) -> tuple[bytes, bytes]:
+        """The data of the extended header ``block`` and the header block after it."""
+        size = heads.get(block)
+        if size is None:
+            size = _header(block)[5]
+            if size < 0:
+                raise GiveUp("negative size")
+            if len(heads) < _CACHE_LIMIT:
+                heads[block] = size
+        padded = -(-size // BLOCK) * BLOCK
+        chunk = read(data_at, padded + BLOCK)
+        data, block = chunk[:padded], chunk[padded:]
+        if len(block) != BLOCK or block == _ZERO_BLOCK:
+            raise GiveUp("no header after an extended header")  # tarfile: an error
+        return data, block
+
     while True:
-        if pos > memory.size:
+        if pos >= size_of_file:
+            if pos == size_of_file and pos:
+                return  # tarfile ends quietly on an empty header (but "empty file" at 0)
             raise GiveUp("unexpected end of data")
-        block = memory.read(pos, BLOCK)
+        block = read(pos, BLOCK)
+        if len(block) != BLOCK:
+            raise GiveUp("truncated header")
         if block == _ZERO_BLOCK:
             return
-        fields = _header(block)
         data_at = pos + BLOCK
-        kind = fields["type"]
-        local: dict[str, str] | None = None
-        long_name = long_link = None
-        if kind in (b"x", b"X", b"g"):
-            size = fields["size"]
-            padded = memory.read(data_at, _padded(size))
-            if len(padded) != _padded(size):
-                raise GiveUp("truncated pax header")
-            records = _pax_records(padded[:size], padded[size:])
-            if kind == b"g":
-                globals_.update(records)
-                if "size" in globals_:  # tarfile skips by the header's size, then applies it
-                    raise GiveUp("global size record")
-                pos = data_at + _padded(size)
-                if memory.read(pos, BLOCK) == _ZERO_BLOCK:
-                    raise GiveUp("archive ends after a global header")  # tarfile: an error
-                continue
-            local = {**globals_, **records}
-            data_at += _padded(size)
-            fields = _header(memory.read(data_at, BLOCK))
-            data_at += BLOCK
-        elif kind in (b"L", b"K"):
-            size = fields["size"]
-            text = _text(memory.read(data_at, _padded(size)))
-            long_name, long_link = (text, None) if kind == b"L" else (None, text)
-            data_at += _padded(size)
-            fields = _header(memory.read(data_at, BLOCK))
-            data_at += BLOCK
-        kind = fields["type"]
+        pax = plain
+        longs = None  # GNU long names and links, outermost first
+        kind = block[156:157]
+        if kind == b"g":  # new globals, then the next header is read as usual
+            data, block = extension(block, data_at)
+            globals_.update(_pax_records(data))
+            if "size" in globals_:  # tarfile skips by the header's size, then applies it
+                raise GiveUp("global size record")
+            plain, pos = _pax(dict(globals_)), data_at + len(data)
+            parsed.clear()
+            continue
+        if kind in _EXTENDED:  # x, X, L, K: tarfile applies them innermost first
+            while True:
+                data, block = extension(block, data_at)
+                data_at += len(data) + BLOCK
+                if kind == b"L" or kind == b"K":
+                    if pax is not plain:
+                        raise GiveUp("long name inside a pax header")
+                    longs = [*(longs or ()), (kind, _text(data))]
+                else:
+                    if pax is not plain or longs:
+                        raise GiveUp("pax header inside another extended header")
+                    pax = parsed.get(data)  # type: ignore[assignment]
+                    if pax is None:
+                        pax = _pax({**globals_, **_pax_records(data)})
+                        if len(parsed) >= _CACHE_LIMIT:
+                            parsed.clear()
+                        parsed[data] = pax
+                kind = block[156:157]
+                if kind not in _EXTENDED:
+                    break
+                if kind == b"g":
+                    raise GiveUp("global header inside a member")
+        name, kind, mode, uid, gid, size, mtime, linkname, devmajor, devminor = _header(block)
         if kind not in _BUILTIN:
             raise GiveUp(f"type {kind!r}")
-        pax = local if local is not None else dict(globals_)
-        _apply_pax(fields, pax)
-        if kind == b"5":
-            fields["name"] = fields["name"].rstrip("/")
-        if long_name is not None:
-            fields["name"] = long_name.removesuffix("/") if kind == b"5" else long_name
-        if long_link is not None:
-            fields["linkname"] = long_link
-        pos = data_at + (_padded(fields["size"]) if kind in _REGULAR else 0)
-        entry = entry_from_fields(
-            fields["name"], kind, fields["mode"], fields["uid"], fields["gid"],
-            fields["mtime"], fields["size"], fields["linkname"], fields["devmajor"],
-            fields["devminor"], pax)
-        yield Member(entry, fields["name"], data_at)
+        if pax.overrides:  # pax paths come without trailing slashes, like directory names
+            if pax.path is not None:
+                name = pax.path
+            if pax.linkpath is not None:
+                linkname = pax.linkpath
+            if pax.size is not None:
+                size = pax.size
+            if pax.mtime is not None:
+                mtime = pax.mtime
+            if pax.uid is not None:
+                uid = pax.uid
+            if pax.gid is not None:
+                gid = pax.gid
+        if longs:
+            for long_kind, text in reversed(longs):
+                if long_kind == b"L":
+                    name = text
+                else:
+                    linkname = text
+                if kind == b"5":
+                    name = name.removesuffix("/")
+        if size < 0:
+            raise GiveUp("negative size")  # tarfile's reading would go backwards
+        try:
+            entry = entry_from_parts(name, kind, mode, uid, gid, mtime, size, linkname,
+                                     devmajor, devminor, pax.extras)
+        except (ValueError, OverflowError):
+            raise GiveUp("an entry the tarfile path words the error for") from None
+        yield Member(entry, name, data_at)
+        pos = data_at + -(-size // BLOCK) * BLOCK if kind in _REGULAR else data_at
 
 
 class Content(io.RawIOBase):
-    """Exactly ``size`` bytes of ``fh`` at ``offset``: a member's content, read in place."""
+    """Exactly ``size`` bytes of ``fh`` at ``offset``: a member's content, read in place.
+
+    Reads are whole (``read(n)`` gives ``n`` bytes unless the member ends first), and a file
+    that ends before the member does raises tarfile's own error, as ``extractfile`` would."""
 
     def __init__(self, fh: BinaryIO, offset: int, size: int):
         super().__init__()
@@ -268,14 +351,23 @@ class Content(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = min(len(buffer), self._left)
+    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        n = self._left if size is None or size < 0 else min(size, self._left)
         if n <= 0:
-            return 0
+            return b""
         self._fh.seek(self._pos)
-        got = self._fh.readinto(memoryview(buffer)[:n])
-        if not got:
-            raise EOFError("tar member content ends early")
-        self._pos += got
-        self._left -= got
-        return got
+        data = self._fh.read(n)
+        if len(data) != n:
+            raise tarfile.ReadError("unexpected end of data")
+        self._pos += n
+        self._left -= n
+        return data
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)

@@ -28,6 +28,7 @@ from composer.tarcanon import (
     entry_from_tarinfo,
     normalise,
     tarfile_errors,
+    tarfile_members,
 )
 from composer.tarread import GiveUp, members
 
@@ -120,8 +121,10 @@ class _Sorter:
         self.opaque: list[str] = []
 
     def is_whiteout(self, raw_name: str, path: str) -> bool:
+        if not self.whiteouts or WHITEOUT not in path:
+            return False
         base = posixpath.basename(path)
-        if not self.whiteouts or not base.startswith(WHITEOUT):
+        if not base.startswith(WHITEOUT):
             return False
         parent = posixpath.dirname(path)
         if base == OPAQUE:
@@ -140,9 +143,12 @@ class _Sorter:
 def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
     """The layer's headers through :mod:`composer.tarread` (GiveUp: ask tarfile instead)."""
     sorter = _Sorter(what, whiteouts)
-    for member in members(fh):  # it ends only at a zero block: nothing for _check_end to see
-        if not sorter.is_whiteout(member.name, normalise(member.name)):
-            sorter.entries.append((member.entry, base_offset + member.offset_data, None))
+    entries = sorter.entries
+    # it ends only at a zero block or at the end of the data: nothing for _check_end to see
+    for member in members(fh):
+        entry = member.entry  # entry.path is normalise(member.name)
+        if not sorter.is_whiteout(member.name, entry.path):
+            entries.append((entry, base_offset + member.offset_data, None))
     return sorter.result()
 
 
@@ -150,8 +156,7 @@ def _scan_tarfile(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
     sorter = _Sorter(what, whiteouts)
     with tarfile_errors(LayerError, f"{what}: "), \
             tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
-        for info in tf:
-            tf.members.clear()
+        for info in tarfile_members(tf):
             if sorter.is_whiteout(info.name, normalise(info.name)):
                 continue
             entry = entry_from_tarinfo(info)
