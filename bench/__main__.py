@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.workload import WORKLOADS, generate, kernel_file
 from outputs import bootloaders
-from outputs.iso import isolinux_cfg
+from outputs.iso.formats import isolinux_cfg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from outputs.cpio import scan_links
-from outputs.initrd import in_initrd, write_initrd
+from outputs.initrd.cpio import scan_links
+from outputs.initrd.formats import in_initrd, write_initrd
 
 rootfs, out = Path(sys.argv[1]), Path(sys.argv[2])
 with open(rootfs, "rb") as f:

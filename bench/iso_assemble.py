@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from outputs import bootloaders
-from outputs.iso import LAYOUTS, assemble
+from outputs.iso.formats import LAYOUTS, assemble
 
 tree, out = Path(sys.argv[1]), Path(sys.argv[2])
 loaded = {bootloaders.ISOHDPFX: bootloaders.load(bootloaders.DEFAULTS[bootloaders.ISOHDPFX])}

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer import canonjson
-from composer.images.cache import Cache, HashingWriter
-from composer.images.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+from composer.images.cache import Cache
+from composer.oci.media import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+from composer.streams.digest import HashingWriter
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from composer.rootfs import memo
 from composer.rootfs.assemble import Context, build_tree, write_tree
 from composer.rootfs.flatten import prepare_layers
 from composer.spec.model import Spec
-from composer.tarcanon import CanonError
+from composer.streams.digest import sha256_file
+from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
-    from composer.record import RecordingOutputSet
+    from composer.repro.record import RecordingOutputSet
     from outputs import Options
 
 
@@ -50,7 +51,7 @@ class BuildRequest:
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
     """Build; the outputs, ``NAME.build.json``, ``NAME.spdx.json`` and ``NAME.SHA256SUMS``
-    appear together when everything succeeded (see :mod:`composer.record`)."""
+    appear together when everything succeeded (see :mod:`composer.repro.record`)."""
     from composer.spec import load_spec
 
     epoch = resolve_epoch(req.source_date_epoch)
@@ -64,13 +65,13 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
 
 def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
            log: Callable[[str], None]) -> list[Path]:
-    from composer.lock import resolve_spec
+    from composer.images.lock import resolve_spec
     from outputs import FORMATS, Options
 
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure)
-    from composer.record import RecordingOutputSet
+    from composer.repro.record import RecordingOutputSet
 
     stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +94,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None]) -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
-    from composer.images.cache import HashingWriter
-    from composer.images.write import write_behind
+    from composer.streams.behind import write_behind
+    from composer.streams.digest import HashingWriter
 
     key = memo.rootfs_key(spec, images, epoch)
     stored = memo.lookup(cache.root, key)
@@ -120,8 +121,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
 
 def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
     """The SBOM's package list from the tree just written (the same entries as its tar)."""
+    from composer.rootfs.packages import packages_in
     from composer.rootfs.tree import read_content
-    from composer.sbom import packages_in
 
     return packages_in((entry, (lambda n=node, e=entry: read_content(n.content, e.size))
                         if node.content is not None else None)
@@ -134,20 +135,21 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                        packages: list[dict[str, str]] | None = None) -> None:
     """NAME.spdx.json, NAME.build.json and NAME.SHA256SUMS, through the build's OutputSet."""
     import outputs
-    from composer import canonjson, record
+    from composer import canonjson
+    from composer.repro import record
 
     image_list = [{"ref": ref.text, "name": images[ref.text].ref,
                    "digest": images[ref.text].digest,
                    "index_digest": images[ref.text].index_digest}
                   for ref in spec.image_refs()]
     if req.sbom:
-        from composer.sbom import spdx_document
+        from composer.repro.sbom import spdx_document
 
         doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated,
                             packages)
         with outs.create(record.sbom_name(req.name)) as fh:
             fh.write(canonjson.pretty(doc))
-    done = [(name, *(outs.digests.get(tmp) or record.sha256_file(tmp)))
+    done = [(name, *(outs.digests.get(tmp) or sha256_file(tmp)))
             for name, tmp in outs.pending()]
     doc = record.build_record(
         name=req.name, arch=req.arch, formats=req.formats,
@@ -167,7 +169,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:
     """``files: source`` inputs by rootfs path and content digest (never their host path)."""
-    from composer.record import sha256_file
+    from composer.streams.digest import sha256_file
 
     out: list[dict[str, object]] = []
     for f in spec.files:

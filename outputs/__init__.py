@@ -12,17 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from composer.atomic import OutputSet
-from outputs.gz import compressor_id
-from outputs.image import CONVERTERS as IMAGE_CONVERTERS
-from outputs.image import IMAGE_FILES
-from outputs.initrd import (
+from composer.streams.gz import compressor_id
+from outputs.image.formats import CONVERTERS as IMAGE_CONVERTERS
+from outputs.image.formats import IMAGE_FILES
+from outputs.initrd.formats import (
     KERNEL_INITRD_FILES,
     TAR_KERNEL_INITRD_FILES,
     write_kernel_initrd,
     write_tar_kernel_initrd,
 )
-from outputs.iso import CONVERTERS as ISO_CONVERTERS
-from outputs.iso import ISO_FILES
+from outputs.iso.formats import CONVERTERS as ISO_CONVERTERS
+from outputs.iso.formats import ISO_FILES
 from outputs.options import Options
 from outputs.tar import FILES as TAR_FILES
 from outputs.tar import write_tar

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer.errors import ComposerError, UsageError
-from composer.images.cache import DigestMismatch, VerifyingReader, check_digest
-from composer.record import sha256_file
+from composer.streams.digest import DigestMismatch, VerifyingReader, check_digest, sha256_file
 
 ISOLINUX = "isolinux.bin"
 ISOHDPFX = "isohdpfx.bin"

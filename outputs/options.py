@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from composer.errors import ComposerError
+from composer.streams.gz import DEFAULT_LEVEL, check_level
 from outputs.bootloaders import Pin, check_overrides
-from outputs.gz import DEFAULT_LEVEL, check_level
 
 
 @dataclass(frozen=True)
@@ -16,14 +16,15 @@ class Options:
 
     ``gzip_level``: deflate level 1-9 for gzip'd outputs (the initrd). The default 6 is gzip's
     and zlib's own default; it is part of the output's identity, so it goes into the build
-    record (see :func:`outputs.gz.compressor_id`).
+    record (see :func:`composer.streams.gz.compressor_id`).
 
     ``bootloaders``: pinned bootloader files that replace the defaults of the ISO formats, at
     most one per role (see :mod:`outputs.bootloaders`; the CLI's ``--bootloader``).
 
-    ``arch``, ``image_tag``, ``entrypoint``: for the image formats (:mod:`outputs.image`): the
-    config's architecture (the build's ``--arch``), the repository tag (``--tag``; default
-    ``NAME:latest``) and the entrypoint (default ``/bin/rc.init`` if the rootfs has it, else
+    ``arch``, ``image_tag``, ``entrypoint``: for the image formats
+    (:mod:`outputs.image.formats`): the config's architecture (the build's ``--arch``), the
+    repository tag (``--tag``; default ``NAME:latest``) and the entrypoint (default ``/bin/rc.init``
+    if the rootfs has it, else
     ``/init``).
     """
 

@@ -27,7 +27,7 @@ def default_output(record: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from composer import attest
+    from composer.repro import attest
 
     if args.generate_key is not None:
         if args.record or args.key:

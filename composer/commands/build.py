@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from composer.defaults import default_cache_dir, host_arch, log
 from composer.errors import UsageError
-from composer.options import default_cache_dir, host_arch, log
 
 
 def register(sub, common) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from composer.defaults import default_cache_dir
 from composer.errors import ComposerError
-from composer.options import default_cache_dir
 
 
 def register(sub, common) -> None:
@@ -41,7 +41,7 @@ def _cache(args: argparse.Namespace):
 
 def _name(cache, text: str) -> str:
     """A ref as the user typed it -> the name the cache keeps it under."""
-    from composer.refs import Ref, RefError, parse_ref
+    from composer.oci.refs import Ref, RefError, parse_ref
 
     if cache.lookup(text) is not None:
         return text
@@ -55,7 +55,7 @@ def _name(cache, text: str) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from composer.images.maintain import list_refs
+    from composer.cache.maintain import list_refs
     from composer.progress import human
 
     for info in list_refs(_cache(args)):
@@ -65,7 +65,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from composer.images.maintain import remove
+    from composer.cache.maintain import remove
 
     cache = _cache(args)
     remove(cache, [_name(cache, r) for r in args.refs])
@@ -73,7 +73,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    from composer.images.maintain import clean
+    from composer.cache.maintain import clean
     from composer.progress import human
 
     count, size = clean(_cache(args))
@@ -82,7 +82,7 @@ def run_clean(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from composer.images.maintain import verify
+    from composer.cache.maintain import verify
 
     cache = _cache(args)
     problems = verify(cache)
@@ -95,7 +95,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from composer.images.maintain import import_archive
+    from composer.cache.maintain import import_archive
 
     for name in import_archive(_cache(args), args.file):
         print(name)
@@ -103,7 +103,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from composer.images.maintain import export
+    from composer.cache.maintain import export
 
     cache = _cache(args)
     export(cache, _name(cache, args.ref), args.output)

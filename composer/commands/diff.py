@@ -19,7 +19,7 @@ def register(sub, common) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when identical, 1 when they differ (like diff(1))."""
     from composer import canonjson
-    from composer.diff import diff_files
+    from composer.repro.diff import diff_files
 
     report = diff_files(args.a, args.b)
     if args.json:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from composer.options import default_cache_dir, host_arch, log
+from composer.defaults import default_cache_dir, host_arch, log
 
 
 def add_fetch_options(p: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
 
 
 def resolver_from_args(args: argparse.Namespace, cache, arch: str):
-    """A :class:`composer.lock.Resolver` for parsed arguments (build's and lock's)."""
+    """A :class:`composer.images.lock.Resolver` for parsed arguments (build's and lock's)."""
+    from composer.images.lock import Resolver
     from composer.images.resolve import default_client
-    from composer.lock import Resolver
     from composer.progress import for_stream
 
     quiet = getattr(args, "quiet", False)
@@ -55,7 +55,7 @@ def register(sub, common) -> None:
 def run(args: argparse.Namespace) -> int:
     from composer.errors import UsageError
     from composer.images.cache import Cache
-    from composer.lock import update_lock, wanted_from_spec
+    from composer.images.lock import update_lock, wanted_from_spec
     from composer.spec import load_spec
 
     if args.update and args.offline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from composer.options import default_cache_dir, host_arch
+from composer.defaults import default_cache_dir, host_arch
 
 
 def register(sub, common) -> None:
@@ -25,7 +25,7 @@ def register(sub, common) -> None:
 
 
 def run_show_tag(args: argparse.Namespace) -> int:
-    from composer import pkg
+    from composer.pkg import package as pkg
 
     for directory in args.directory:
         print(pkg.package_ref(directory))
@@ -33,9 +33,9 @@ def run_show_tag(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from composer import pkg
     from composer.epoch import resolve_epoch
     from composer.images.cache import Cache
+    from composer.pkg import build as pkg
 
     cache = Cache(args.cache or default_cache_dir())
     epoch = resolve_epoch(args.source_date_epoch)

@@ -11,8 +11,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from composer.defaults import log
 from composer.errors import ComposerError, UsageError
-from composer.options import log
 
 
 def register(sub, common) -> None:
@@ -36,7 +36,7 @@ def _pusher(log: Callable[[str], None]):
 def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log) -> str:
     """Push and return ``NAME@DIGEST``."""
     from composer.images.push import push
-    from composer.refs import Ref, parse_ref
+    from composer.oci.refs import Ref, parse_ref
 
     ref = parse_ref(ref_text)
     if not isinstance(ref, Ref):

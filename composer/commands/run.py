@@ -31,7 +31,7 @@ def register(sub, common) -> None:
 
 
 def run_qemu(args: argparse.Namespace) -> int:
-    from composer import qemu
+    from composer.run import qemu
 
     return qemu.run_qemu(Path(args.name), memory=args.mem, timeout=args.timeout,
                          accel=args.accel, uefi=args.uefi, disk=args.disk)

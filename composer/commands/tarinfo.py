@@ -24,7 +24,7 @@ def _exists(path: Path) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from composer.tarcheck import check_tar
+    from composer.tar.check import check_tar
 
     _exists(args.tar)
     problem = check_tar(args.tar)
@@ -35,7 +35,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from composer.tarcheck import explain
+    from composer.tar.check import explain
 
     _exists(args.tar)
     for line in explain(args.tar, args.path):

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from composer.defaults import log
 from composer.errors import UsageError
-from composer.options import log
 
 
 def register(sub, common) -> None:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         sig_ok, sig_lines, sig_details = check_signatures(args)
         ok, lines, details["signatures"] = sig_ok, sig_lines, sig_details
     if args.signatures is None or args.rebuild:
-        from composer.verify import verify_record
+        from composer.repro.verify import verify_record
 
         outcome = verify_record(args.target, args.specs, cache=args.cache,
                                 offline=args.offline, keep=args.keep, log=log,
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_signatures(args: argparse.Namespace) -> tuple[bool, list[str], dict]:
-    from composer.attest import check_envelope, load_public_keys
-    from composer.verify import locate_record
+    from composer.repro.attest import check_envelope, load_public_keys
+    from composer.repro.verify import locate_record
 
     if args.keys is None:
         raise UsageError("--signatures needs --keys DIR")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from composer import canonjson, tools
 from composer.errors import ComposerError
-from composer.refs import DEFAULT_REGISTRY
+from composer.oci.refs import DEFAULT_REGISTRY
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = {DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY}

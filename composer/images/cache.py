@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import io
 import os
 import tempfile
@@ -33,132 +32,19 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.atomic import atomic_file
 from composer.errors import ComposerError
+from composer.oci.media import REF_ANNOTATION
+from composer.streams.digest import (
+    CHUNK,
+    DigestMismatch,
+    HashingWriter,
+    VerifyingReader,
+    check_digest,
+    drain,
+    read_into,
+    sha256_digest,
+)
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-REF_ANNOTATION = "org.opencontainers.image.ref.name"
-CHUNK = 1 << 20
-
-
-class DigestMismatch(ComposerError):
-    """A blob's bytes do not match the digest or size that named it."""
-
-
-def check_digest(digest: str) -> str:
-    """The hex part of a ``sha256:<64 hex>`` digest; anything else is refused."""
-    algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
-        raise ComposerError(f"unsupported or malformed digest {digest!r}")
-    return hexpart
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class VerifyingReader(io.RawIOBase):
-    """Reads ``raw`` and, at its end, insists it was exactly ``size`` bytes hashing to ``digest``.
-
-    ``size`` may be None when unknown (the digest still has to match). Reading past the expected
-    size fails at once, so an endless stream cannot fill a disk.
-    """
-
-    def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str,
-                 close_raw: bool = True):
-        super().__init__()
-        check_digest(digest)
-        self._raw = raw
-        self._close_raw = close_raw
-        self._digest = digest
-        self._size = size
-        self._what = what
-        self._hash = hashlib.sha256()
-        self._seen = 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._done:
-            return 0
-        n = read_into(self._raw, buffer)
-        if n:
-            self._seen += n
-            if self._size is not None and self._seen > self._size:
-                raise DigestMismatch(f"{self._what}: more than the expected {self._size} bytes")
-            self._hash.update(memoryview(buffer)[:n])
-            return n
-        self._done = True
-        if self._size is not None and self._seen != self._size:
-            raise DigestMismatch(
-                f"{self._what}: got {self._seen} bytes, expected {self._size} ({self._digest})"
-            )
-        actual = "sha256:" + self._hash.hexdigest()
-        if actual != self._digest:
-            raise DigestMismatch(f"{self._what}: content is {actual}, expected {self._digest}")
-        return 0
-
-    def close(self) -> None:
-        if self._close_raw:
-            with contextlib.suppress(Exception):
-                self._raw.close()
-        super().close()
-
-
-class HashingWriter(io.RawIOBase):
-    """Write-through file object that counts and sha256-hashes the bytes passing to ``out``.
-
-    How a new blob or a spooled layer gets its digest (or diff_id) without being read a second
-    time. Wrap it in :func:`composer.images.write.write_behind` when many small writes come (tar
-    headers): hashing and writing in 1 MiB pieces, on another core, costs far less.
-    """
-
-    def __init__(self, out: BinaryIO):
-        super().__init__()
-        self._out = out
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[override]
-        self._hash.update(data)
-        self.size += len(data)
-        self._out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-
-def read_into(raw: BinaryIO, buffer) -> int:
-    """``raw.readinto(buffer)`` where it exists (one copy less per byte), else read + copy."""
-    readinto = getattr(raw, "readinto", None)
-    if readinto is not None:
-        return readinto(buffer) or 0
-    data = raw.read(len(buffer))
-    buffer[: len(data)] = data
-    return len(data)
-
-
-def drain(reader: BinaryIO, sink: BinaryIO | None = None) -> int:
-    """Copy a reader to its end (which is when a VerifyingReader checks), returning the size."""
-    total = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while n := read_into(reader, buffer):
-        total += n
-        if sink is not None:
-            sink.write(view[:n])
-    return total
 
 
 class _Tee(io.RawIOBase):

@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images.cache import REF_ANNOTATION, check_digest
+from composer.oci.media import REF_ANNOTATION
+from composer.streams.digest import check_digest
 
 
 def layout_root(path: str, base_dir: Path | None) -> Path:

@@ -7,7 +7,7 @@ registry names it by the digest we computed. Several single-platform archives pu
 multi-platform index (:func:`push_index`).
 
 Blob bytes are read from the archive through the one verifying reader
-(:class:`composer.images.cache.VerifyingReader`) and streamed, never held in memory.
+(:class:`composer.streams.digest.VerifyingReader`) and streamed, never held in memory.
 
 Auth and transport are :class:`composer.images.registry.RegistryClient`'s (its ``send`` and
 ``with_retries``): a token with ``pull,push`` scope on a Bearer challenge, Basic with the
@@ -30,10 +30,10 @@ import requests
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images.cache import CHUNK, VerifyingReader, check_digest
-from composer.images.model import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from composer.images.registry import RegistryClient, RegistryError
-from composer.refs import Ref
+from composer.oci.media import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
+from composer.oci.refs import Ref
+from composer.streams.digest import CHUNK, VerifyingReader, check_digest
 
 MAX_JSON = 4 << 20
 DEFAULT_CHUNK = 64 << 20  # larger blobs go up in PATCH chunks of this size

@@ -32,8 +32,8 @@ import urllib3.exceptions
 
 from composer import __version__, canonjson
 from composer.errors import ComposerError
-from composer.images.model import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from composer.refs import Ref, is_loopback_host
+from composer.oci.media import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from composer.oci.refs import Ref, is_loopback_host
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_BYTES = 4 << 20  # manifests are small; refuse to buffer an endless one

@@ -20,14 +20,10 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images import layout, sources
-from composer.images.cache import (
-    REF_ANNOTATION,
-    Cache,
-    check_digest,
-    read_into,
-    sha256_digest,
-)
-from composer.images.model import (
+from composer.images.cache import Cache
+from composer.images.model import Image, Layer
+from composer.images.registry import RegistryClient
+from composer.oci.media import (
     DOCKER_CONFIG,
     DOCKER_SCHEMA1,
     INDEX_TYPES,
@@ -36,12 +32,11 @@ from composer.images.model import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
-    Image,
-    Layer,
+    REF_ANNOTATION,
 )
-from composer.images.registry import RegistryClient
+from composer.oci.refs import LayoutRef, Ref, parse_ref
 from composer.progress import Advance, Progress
-from composer.refs import LayoutRef, Ref, parse_ref
+from composer.streams.digest import check_digest, read_into, sha256_digest
 
 Log = Callable[[str], None]
 

@@ -22,9 +22,10 @@ from typing import BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images.cache import Cache, check_digest
-from composer.images.model import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES
-from composer.refs import RefError, parse_registry_ref
+from composer.images.cache import Cache
+from composer.oci.media import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES
+from composer.oci.refs import RefError, parse_registry_ref
+from composer.streams.digest import check_digest
 
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 PREFIXES = ("oci-archive:", "docker-archive:", "docker-daemon:")

@@ -2,28 +2,24 @@
 
 Used by ``pkg build``, by the ``docker``/``oci`` output formats and by the test fixtures that
 generate images, so every image we make is serialised one way: compact sorted JSON, gzip layers
-by our one gzip writer (:mod:`outputs.gz`). Large layers are not held in memory: they are hashed
-and gzipped as they stream into the cache, and :func:`config_document` and
+by our one gzip writer (:mod:`composer.streams.gz`). Large layers are not held in memory:
+they are hashed and gzipped as they stream into the cache, and :func:`config_document` and
 :func:`manifest_document` take the digests.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import queue
 import shutil
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from composer import canonjson
 from composer.images.cache import Cache
-from composer.images.model import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
+from composer.oci.documents import config_document, manifest_document
+from composer.oci.media import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
 
 GZIP_LEVEL = 9
 
@@ -42,8 +38,8 @@ class Written:
 
 
 def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` gzipped by our one gzip writer (:class:`outputs.gz.GzipWriter`)."""
-    from outputs.gz import GzipWriter
+    """``data`` gzipped by our one gzip writer (:class:`composer.streams.gz.GzipWriter`)."""
+    from composer.streams.gz import GzipWriter
 
     buf = io.BytesIO()
     with GzipWriter(buf, level) as gz:
@@ -51,111 +47,10 @@ def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return buf.getvalue()
 
 
-class _WriteBehind(io.RawIOBase):
-    """Hands each write to one worker thread, in order, so hashing and writing (which release
-    the GIL) overlap with the caller making the next bytes. At most ``depth`` writes wait
-    (memory stays bounded); a worker's error surfaces at the next write or flush."""
-
-    def __init__(self, out: BinaryIO, depth: int = 2):
-        super().__init__()
-        self._out = out
-        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self._error is None:
-                    self._out.write(item)
-            except BaseException as exc:
-                self._error = exc
-            finally:
-                self._queue.task_done()
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[override]
-        self._check()
-        self._queue.put(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        if not self.closed:
-            self._queue.join()
-            self._check()
-
-    def stop(self) -> None:
-        """End the worker (after the queued writes) and close; safe to call twice."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        super().close()
-
-
-@contextlib.contextmanager
-def write_behind(out: BinaryIO) -> Iterator[io.BufferedWriter]:
-    """A 1 MiB-buffered writer whose bytes reach ``out`` (say a :class:`HashingWriter`) from a
-    worker thread. Everything is written when the block ends normally; on an error the worker
-    is stopped and the caller's error wins."""
-    raw = _WriteBehind(out)
-    writer = io.BufferedWriter(raw, 1 << 20)
-    try:
-        yield writer
-        writer.flush()
-        raw.flush()
-    finally:
-        raw.stop()
-
-
-def rfc3339(seconds: int) -> str:
-    """UTC timestamp for ``created``: the same string in every timezone and locale."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def descriptor(media_type: str, data: bytes) -> dict:
-    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
-            "size": len(data)}
-
-
-def config_document(diff_ids: list[str], arch: str, config: dict, created: str) -> dict:
-    """An image config: no history, no host names, nothing but what is passed in."""
-    return {
-        "architecture": arch,
-        "config": config,
-        "created": created,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-    }
-
-
-def manifest_document(config: dict, layers: list[dict],
-                      annotations: dict[str, str] | None = None) -> dict:
-    """An OCI image manifest over descriptors of its config and layers."""
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config,
-        "layers": layers,
-    }
-    if annotations:
-        manifest["annotations"] = dict(annotations)
-    return manifest
-
-
 def _store_layer(store: Cache, layer: bytes | BinaryIO, compress: bool) -> tuple[dict, str]:
     """One layer streamed into ``store`` (gzipped unless told not to): its descriptor and its
     diff_id, both hashed in the same pass; nothing is held in memory."""
-    from outputs.gz import GzipWriter
+    from composer.streams.gz import GzipWriter
 
     source = io.BytesIO(layer) if isinstance(layer, bytes | bytearray) else layer
     plain = hashlib.sha256()

@@ -38,7 +38,7 @@ from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
 RESOLV_SYMLINK = "/run/resolvconf/resolv.conf"
 EXCLUDE = ("dev/console", "dev/pts", "dev/shm", "etc/hostname", ".dockerenv", "Dockerfile")

@@ -21,16 +21,9 @@ from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.rootfs.tree import Node, Span, SparseSpan, Tree
-from composer.tarcanon import (
-    CanonError,
-    Entry,
-    Kind,
-    entry_from_tarinfo,
-    normalise,
-    tarfile_errors,
-    tarfile_members,
-)
-from composer.tarread import GiveUp, members
+from composer.tar.canon import CanonError, Entry, Kind, entry_from_tarinfo, normalise
+from composer.tar.headers import GiveUp, members
+from composer.tar.read import tarfile_errors, tarfile_members
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -43,7 +36,7 @@ class LayerError(ComposerError):
 class Window(io.RawIOBase):
     """A seekable read-only view of ``size`` bytes at ``offset`` of an open file (a nested tar)."""
 
-    random_access = True  # cheap to seek anywhere: composer.tarread may read it in place
+    random_access = True  # cheap to seek anywhere: composer.tar.headers may read it in place
 
     def __init__(self, fh, offset: int, size: int):
         super().__init__()
@@ -141,7 +134,7 @@ class _Sorter:
 
 
 def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
-    """The layer's headers through :mod:`composer.tarread` (GiveUp: ask tarfile instead)."""
+    """The layer's headers through :mod:`composer.tar.headers` (GiveUp: ask tarfile instead)."""
     sorter = _Sorter(what, whiteouts)
     entries = sorter.entries
     # it ends only at a zero block or at the end of the data: nothing for _check_end to see

@@ -45,7 +45,7 @@ def code_fingerprint() -> str:
 
 
 def _file_digest(path: str) -> str:
-    from composer.record import sha256_file
+    from composer.streams.digest import sha256_file
 
     try:
         return sha256_file(Path(path))[0]
@@ -137,7 +137,7 @@ def _packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
 def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
     """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
     every header of a large rootfs costs seconds; the list is a function of its bytes)."""
-    from composer.sbom import find_packages
+    from composer.rootfs.packages import find_packages
 
     try:
         found = canonjson.loads(_packages_path(cache_root, stored.sha256).read_bytes())

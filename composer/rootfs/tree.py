@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.tarcanon import Entry, Kind, sort_key
+from composer.tar.canon import Entry, Kind, sort_key
 
 MAX_SYMLINK_HOPS = 40
 

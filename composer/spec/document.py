@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from composer import canonjson
-from composer.refs import LayoutRef, RefError, parse_ref
+from composer.oci.refs import LayoutRef, RefError, parse_ref
 from composer.spec.model import Container, File, ImageRef, Spec, Volume
 from composer.spec.schema import IMAGE_CONFIG
 

@@ -16,7 +16,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from composer.errors import ComposerError, Position
-from composer.refs import RefError, parse_ref
+from composer.oci.refs import RefError, parse_ref
 from composer.spec.model import Container, File, ImageRef, Volume
 from composer.spec.schema import (
     BAD,
@@ -58,7 +58,7 @@ def image_ref(ctx: Ctx, node: Node, where: str) -> Any:
         if directory is None or not directory.is_dir():
             return ctx.error(node, where, f"{text}: no such package directory "
                              f"{str(directory) if directory else '(empty)'}")
-        from composer import pkg  # lazily: only specs that use @pkg: need it
+        from composer.pkg import package as pkg  # lazily: only specs with @pkg: need it
 
         try:
             text = str(pkg.package_ref(directory))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from composer.images.cache import Cache
 from composer.images.write import export_layout, write_image
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind
 
 MTIME = 1600000000
 NAME = "golden"

@@ -42,7 +42,7 @@ def digests(outputs: dict[str, Path], formats: tuple[str, ...]) -> dict:
     """The golden document: every output file's sha256 as the build record lists it (files of
     directory outputs one by one), except the record and SHA256SUMS, which name host library
     versions."""
-    from composer.record import record_name
+    from composer.repro.record import record_name
     from outputs import compressor_id
     from tests.golden.inputs import NAME
 

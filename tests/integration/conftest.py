@@ -62,9 +62,9 @@ def debs_dir() -> Path:
 def example_packages(debs_dir: Path, tmp_path_factory) -> dict:
     """examples/packages/{kernel,init,hello} built once per test session into one cache:
     name -> (cache, PackageResult). The kernel alone takes about 10 s to build."""
-    from composer import pkg
     from composer.epoch import Epoch
     from composer.images.cache import Cache
+    from composer.pkg import build as pkg
 
     cache = Cache(tmp_path_factory.mktemp("example-packages"))
     return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,

@@ -22,7 +22,7 @@ from composer import tools
 from composer.atomic import OutputSet
 from composer.commands.push import publish
 from composer.images.push import Pusher, push, push_index
-from composer.refs import parse_registry_ref
+from composer.oci.refs import parse_registry_ref
 from outputs import FORMATS, Options
 from tests.fixtures.busybox_rootfs import busybox_binary, write_rootfs
 from tests.integration.conftest import require_tool

@@ -12,9 +12,9 @@ import hashlib
 import pytest
 
 from composer import canonjson, tools
+from composer.cache.maintain import verify
 from composer.errors import ComposerError
 from composer.images.cache import Cache
-from composer.images.maintain import verify
 from composer.images.resolve import resolve_image
 from composer.images.sources import DOCKER_LAYER
 from composer.images.write import export_layout

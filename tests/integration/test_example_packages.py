@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from composer import canonjson, pkg
+from composer import canonjson
 from composer.epoch import DEFAULT_EPOCH
 from composer.images.cache import Cache
-from composer.tarcanon import Entry, Kind, read_entries
+from composer.pkg import build as pkg
+from composer.pkg import package as pkgdir
+from composer.tar.canon import Entry, Kind
+from composer.tar.read import read_entries
 from tests.integration.conftest import require_tool
 
 pytestmark = pytest.mark.integration
@@ -73,7 +76,7 @@ def deb_files(debs_dir: Path, name: str) -> dict[str, bytes]:
 def test_tags_match_show_tag(built) -> None:
     for name in NAMES:
         _, result = built[name]
-        assert result.ref == pkg.package_ref(EXAMPLES / "packages" / name)
+        assert result.ref == pkgdir.package_ref(EXAMPLES / "packages" / name)
         assert result.ref.startswith(f"image-composer/{name}:")
 
 

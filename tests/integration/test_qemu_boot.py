@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from composer import canonjson, pkg
+from composer import canonjson
 from composer.images.cache import Cache
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
-from outputs.cpio import tar_to_cpio
+from composer.pkg import build as pkg
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.read import read_entries
+from outputs.initrd.cpio import tar_to_cpio
 from tests.integration.conftest import banner_lines, require_tool
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,15 @@ import pytest
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.cache import Cache
-from composer.images.model import (
+from composer.images.resolve import resolve_image
+from composer.images.write import export_layout
+from composer.oci.media import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_LAYER_GZIP,
 )
-from composer.images.resolve import resolve_image
-from composer.images.write import export_layout
 from tests.fixtures.images import export_index, make_index, sample_image
 
 pytestmark = pytest.mark.integration

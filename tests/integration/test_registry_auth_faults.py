@@ -14,13 +14,14 @@ import json
 import pytest
 
 from composer import canonjson, cli
+from composer.cache.maintain import verify
 from composer.errors import ComposerError
 from composer.images.auth import credentials_from, docker_credentials
-from composer.images.cache import Cache, DigestMismatch
-from composer.images.maintain import verify
+from composer.images.cache import Cache
 from composer.images.registry import RegistryClient, RegistryError
 from composer.images.resolve import default_client, resolve_image
 from composer.images.write import export_layout
+from composer.streams.digest import DigestMismatch
 from tests.fixtures.images import blob_files, files_layer, make_image, sample_image
 from tests.integration.conftest import ProxyPlan, non_loopback_address
 

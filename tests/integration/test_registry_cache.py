@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.cache.maintain import verify
 from composer.images.cache import Cache
-from composer.images.maintain import verify
 from composer.images.write import export_layout, write_image
 from tests.integration.conftest import ProxyPlan
 from tests.unit.test_build import module_tar, tar_of

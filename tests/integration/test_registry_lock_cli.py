@@ -19,7 +19,7 @@ from tests.unit.test_build import module_tar, tar_of
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif("locked" not in {f.name for f in dataclasses.fields(BuildRequest)},
-                       reason="build is not wired to composer.lock yet"),
+                       reason="build is not wired to composer.images.lock yet"),
 ]
 
 

@@ -6,9 +6,10 @@ import base64
 
 import pytest
 
-from composer import attest, canonjson
+from composer import canonjson
 from composer.cli import main
 from composer.errors import ComposerError
+from composer.repro import attest
 
 
 def record(name: str = "demo", digest: str = "a" * 64) -> bytes:

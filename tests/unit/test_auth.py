@@ -20,7 +20,7 @@ from composer.images.auth import (
 from composer.images.cache import Cache
 from composer.images.registry import RegistryClient, RegistryError
 from composer.images.resolve import resolve_image
-from composer.refs import parse_ref
+from composer.oci.refs import parse_ref
 from tests.fixtures.images import sample_image
 from tests.unit.test_registry_unit import FakeRegistry, Reply
 

@@ -18,7 +18,8 @@ import pytest
 from composer import canonjson
 from composer.images.cache import Cache
 from composer.images.write import export_layout, write_image
-from composer.tarcanon import Kind, read_entries
+from composer.tar.canon import Kind
+from composer.tar.read import read_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 

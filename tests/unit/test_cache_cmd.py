@@ -9,9 +9,9 @@ import threading
 import pytest
 
 from composer import canonjson, cli
+from composer.cache.maintain import clean, export, import_archive, verify
 from composer.errors import ComposerError
 from composer.images.cache import Cache
-from composer.images.maintain import clean, export, import_archive, verify
 from composer.images.resolve import resolve_image
 from tests.fixtures.images import blob_files, make_index, sample_image
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from composer.errors import ComposerError
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs.cpio import HardLinks, Header, TarToNewc, header_bytes, tar_to_cpio
+from outputs.initrd.cpio import HardLinks, Header, TarToNewc, header_bytes, tar_to_cpio
 
 LONG = "usr/share/" + "long-name-" * 12  # > 100 bytes: a pax path in the tar
 UNICODE = "etc/h\u00e9llo-\u00fcn\u00efc\u00f6de.txt"

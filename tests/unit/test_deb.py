@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import deb
 from composer.errors import ComposerError
-from composer.tarcanon import Kind, normalise
+from composer.pkg import deb
+from composer.tar.canon import Kind, normalise
 from composer.tools import run
 
 MTIME = 1_700_000_000

@@ -60,7 +60,8 @@ class _Source(io.BytesIO):
 
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "plain"])
 def test_put_layer_stores_blob_and_uncompressed(tmp_path, kind):
-    from composer.images.cache import Cache, sha256_digest
+    from composer.images.cache import Cache
+    from composer.streams.digest import sha256_digest
 
     media_type, compress = _compressors()[kind]
     blob = compress(DATA)
@@ -76,7 +77,8 @@ def test_put_layer_stores_blob_and_uncompressed(tmp_path, kind):
 @pytest.mark.parametrize("damage", ["digest", "diff_id", "stream"])
 def test_put_layer_stores_nothing_when_anything_is_wrong(tmp_path, damage):
     from composer.errors import ComposerError
-    from composer.images.cache import Cache, DigestMismatch, sha256_digest
+    from composer.images.cache import Cache
+    from composer.streams.digest import DigestMismatch, sha256_digest
 
     blob = gzip.compress(DATA)
     digest, diff_id = sha256_digest(blob), sha256_digest(DATA)

@@ -10,10 +10,10 @@ import pytest
 
 from composer import canonjson
 from composer.cli import main
-from composer.diff import diff_files, diff_json
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind
-from outputs.cpio import tar_to_cpio
-from outputs.gz import GzipWriter
+from composer.repro.diff import diff_files, diff_json
+from composer.streams.gz import GzipWriter
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind
+from outputs.initrd.cpio import tar_to_cpio
 
 
 def canon_tar(entries: list[tuple[Entry, bytes | None]]) -> bytes:

@@ -18,7 +18,8 @@ from composer.images.model import Image, Layer
 from composer.images.write import write_image
 from composer.rootfs.assemble import write_tree
 from composer.rootfs.flatten import LayerError, image_tree
-from composer.tarcanon import Kind, read_entries
+from composer.tar.canon import Kind
+from composer.tar.read import read_entries
 
 
 def member(name, kind="file", data=b"", mode=None, link="", mtime=100, uid=0, gid=0):
@@ -206,7 +207,7 @@ def test_layer_compressions(tmp_path, compression):
 
 
 def test_wrong_diff_id_is_rejected_and_not_cached(tmp_path):
-    from composer.images.cache import DigestMismatch
+    from composer.streams.digest import DigestMismatch
 
     plain = layer(member("f", data=b"x"))
     cache = Cache(tmp_path / "cache")
@@ -247,8 +248,8 @@ def test_prepare_layers_is_independent_of_worker_count(tmp_path):
 
 
 def test_prepare_layers_reports_a_bad_layer(tmp_path):
-    from composer.images.cache import DigestMismatch
     from composer.rootfs.flatten import prepare_layers
+    from composer.streams.digest import DigestMismatch
 
     cache = Cache(tmp_path / "c")
     good = make_image(cache, layer(member("a", data=b"a")))

@@ -1,4 +1,4 @@
-"""Fuzz the newc cpio writer: random canonical trees -> tar -> outputs.cpio -> GNU cpio.
+"""Fuzz the newc cpio writer: random canonical trees -> tar -> outputs.initrd.cpio -> GNU cpio.
 
 GNU ``cpio -it`` must list exactly the tar's paths in order, and ``cpio -idm`` must extract the
 same contents, modes, symlink targets and hard-link groups. Bounded for CI; ``FUZZ_EXAMPLES``
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs.cpio import tar_to_cpio
+from outputs.initrd.cpio import tar_to_cpio
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_SEED" not in os.environ,

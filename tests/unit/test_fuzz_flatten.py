@@ -1,6 +1,6 @@
 """Fuzz the layer reader and flattener with random member lists (whiteouts, links, ``..``,
 absolute names, duplicates, devices): either a clean LayerError/ComposerError, or a tree whose
-canonical tar passes :func:`composer.tarcheck.check_tar` with every path inside the root.
+canonical tar passes :func:`composer.tar.check.check_tar` with every path inside the root.
 
 Bounded for CI; ``FUZZ_EXAMPLES`` raises the count for a longer run.
 """
@@ -24,8 +24,8 @@ from composer.images.model import Image, Layer
 from composer.images.write import write_image
 from composer.rootfs.assemble import write_tree
 from composer.rootfs.flatten import image_tree
-from composer.tarcanon import read_entries
-from composer.tarcheck import check_tar
+from composer.tar.check import check_tar
+from composer.tar.read import read_entries
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_SEED" not in os.environ,

@@ -1,6 +1,7 @@
-"""Fuzz the ISO 9660 writer wrapper: random trees -> outputs.iso9660.PinnedIso -> pycdlib's reader
-finds every directory and file with its bytes under both the ISO and the Rock Ridge name, and the
-same tree gives the same bytes twice. Names the writer does not accept are a ValueError.
+"""Fuzz the ISO 9660 writer wrapper: random trees -> outputs.iso.iso9660.PinnedIso ->
+pycdlib's reader finds every directory and file with its bytes under both the ISO and the Rock Ridge
+name, and the same tree gives the same bytes twice. Names the writer does not accept are a
+ValueError.
 Bounded for CI; ``FUZZ_EXAMPLES`` raises the count.
 """
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outputs.iso9660 import PinnedIso, iso_path
+from outputs.iso.iso9660 import PinnedIso, iso_path
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_SEED" not in os.environ,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from composer.images.cache import Cache, DigestMismatch
+from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.images.write import export_layout, write_image
 from composer.rootfs.flatten import LayerError, image_tree
+from composer.streams.digest import DigestMismatch
 from tests.fixtures.conformance import D, L, S, m, tar
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -16,10 +16,11 @@ import pytest
 
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.tarcanon import Entry, Kind, read_entries
-from composer.tarcheck import check_tar
+from composer.tar.canon import Entry, Kind
+from composer.tar.check import check_tar
+from composer.tar.read import read_entries
 from outputs import FORMATS, Options, output_files
-from outputs.image import dockerfile, image_name
+from outputs.image.formats import dockerfile, image_name
 from tests.fixtures.busybox_rootfs import INIT_SCRIPT, write_rootfs
 
 ROOT = Path(__file__).resolve().parents[2]

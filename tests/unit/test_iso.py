@@ -21,9 +21,11 @@ import pytest
 
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs import FORMAT_FILES, FORMATS, Options, bootloaders, iso, iso9660, output_files
+from outputs import FORMAT_FILES, FORMATS, Options, bootloaders, output_files
+from outputs.iso import formats as iso
+from outputs.iso import iso9660
 
 KERNEL = b"MZ not really a bzImage\n" * 400
 CMDLINE = b"console=ttyS0 panic=-1 quiet\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import qemu
 from composer.cli import main
 from composer.errors import ComposerError, UsageError
+from composer.run import qemu
 
 
 @pytest.fixture

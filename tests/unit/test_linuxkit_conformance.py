@@ -30,10 +30,11 @@ from composer import canonjson
 from composer.cli import main
 from composer.images.cache import Cache
 from composer.images.write import write_image
-from composer.refs import parse_ref
+from composer.oci.refs import parse_ref
 from composer.spec import load_spec
 from composer.spec.document import spec_document
-from composer.tarcanon import Kind, read_entries
+from composer.tar.canon import Kind
+from composer.tar.read import read_entries
 from tests.fixtures.images import Member, directory, file, layer_tar, symlink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "linuxkit"

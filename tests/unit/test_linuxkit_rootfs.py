@@ -21,11 +21,12 @@ from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.resolve import resolve_image
 from composer.images.write import write_image
-from composer.refs import parse_ref
+from composer.oci.refs import parse_ref
 from composer.rootfs.assemble import Context, build_tree, write_tree
 from composer.spec import load_spec
 from composer.spec.document import spec_json
-from composer.tarcanon import Kind, read_entries
+from composer.tar.canon import Kind
+from composer.tar.read import read_entries
 from tests.fixtures.images import Member, directory, file, layer_tar, symlink
 
 GENERATED = 1492533000

@@ -10,9 +10,7 @@ import pytest
 from composer import canonjson, cli
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
-from composer.images.registry import RegistryClient
-from composer.images.write import export_layout
-from composer.lock import (
+from composer.images.lock import (
     Lock,
     Pin,
     Resolver,
@@ -23,6 +21,8 @@ from composer.lock import (
     resolve_wanted,
     update_lock,
 )
+from composer.images.registry import RegistryClient
+from composer.images.write import export_layout
 from tests.fixtures.images import export_index, make_index, sample_image
 from tests.unit.test_registry_unit import FakeRegistry
 

@@ -16,10 +16,11 @@ import pytest
 
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.read import read_entries
 from composer.tools import run
 from outputs import FORMAT_FILES, FORMATS, Options, compressor_id, output_files
-from outputs.cpio import Header, NewcWriter
+from outputs.initrd.cpio import Header, NewcWriter
 
 KERNEL = b"MZ fake bzImage \x00\x01\x02" * 10
 CMDLINE = b"console=ttyS0 panic=-1"
@@ -361,7 +362,7 @@ def test_parallel_gzip_bytes_do_not_depend_on_threads(size):
     """Blocks are fixed, so 1, 2 or 5 threads give the same bytes, and gzip reads them back."""
     import io
 
-    from outputs.gz import GzipWriter
+    from composer.streams.gz import GzipWriter
 
     rng = __import__("random").Random(size)
     data = bytes(rng.getrandbits(8) for _ in range(min(size, 4096))) * (size // 4096 + 1)

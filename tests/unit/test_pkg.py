@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from composer import canonjson, pkg
+from composer import canonjson
 from composer.epoch import DEFAULT_EPOCH, Epoch
 from composer.errors import ComposerError, SpecError
 from composer.images.cache import Cache
-from composer.tarcanon import Entry, Kind, read_entries
+from composer.pkg import build as pkg
+from composer.pkg import package as pkgdir
+from composer.tar.canon import Entry, Kind
+from composer.tar.read import read_entries
 from tests.unit.test_deb import HARD, MTIME, SYM, make_deb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +120,7 @@ def build(directory: Path, debs: Path, cache: Path, epoch: Epoch | None = None, 
 def test_full_package(tmp_path: Path) -> None:
     directory, debs = make_package(tmp_path, FULL)
     result = build(directory, debs, tmp_path / "cache")
-    tag = pkg.package_ref(directory).split(":")[1]
+    tag = pkgdir.package_ref(directory).split(":")[1]
     assert str(result) == f"example/demo:{tag}@{result.digest}"
     assert result.cache_name == f"docker.io/example/demo:{tag}"
     assert len(tag) == 40 and all(c in "0123456789abcdef" for c in tag)
@@ -212,24 +215,24 @@ def test_reproducible_across_umask_tz_cwd_cache_and_hash_seed(tmp_path: Path,
 
 def test_tag_follows_content_not_metadata(tmp_path: Path) -> None:
     directory, _ = make_package(tmp_path, FULL)
-    tag = pkg.package_ref(directory)
+    tag = pkgdir.package_ref(directory)
     os.utime(directory / "rootfs" / "etc" / "motd", (5, 5))
     (directory / "rootfs" / "etc" / "motd").chmod(0o640)  # not executable: still 0644
-    assert pkg.package_ref(directory) == tag
+    assert pkgdir.package_ref(directory) == tag
     (directory / "rootfs" / "etc" / "motd").write_text("changed\n")
-    changed = pkg.package_ref(directory)
+    changed = pkgdir.package_ref(directory)
     assert changed != tag
     (directory / "rootfs" / "etc" / "motd").write_text("hello\n")
-    assert pkg.package_ref(directory) == tag
+    assert pkgdir.package_ref(directory) == tag
     (directory / "rootfs" / "etc" / "motd").chmod(0o755)
-    assert pkg.package_ref(directory) not in (tag, changed)
+    assert pkgdir.package_ref(directory) not in (tag, changed)
     (directory / "rootfs" / "etc" / "motd").chmod(0o644)
     (directory / "rootfs" / "empty" / "new").mkdir()
-    assert pkg.package_ref(directory) != tag
+    assert pkgdir.package_ref(directory) != tag
     (directory / "rootfs" / "empty" / "new").rmdir()
     os.unlink(directory / "rootfs" / "bin" / "init")
     os.symlink("../other", directory / "rootfs" / "bin" / "init")
-    assert pkg.package_ref(directory) != tag
+    assert pkgdir.package_ref(directory) != tag
 
 
 def test_tree_hash_lists_paths_unambiguously(tmp_path: Path) -> None:
@@ -237,7 +240,7 @@ def test_tree_hash_lists_paths_unambiguously(tmp_path: Path) -> None:
     write(a / "x" / "y", "1")
     write(b / "x-y", "1")
     (b / "x").mkdir()
-    assert pkg.tree_hash(a) != pkg.tree_hash(b)
+    assert pkgdir.tree_hash(a) != pkgdir.tree_hash(b)
 
 
 def test_changed_file_changes_digest(tmp_path: Path) -> None:
@@ -273,7 +276,7 @@ def test_pin_mismatch_and_missing_deb(tmp_path: Path) -> None:
 
 def test_overrides_replace_a_pin_and_change_the_tag(tmp_path: Path) -> None:
     directory, debs = make_package(tmp_path, FULL)
-    pinned = pkg.package_ref(directory)
+    pinned = pkgdir.package_ref(directory)
     newer = debs / "demo_1%3a2.1-1_amd64.deb"
     sha = make_deb(newer, [(n, d, dict(a)) for n, d, a in DEB_MEMBERS], version="1:2.1-1")
     (debs / "overrides.yml").write_text(
@@ -282,7 +285,7 @@ def test_overrides_replace_a_pin_and_change_the_tag(tmp_path: Path) -> None:
     (debs / "demo_1%3a2.0-1_amd64.deb").unlink()
     warnings: list[str] = []
     result = build(directory, debs, tmp_path / "cache", log=warnings.append)
-    assert result.ref != pinned and result.ref == pkg.package_ref(directory)
+    assert result.ref != pinned and result.ref == pkgdir.package_ref(directory)
     assert [o.version for o in result.overrides] == ["1:2.1-1"]
     assert warnings and "instead of the pinned 1:2.0-1" in warnings[0]
 
@@ -352,7 +355,7 @@ def test_no_debs_needs_no_debs_dir(tmp_path: Path) -> None:
 def test_build_yml_errors(tmp_path: Path, yml: str, where: str, message: str) -> None:
     write(tmp_path / "build.yml", yml)
     with pytest.raises(SpecError) as info:
-        pkg.load_spec(tmp_path)
+        pkgdir.load_spec(tmp_path)
     [line] = info.value.lines()
     assert line.startswith(f"{tmp_path / 'build.yml'}:{where}: "), line
     assert message in line
@@ -360,7 +363,7 @@ def test_build_yml_errors(tmp_path: Path, yml: str, where: str, message: str) ->
 
 def test_not_a_package_directory(tmp_path: Path) -> None:
     with pytest.raises(ComposerError, match="not a package directory"):
-        pkg.package_ref(tmp_path)
+        pkgdir.package_ref(tmp_path)
 
 
 def test_rename_must_match_exactly_one(tmp_path: Path) -> None:
@@ -380,7 +383,7 @@ def test_rootfs_special_files_are_refused(tmp_path: Path) -> None:
     directory, _ = make_package(tmp_path, "image: plain\nrootfs: rootfs\n", with_deb=False)
     os.mkfifo(directory / "rootfs" / "fifo")
     with pytest.raises(ComposerError, match="only files, directories and symlinks"):
-        pkg.package_ref(directory)
+        pkgdir.package_ref(directory)
 
 
 @pytest.mark.parametrize(("glob", "yes", "no"), [
@@ -392,7 +395,7 @@ def test_rootfs_special_files_are_refused(tmp_path: Path) -> None:
     ("a.b[1]", ["a.b[1]"], ["axb1"]),
 ])
 def test_glob_semantics(glob: str, yes: list[str], no: list[str]) -> None:
-    pattern = pkg.glob_regex(glob)
+    pattern = pkgdir.glob_regex(glob)
     assert [p for p in yes if not pattern.match(p)] == []
     assert [p for p in no if pattern.match(p)] == []
 
@@ -419,11 +422,11 @@ def test_rootfs_must_stay_inside_the_package(tmp_path: Path) -> None:
     write(directory / "build.yml", "image: demo\nrootfs: link\n")
     os.symlink(outside, directory / "link")
     with pytest.raises(SpecError, match="not a directory in the package"):
-        pkg.load_spec(directory)
+        pkgdir.load_spec(directory)
     os.symlink("real", directory / "inner")
     write(directory / "real" / "f", "y")
     write(directory / "build.yml", "image: demo\nrootfs: inner\n")
-    assert pkg.load_spec(directory).rootfs == "inner"
+    assert pkgdir.load_spec(directory).rootfs == "inner"
 
 
 def test_file_over_a_parent_directory_is_refused(tmp_path: Path) -> None:

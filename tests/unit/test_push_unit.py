@@ -9,7 +9,7 @@ import pytest
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.images.push import Layout, Pusher, image_output, push
-from composer.refs import parse_registry_ref
+from composer.oci.refs import parse_registry_ref
 from outputs import FORMATS, Options
 from tests.fixtures.busybox_rootfs import write_rootfs
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from composer import qemu
 from composer.errors import ComposerError, UsageError
+from composer.run import qemu
 
 
 def outputs(tmp_path: Path, cmdline: str = "quiet\n") -> Path:

@@ -12,7 +12,7 @@ import pytest
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.layout import read_index
-from composer.record import SCHEMA, load_record, parse_sha256sums, sha256sums
+from composer.repro.record import SCHEMA, load_record, parse_sha256sums, sha256sums
 from tests.golden.inputs import NAME, SOURCE_DATE_EPOCH
 from tests.golden.regenerate import build_golden
 

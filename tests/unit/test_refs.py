@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from composer.errors import ComposerError
-from composer.refs import LayoutRef, Ref, RefError, parse_ref
+from composer.oci.refs import LayoutRef, Ref, RefError, parse_ref
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -22,8 +22,11 @@ import requests
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images.cache import Cache, DigestMismatch
-from composer.images.model import (
+from composer.images.cache import Cache
+from composer.images.registry import RegistryClient, _reason, parse_challenge
+from composer.images.resolve import resolve_image, select_platform
+from composer.images.write import Written, export_layout, gzip_bytes, write_image
+from composer.oci.media import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_LIST,
@@ -31,9 +34,7 @@ from composer.images.model import (
     OCI_INDEX,
     OCI_LAYER_GZIP,
 )
-from composer.images.registry import RegistryClient, _reason, parse_challenge
-from composer.images.resolve import resolve_image, select_platform
-from composer.images.write import Written, export_layout, gzip_bytes, write_image
+from composer.streams.digest import DigestMismatch
 from tests.fixtures.images import (
     blob_files,
     export_index,

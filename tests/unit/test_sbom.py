@@ -6,8 +6,9 @@ import hashlib
 import io
 
 from composer import canonjson
-from composer.sbom import NAMESPACE_BASE, parse_apk_installed, parse_dpkg_status, spdx_document
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind
+from composer.repro.sbom import NAMESPACE_BASE, spdx_document
+from composer.rootfs.packages import parse_apk_installed, parse_dpkg_status
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind
 from tests.golden.inputs import APK_INSTALLED, DPKG_STATUS
 
 IMAGES = [{"ref": "docker.io/library/alpine:3.20", "name": "docker.io/library/alpine:3.20",
@@ -90,8 +91,8 @@ def test_packages_from_the_tree_equal_packages_from_its_tar(tmp_path):
     from composer.build import tree_packages
     from composer.epoch import Epoch
     from composer.rootfs.assemble import write_tree
+    from composer.rootfs.packages import find_packages
     from composer.rootfs.tree import HostFile, Node, Span, Tree
-    from composer.sbom import find_packages
 
     layer = tmp_path / "layer.bin"
     layer.write_bytes(b"junk" + APK_INSTALLED + b"more")

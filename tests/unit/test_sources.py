@@ -12,12 +12,13 @@ import pytest
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.images.cache import Cache, DigestMismatch
-from composer.images.model import DOCKER_MANIFEST
+from composer.images.cache import Cache
 from composer.images.resolve import resolve_image
 from composer.images.sources import DOCKER_LAYER, SourceRef, parse_source
 from composer.images.write import export_layout
-from composer.refs import RefError
+from composer.oci.media import DOCKER_MANIFEST
+from composer.oci.refs import RefError
+from composer.streams.digest import DigestMismatch
 from tests.fixtures.images import blob_files, export_index, files_layer, make_index, sample_image
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
-import composer
 from composer.errors import ComposerError, Position, SpecError
 from composer.spec import load_spec
 from composer.spec.model import Container, File, ImageRef, Kernel, Spec
@@ -564,7 +561,7 @@ def test_many_errors_across_files_at_once() -> None:
 
 @pytest.fixture
 def package_ref(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Replace composer.pkg.package_ref (maybe not written yet) with a recording fake."""
+    """Replace composer.pkg.build.package_ref (maybe not written yet) with a recording fake."""
     calls: list[Path] = []
 
     def fake(directory: Path) -> str:
@@ -573,12 +570,8 @@ def package_ref(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
             raise ComposerError("no build.yml in package")
         return f"linuxkit/{directory.name}:0123abcd"
 
-    try:
-        import composer.pkg as pkg_module
-    except ImportError:
-        pkg_module = types.ModuleType("composer.pkg")
-        monkeypatch.setitem(sys.modules, "composer.pkg", pkg_module)
-        monkeypatch.setattr(composer, "pkg", pkg_module, raising=False)
+    import composer.pkg.package as pkg_module
+
     monkeypatch.setattr(pkg_module, "package_ref", fake, raising=False)
     return calls
 

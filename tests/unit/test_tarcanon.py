@@ -11,15 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.tarcanon import (
-    CanonError,
-    CanonicalTarWriter,
-    Entry,
-    Kind,
-    normalise,
-    read_entries,
-    sort_key,
-)
+from composer.tar.canon import CanonError, CanonicalTarWriter, Entry, Kind, normalise, sort_key
+from composer.tar.read import read_entries
 
 
 def write(entries: list[tuple[Entry, bytes | None]]) -> bytes:
@@ -150,7 +143,7 @@ def _plain_header(name, kind, mode, uid, gid, size, mtime, linkname, devmajor, d
                                                    st.integers(0, 8 ** 9)))
 def test_optimised_header_equals_the_plain_encoding(name, kind, mode, ids, size, mtime, link,
                                                       dev):
-    from composer.tarcanon import _header
+    from composer.tar.canon import _header
 
     args = (name, kind, mode, *ids, size, mtime, link, *dev)
     assert _header(*args) == _plain_header(*args)

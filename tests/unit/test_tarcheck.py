@@ -10,8 +10,8 @@ import tarfile
 import pytest
 
 from composer.cli import main
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind
-from composer.tarcheck import check_tar, explain
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind
+from composer.tar.check import check_tar, explain
 
 
 def canonical(tmp_path, records=()):

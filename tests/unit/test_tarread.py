@@ -1,4 +1,4 @@
-"""composer.tarread against tarfile: the same members, or it gives up and tarfile decides.
+"""composer.tar.headers against tarfile: the same members, or it gives up and tarfile decides.
 
 The properties: whenever the fast reader finishes an archive, tarfile reads the very same entries
 (names, kinds, modes, owners, times, sizes, links, devices, xattrs, records) at the same content
@@ -22,17 +22,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from composer import tarread
 from composer.rootfs import flatten
 from composer.rootfs.tree import Tree
-from composer.tarcanon import (
-    CanonicalTarWriter,
-    Entry,
-    Kind,
-    entry_from_tarinfo,
-    read_entries,
-    sort_key,
-)
+from composer.tar import headers as tarread
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, entry_from_tarinfo, sort_key
+from composer.tar.read import read_entries
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_SEED" not in os.environ,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composer.rootfs.tree import Node, Tree, TreeError
-from composer.tarcanon import Entry, Kind
+from composer.tar.canon import Entry, Kind
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_SEED" not in os.environ)

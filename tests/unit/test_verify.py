@@ -11,7 +11,7 @@ from composer.cli import main
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.write import export_layout, write_image
-from composer.verify import perturbed_env
+from composer.repro.verify import perturbed_env
 from outputs import FORMATS
 from tests.golden.inputs import IMAGES, NAME, layer, make_inputs
 

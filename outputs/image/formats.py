@@ -33,18 +33,14 @@ from pathlib import Path
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.images.cache import HashingWriter
-from composer.images.model import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
-from composer.images.write import (
-    config_document,
-    descriptor,
-    manifest_document,
-    rfc3339,
-    write_behind,
-)
-from composer.refs import RefError, parse_registry_ref
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, read_entries, sort_key
-from outputs.initrd import in_initrd
+from composer.oci.documents import config_document, descriptor, manifest_document, rfc3339
+from composer.oci.media import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
+from composer.oci.refs import RefError, parse_registry_ref
+from composer.streams.behind import write_behind
+from composer.streams.digest import HashingWriter
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.tar.read import read_entries
+from outputs.initrd.formats import in_initrd
 from outputs.options import Options
 
 DOCKER_FILES = ("{name}-docker.tar",)

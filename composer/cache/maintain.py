@@ -18,9 +18,10 @@ from pathlib import Path
 from composer import canonjson
 from composer.atomic import atomic_file
 from composer.errors import ComposerError
-from composer.images.cache import CHUNK, REF_ANNOTATION, Cache, check_digest
-from composer.images.model import INDEX_TYPES
-from composer.tarcanon import CanonicalTarWriter, Entry, Kind, sort_key
+from composer.images.cache import Cache
+from composer.oci.media import INDEX_TYPES, REF_ANNOTATION
+from composer.streams.digest import CHUNK, check_digest
+from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
 
 @dataclass(frozen=True)

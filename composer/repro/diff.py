@@ -26,7 +26,8 @@ from typing import Any, BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.tarcanon import CanonError, read_entries
+from composer.tar.canon import CanonError
+from composer.tar.read import read_entries
 
 CHUNK = 1 << 20
 MAX_JSON_MEMBER = 1 << 20
@@ -388,7 +389,8 @@ def tar_members(stream: BinaryIO, sinks: Sinks | None = None
 
 def cpio_members(stream: BinaryIO, sinks: Sinks | None = None
                  ) -> Iterator[tuple[str, Member]]:
-    """newc records (see :mod:`outputs.cpio`); a second archive after the trailer is read too."""
+    """newc records (see :mod:`outputs.initrd.cpio`); a second archive after the trailer is
+    read too."""
     offset = 0
 
     def read(n: int) -> bytes:

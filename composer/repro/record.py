@@ -54,15 +54,11 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """(hex sha256, size) of a file, read in chunks."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+def default_bootloaders() -> dict[str, str]:
+    """Role -> digest of the pinned default bootloaders: what a rebuild uses unless told."""
+    from outputs.bootloaders import DEFAULTS
+
+    return {role: pin.digest for role, pin in DEFAULTS.items()}
 
 
 class RecordingOutputSet(OutputSet):
@@ -94,7 +90,7 @@ def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
             value = getattr(options, key)
             out[key] = list(value) if isinstance(value, tuple) else value
     try:
-        from outputs.iso import bootloader_pins
+        from outputs.iso.formats import bootloader_pins
     except ImportError:  # no ISO formats in this build of the composer
         return out
     pins: dict[str, str] = {}

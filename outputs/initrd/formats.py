@@ -2,7 +2,8 @@
 
 From the rootfs tar, ``boot/kernel``, ``boot/cmdline`` and ``boot/ucode.cpio`` are taken out as
 they are; the rest of ``boot/`` (and ``boot`` itself) is left out, as linuxkit does; every other
-entry becomes a newc record (:mod:`outputs.cpio`) in a gzip stream (:mod:`outputs.gz`).
+entry becomes a newc record (:mod:`outputs.initrd.cpio`) in a gzip stream
+(:mod:`composer.streams.gz`).
 
 ``kernel+initrd`` writes ``NAME-kernel``, ``NAME-initrd.img`` and ``NAME-cmdline``. If there is
 microcode, ``NAME-initrd.img`` starts with ``boot/ucode.cpio`` raw (the kernel wants early
@@ -30,9 +31,10 @@ from typing import BinaryIO
 
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.tarcanon import COPY_CHUNK, CanonicalTarWriter, Entry, Kind, read_entries
-from outputs.cpio import HardLinks, TarToNewc
-from outputs.gz import GzipWriter
+from composer.streams.gz import GzipWriter
+from composer.tar.canon import COPY_CHUNK, CanonicalTarWriter, Entry, Kind
+from composer.tar.read import read_entries
+from outputs.initrd.cpio import HardLinks, TarToNewc
 from outputs.options import Options
 
 KERNEL = "boot/kernel"

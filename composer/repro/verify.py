@@ -32,13 +32,9 @@ from typing import Any
 from composer import canonjson
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
-from composer.record import (
-    load_record,
-    parse_sha256sums,
-    record_name,
-    sha256_file,
-)
-from composer.refs import LayoutRef, Ref, parse_ref
+from composer.oci.refs import LayoutRef, Ref, parse_ref
+from composer.repro.record import default_bootloaders, load_record, parse_sha256sums, record_name
+from composer.streams.digest import sha256_file
 
 Log = Callable[[str], None]
 
@@ -160,8 +156,7 @@ def bootloader_args(record: dict[str, Any], given: list[str]) -> list[str]:
     input; the content is). Where a digest is not the default pin's, the build used an override,
     and the verifier must hand over the file: ``--bootloader ROLE=PATH`` (``@sha256:...``
     optional; the recorded digest is what the rebuild then insists on)."""
-    from outputs.bootloaders import DEFAULTS
-
+    defaults = default_bootloaders()
     supplied: dict[str, str] = {}
     for text in given:
         role, eq, rest = text.partition("=")
@@ -176,7 +171,7 @@ def bootloader_args(record: dict[str, Any], given: list[str]) -> list[str]:
     for role, digest in sorted(((record.get("options") or {}).get("bootloaders") or {}).items()):
         if role in supplied:
             args += ["--bootloader", f"{role}={os.path.abspath(supplied.pop(role))}@{digest}"]
-        elif role not in DEFAULTS or DEFAULTS[role].digest != digest:
+        elif defaults.get(role) != digest:
             raise ComposerError(f"the build used its own {role} ({digest}); give the same file "
                                 f"with --bootloader {role}=PATH")
     if supplied:
@@ -231,7 +226,7 @@ def _specs(record: dict[str, Any], given: list[Path], tmp: Path) -> list[Path]:
 def compare(record: dict[str, Any], rebuilt_dir: Path, originals: Path) -> Outcome:
     """Each recorded output against the rebuilt one; differing ones are diffed against the
     original next to the record when that is still the recorded file."""
-    from composer.diff import diff_files, diff_json
+    from composer.repro.diff import diff_files, diff_json
 
     outcome = Outcome(ok=True)
     results = []

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.tarcanon import CanonError, Entry, read_entries
+from composer.tar.canon import CanonError, Entry
+from composer.tar.read import read_entries
 
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER = 60

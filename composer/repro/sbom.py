@@ -14,85 +14,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from composer import __version__, canonjson
-from composer.tarcanon import Entry, Kind, read_entries
+from composer.rootfs.packages import find_packages
 
-DPKG_STATUS = "var/lib/dpkg/status"
-APK_INSTALLED = "lib/apk/db/installed"
-MAX_DB = 64 << 20  # a package database larger than this is not one we should hold in memory
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/image-composer/"
 NOASSERTION = "NOASSERTION"
-
-
-def _paragraphs(text: str) -> Iterator[list[str]]:
-    block: list[str] = []
-    for line in text.splitlines():
-        if line.strip():
-            block.append(line)
-        elif block:
-            yield block
-            block = []
-    if block:
-        yield block
-
-
-def parse_dpkg_status(text: str) -> list[dict[str, str]]:
-    """Installed packages of a dpkg status file: name, version, arch (continuations skipped)."""
-    out = []
-    for block in _paragraphs(text):
-        fields: dict[str, str] = {}
-        for line in block:
-            if line[:1] in (" ", "\t"):
-                continue
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip().lower()] = value.strip()
-        if "package" in fields and fields.get("status", "").split()[-1:] == ["installed"]:
-            out.append({"name": fields["package"], "version": fields.get("version", ""),
-                        "arch": fields.get("architecture", ""), "type": "deb"})
-    return out
-
-
-def parse_apk_installed(text: str) -> list[dict[str, str]]:
-    """Packages of an apk ``installed`` database (``P:``, ``V:``, ``A:``, ``L:`` lines)."""
-    out = []
-    for block in _paragraphs(text):
-        fields = {line[0]: line[2:] for line in block if len(line) >= 2 and line[1] == ":"}
-        if "P" in fields:
-            out.append({"name": fields["P"], "version": fields.get("V", ""),
-                        "arch": fields.get("A", ""), "type": "apk",
-                        "license": fields.get("L", "")})
-    return out
-
-
-def find_packages(rootfs: Path) -> list[dict[str, str]]:
-    """Every package in every database in the rootfs tar, sorted; streams the tar once."""
-    with open(rootfs, "rb") as fh:
-        return packages_in((entry, data.read if data is not None else None)
-                           for entry, data in read_entries(fh))
-
-
-def packages_in(entries: Iterable[tuple[Entry, Callable[[], bytes] | None]]
-                ) -> list[dict[str, str]]:
-    """Every package in the databases among ``entries`` (canonical tar entries, each with a way
-    to read its content while it is current), sorted. Phase one calls it on the tree it has just
-    written, so a cold build needs no second pass over the rootfs tar to make its SBOM."""
-    found = []
-    for entry, read in entries:
-        if entry.kind is not Kind.FILE or read is None or entry.size > MAX_DB:
-            continue
-        for db, parse in ((DPKG_STATUS, parse_dpkg_status), (APK_INSTALLED, parse_apk_installed)):
-            if entry.path == db or entry.path.endswith("/" + db):
-                where = entry.path[: -len(db)].rstrip("/") or "/"
-                text = read().decode("utf-8", "replace")
-                found += [{**p, "location": where} for p in parse(text)]
-    return sorted(found, key=lambda p: (p["location"], p["type"], p["name"], p["version"],
-                                        p["arch"]))
 
 
 def _purl(pkg: dict[str, str]) -> str:

@@ -1,9 +1,9 @@
 """Formats ``iso-bios``, ``iso-efi``, ``iso-efi-initrd`` and ``iso-hybrid``: bootable ISOs.
 
 Every ISO boots the rootfs's ``boot/kernel`` with an initrd made of everything outside ``boot/``
-(the same bytes as ``kernel+initrd``'s ``NAME-initrd.img``, made by :mod:`outputs.initrd`) and
-the spec's command line (``boot/cmdline``). Layout (Rock Ridge names; ISO 9660 names are the
-same in upper case)::
+(the same bytes as ``kernel+initrd``'s ``NAME-initrd.img``, made by
+:mod:`outputs.initrd.formats`) and the spec's command line (``boot/cmdline``). Layout (Rock Ridge
+names; ISO 9660 names are the same in upper case)::
 
     boot/kernel, boot/initrd.img, boot/cmdline
     boot/image_id_<16 hex>          marker GRUB searches for to find this ISO
@@ -41,9 +41,9 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.record import sha256_file
+from composer.streams.digest import sha256_file
 from outputs import bootloaders
-from outputs.initrd import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
+from outputs.initrd.formats import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
 from outputs.options import Options
 
 CATALOG = "boot/boot.cat"
@@ -176,7 +176,7 @@ def assemble(out: BinaryIO, entries: dict[str, tuple[BinaryIO, int]], layout: La
              loaded: dict[str, bytes], seed_bytes: bytes, mtime: int) -> None:
     """The ISO image of ``entries`` (path -> open file and size) with the layout's boot
     records: the part ``xorriso -as mkisofs`` would do (``python -m bench`` times it so)."""
-    from outputs.iso9660 import PinnedIso  # pycdlib: imported only when an ISO is made
+    from outputs.iso.iso9660 import PinnedIso  # pycdlib: imported only when an ISO is made
 
     with PinnedIso(mtime=mtime, seed=seed_bytes) as iso:
         for directory in parents(entries):

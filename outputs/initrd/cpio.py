@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.tarcanon import COPY_CHUNK, Entry, Kind, encode, read_entries
+from composer.tar.canon import COPY_CHUNK, Entry, Kind, encode
+from composer.tar.read import read_entries
 
 MAGIC = b"070701"
 TRAILER = "TRAILER!!!"

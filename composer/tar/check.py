@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.tarcanon import BLOCK, CanonError, CanonicalTarWriter, Entry, read_entries
+from composer.tar.canon import BLOCK, CanonError, CanonicalTarWriter, Entry
+from composer.tar.read import read_entries
 
 USTAR_FIELDS = (
     (0, "name"), (100, "mode"), (108, "uid"), (116, "gid"), (124, "size"), (136, "mtime"),
@@ -107,7 +108,7 @@ def _end(offset: int) -> int:
 
 
 def find_entry(path: Path, name: str) -> Entry | None:
-    from composer.tarcanon import normalise
+    from composer.tar.canon import normalise
 
     wanted = normalise(name)
     with open(path, "rb") as fh:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from composer.tarcanon import Entry, entry_from_parts, pax_extras
+from composer.tar.canon import Entry, entry_from_parts, pax_extras
 
 BLOCK = 512
 _NUL = b"\0"
@@ -177,7 +177,7 @@ class _Pax:
     mtime: float | None
     uid: int | None
     gid: int | None
-    extras: tuple  # composer.tarcanon.pax_extras of the records
+    extras: tuple  # composer.tar.canon.pax_extras of the records
 
 
 def _pax(records: dict[str, str]) -> _Pax:

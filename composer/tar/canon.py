@@ -1,4 +1,4 @@
-"""The one canonical tar writer, and the reader every phase-two converter uses.
+"""The one canonical tar writer, and the entry model both tar readers produce.
 
 The writer is ours, not :mod:`tarfile`'s, so the bytes depend on nothing but the entries: not on
 the Python version, the host's passwd database, umask or float timestamps. It refuses input that
@@ -8,12 +8,10 @@ breaks the canon (unsorted, duplicate, orphaned or dangling entries) instead of 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import functools
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -247,7 +245,7 @@ def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
                       mtime: float, size: int, linkname: str, devmajor: int, devminor: int,
                       pax_headers: dict[str, str]) -> Entry:
     """An :class:`Entry` from a member's header fields as tarfile names them (the one place
-    both tar readers, :mod:`tarfile` and :mod:`composer.tarread`, turn headers into entries)."""
+    both tar readers, :mod:`tarfile` and :mod:`composer.tar.headers`, turn headers into entries)."""
     return entry_from_parts(name, type_, mode, uid, gid, mtime, size, linkname, devmajor,
                             devminor, pax_extras(pax_headers))
 
@@ -297,67 +295,3 @@ def entry_from_parts(name: str, type_: bytes, mode: int, uid: int, gid: int, mti
         xattrs=extras[0],
         records=extras[1],
     )
-
-
-@contextlib.contextmanager
-def tarfile_errors(error: Callable[[str], Exception], prefix: str = "") -> Iterator[None]:
-    """tarfile's failures as one clean ``error``, including the bare ValueErrors its own
-    parsers raise on some hostile headers (a sparse member without a map, say) and the
-    OverflowError of an infinite pax time."""
-    try:
-        yield
-    except tarfile.TarError as exc:
-        raise error(f"{prefix}unreadable tar: {exc}") from exc
-    except (ValueError, OverflowError) as exc:
-        if isinstance(exc, CanonError):
-            raise
-        raise error(f"{prefix}unreadable tar: {exc}") from exc
-
-
-def tarfile_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """tarfile's members one at a time, none kept (memory stays flat). A member whose size
-    would send tarfile back to an earlier header (a hostile negative size) is an error: tarfile
-    itself would read the same members again forever."""
-    for info in tf:
-        tf.members.clear()
-        if tf.offset <= info.offset:
-            raise CanonError(f"{info.name}: negative size (the next header would not come "
-                             "after this one)")
-        yield info
-
-
-def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
-    """Stream a tar's entries with a reader for each regular file's content.
-
-    The reader is only valid until the next entry is requested. Memory stays flat: members are
-    not accumulated. On a seekable file headers are parsed by :mod:`composer.tarread` and content
-    nobody reads is never read (a header-only scan of a rootfs costs its headers, not its size);
-    where that reader gives up, :mod:`tarfile` reads the archive again from the start and has
-    the last word (the members the fast reader already gave are not given twice).
-    """
-    from composer import tarread
-
-    seekable = False
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        seekable = stream.seekable()
-    done = 0
-    if seekable:
-        start = stream.tell()
-        try:
-            for member in tarread.members(stream):
-                entry = member.entry
-                yield entry, (tarread.Content(stream, member.offset_data, entry.size)
-                              if entry.kind is Kind.FILE else None)
-                done += 1
-            return
-        except tarread.GiveUp:
-            stream.seek(start)
-    with tarfile_errors(CanonError), \
-            tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
-                         errors="surrogateescape") as tf:
-        for info in tarfile_members(tf):
-            if done:
-                done -= 1  # already yielded by the fast reader: the same entry
-                continue
-            entry = entry_from_tarinfo(info)
-            yield entry, (tf.extractfile(info) if entry.kind is Kind.FILE else None)

@@ -22,11 +22,12 @@ from pathlib import Path
 from composer import canonjson
 from composer.atomic import atomic_file
 from composer.errors import ComposerError, UsageError
-from composer.images.cache import Cache, check_digest
+from composer.images.cache import Cache
 from composer.images.model import Image
 from composer.images.registry import RegistryClient
+from composer.oci.refs import Ref, RefError, parse_ref
 from composer.progress import Progress
-from composer.refs import Ref, RefError, parse_ref
+from composer.streams.digest import check_digest
 
 LOCK_VERSION = 1
 Log = Callable[[str], None]
