@@ -11,5 +11,5 @@ from outputs import FORMATS, Options
 
 rootfs, out = Path(sys.argv[1]), Path(sys.argv[2])
 with OutputSet(out) as outs:
-    FORMATS["iso-bios"](rootfs, "bench", outs, Options(mtime=1_700_000_000))
+    FORMATS["iso-bios"].convert(rootfs, "bench", outs, Options(mtime=1_700_000_000))
     outs.commit()

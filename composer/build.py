@@ -7,10 +7,10 @@ appear all at once or not at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from composer.epoch import Epoch, resolve_epoch
 from composer.errors import ComposerError
@@ -44,9 +44,8 @@ class BuildRequest:
     docker: bool = False
     quiet: bool = False
     insecure: tuple[str, ...] = ()
-    image_tag: str | None = None  # docker/oci formats: repo tag (default NAME:latest)
-    entrypoint: tuple[str, ...] | None = None  # docker/oci formats: override the entrypoint
-    bootloaders: tuple = ()  # ISO formats: outputs.bootloaders.Pin overrides
+    # converter options given on the command line, field -> value (outputs.options table)
+    output_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
@@ -78,10 +77,9 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     try:
         known = {stored.path: (stored.sha256, stored.size)}
         with RecordingOutputSet(req.output_dir, known) as outs:
-            options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
-                              entrypoint=req.entrypoint, bootloaders=req.bootloaders)
+            options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
-                FORMATS[fmt](stored.path, req.name, outs, options)
+                FORMATS[fmt].convert(stored.path, req.name, outs, options)
             packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages)

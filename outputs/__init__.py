@@ -2,53 +2,24 @@
 
 A converter is ``convert(rootfs_tar, name, outset, options)``: it reads the tar at ``rootfs_tar``
 (never YAML, registries or the cache) and writes its files through ``outset.create(filename)``,
-so they appear only when the whole build commits. ``FORMAT_FILES[fmt]`` lists the files a format
-always writes, as ``str.format`` patterns over ``name``.
+so they appear only when the whole build commits. Every format is one row of
+:data:`outputs.formats.FORMATS`; the families that implement them:
+
+    initrd/   kernel+initrd, tar-kernel-initrd: newc cpio in a deterministic gzip stream
+    iso/      iso-bios, iso-efi, iso-efi-initrd, iso-hybrid: ISO 9660 + El Torito (pycdlib)
+    image/    docker, oci, oci-dir, docker-context: OCI images and linuxkit's build context
+    disk/     partitioned disk images and the VM/cloud containers around them
+    tar.py    tar: the canonical rootfs tar itself
+
+Shared by the families: :mod:`outputs.options` (the options table), :mod:`outputs.bootloaders`
+(pinned bootloader files), :mod:`outputs.fat` (THE FAT writer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from composer.atomic import OutputSet
 from composer.streams.gz import compressor_id
-from outputs.image.formats import CONVERTERS as IMAGE_CONVERTERS
-from outputs.image.formats import IMAGE_FILES
-from outputs.initrd.formats import (
-    KERNEL_INITRD_FILES,
-    TAR_KERNEL_INITRD_FILES,
-    write_kernel_initrd,
-    write_tar_kernel_initrd,
-)
-from outputs.iso.formats import CONVERTERS as ISO_CONVERTERS
-from outputs.iso.formats import ISO_FILES
+from outputs.formats import FORMATS, Converter, Format, check_clashes, get_format, output_files
 from outputs.options import Options
-from outputs.tar import FILES as TAR_FILES
-from outputs.tar import write_tar
 
-Converter = Callable[[Path, str, OutputSet, Options], None]
-
-FORMATS: dict[str, Converter] = {
-    "tar": write_tar,
-    "kernel+initrd": write_kernel_initrd,
-    "tar-kernel-initrd": write_tar_kernel_initrd,
-    **ISO_CONVERTERS,
-    **IMAGE_CONVERTERS,
-}
-
-FORMAT_FILES: dict[str, tuple[str, ...]] = {
-    "tar": TAR_FILES,
-    "kernel+initrd": KERNEL_INITRD_FILES,
-    "tar-kernel-initrd": TAR_KERNEL_INITRD_FILES,
-    **ISO_FILES,
-    **IMAGE_FILES,
-}
-
-
-def output_files(fmt: str, name: str) -> tuple[str, ...]:
-    """The file names format ``fmt`` writes for base name ``name``."""
-    return tuple(pattern.format(name=name) for pattern in FORMAT_FILES[fmt])
-
-
-__all__ = ["FORMATS", "FORMAT_FILES", "Converter", "Options", "compressor_id", "output_files"]
+__all__ = ["FORMATS", "Converter", "Format", "Options", "check_clashes", "compressor_id",
+           "get_format", "output_files"]

@@ -11,8 +11,6 @@ from pathlib import Path
 from composer.atomic import OutputSet
 from outputs.options import Options
 
-FILES = ("{name}.tar",)
-
 
 def write_tar(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
     outset.place(f"{name}.tar", rootfs)

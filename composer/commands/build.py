@@ -25,14 +25,9 @@ def register(sub, common) -> None:
     b.add_argument("--locked", action="store_true",
                    help="fail unless SPEC.lock pins every image and the specs are unchanged")
     b.add_argument("--no-sbom", action="store_true", help="do not write NAME.spdx.json")
-    b.add_argument("--tag", default=None, metavar="NAME:TAG",
-                   help="docker/oci formats: the image's repo tag (default: NAME:latest)")
-    b.add_argument("--entrypoint", default=None, metavar="JSON|PATH",
-                   help='docker/oci formats: entrypoint, e.g. \'["/init"]\' (default: '
-                        "/bin/rc.init if present, else /init)")
-    b.add_argument("--bootloader", action="append", default=[], metavar="ROLE=PATH@sha256:HEX",
-                   help="ISO formats: use this bootloader file, pinned by digest (repeatable; "
-                        "see docs/iso.md)")
+    from outputs.options import add_flags
+
+    add_flags(b)
     b.add_argument("--push", default=None, metavar="REF",
                    help="push the image output (-f docker, oci or oci-dir) to a registry")
     b.add_argument("--load", action="store_true",
@@ -45,15 +40,15 @@ def register(sub, common) -> None:
 
 
 def formats(values: list[str] | None) -> list[str]:
-    from outputs import FORMATS
+    from outputs import check_clashes, get_format
 
     out: list[str] = []
     for value in values or ["kernel+initrd"]:
         for fmt in filter(None, (v.strip() for v in value.split(","))):
-            if fmt not in FORMATS:
-                raise UsageError(f"unknown format {fmt!r} (known: {', '.join(sorted(FORMATS))})")
+            get_format(fmt)
             if fmt not in out:
                 out.append(fmt)
+    check_clashes(out)
     return out
 
 
@@ -71,16 +66,21 @@ def dry_run(specs: list[Path]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from composer.build import BuildRequest, run_build
+    from outputs.options import from_args
 
     if args.dry_run:
         return dry_run(list(args.specs))
     if args.pull and args.offline:
         raise UsageError("--pull and --offline cannot be used together")
+    from outputs import FORMATS
+
     chosen = formats(args.formats)
-    if args.push and not {"docker", "oci", "oci-dir"} & set(chosen):
-        raise UsageError("--push needs an image format: add -f docker, oci or oci-dir")
-    if args.load and "docker" not in chosen:
-        raise UsageError("--load needs the docker format: add -f docker")
+    if args.push and not any(FORMATS[f].pushable for f in chosen):
+        names = ", ".join(f for f in FORMATS if FORMATS[f].pushable)
+        raise UsageError(f"--push needs an image format: add -f one of {names}")
+    if args.load and not any(FORMATS[f].loadable for f in chosen):
+        names = ", ".join(f for f in FORMATS if FORMATS[f].loadable)
+        raise UsageError(f"--load needs a docker-loadable format: add -f {names}")
     request = BuildRequest(
         specs=tuple(args.specs),
         formats=tuple(chosen),
@@ -96,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         insecure=tuple(args.insecure_registry),
         sbom=not args.no_sbom,
-        image_tag=args.tag,
-        entrypoint=entrypoint(args.entrypoint),
-        bootloaders=bootloader_pins(args.bootloader),
+        output_options=from_args(args),
     )
     quiet_log = (lambda _m: None) if args.quiet else log
     paths = run_build(request, log=quiet_log)
@@ -110,28 +108,3 @@ def run(args: argparse.Namespace) -> int:
         for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
             print(line)
     return 0
-
-
-def bootloader_pins(values: list[str]) -> tuple:
-    if not values:
-        return ()
-    from outputs.bootloaders import parse_pin
-
-    return tuple(parse_pin(v) for v in values)
-
-
-def entrypoint(value: str | None) -> tuple[str, ...] | None:
-    """``--entrypoint``: a JSON list of strings, or a single path."""
-    if value is None:
-        return None
-    if value.lstrip().startswith("["):
-        import json
-
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise UsageError(f"--entrypoint: not a JSON list: {exc}") from None
-        if not (isinstance(parsed, list) and parsed and all(isinstance(v, str) for v in parsed)):
-            raise UsageError("--entrypoint: must be a non-empty JSON list of strings")
-        return tuple(parsed)
-    return (value,)

@@ -82,24 +82,19 @@ class RecordingOutputSet(OutputSet):
 
 
 def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
-    """The converter options that shape output bytes; bootloaders by role and digest only
-    (their host path is not an input, their content is)."""
-    out: dict[str, Any] = {}
-    for key in ("gzip_level", "arch", "image_tag", "entrypoint"):
-        if hasattr(options, key):
-            value = getattr(options, key)
-            out[key] = list(value) if isinstance(value, tuple) else value
-    try:
-        from outputs.iso.formats import bootloader_pins
-    except ImportError:  # no ISO formats in this build of the composer
-        return out
-    pins: dict[str, str] = {}
-    for fmt in formats:
-        if fmt.startswith("iso-"):
-            pins.update({pin.role: pin.digest for pin in bootloader_pins(fmt, options)})
-    if pins:
-        out["bootloaders"] = dict(sorted(pins.items()))
-    return out
+    """The converter options that shape output bytes (:func:`outputs.options.record`)."""
+    from outputs import FORMATS
+    from outputs.options import record
+
+    pins = (pin for fmt in formats for pin in FORMATS[fmt].bootloader_pins(options))
+    return record(options, pins)
+
+
+def rebuild_arguments(recorded_options: dict[str, Any]) -> list[str]:
+    """The build flags that make a rebuild use the recorded options again."""
+    from outputs.options import rebuild_argv
+
+    return rebuild_argv(recorded_options)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ sha256), or else the record's copies.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -33,7 +32,13 @@ from composer import canonjson
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
 from composer.oci.refs import LayoutRef, Ref, parse_ref
-from composer.repro.record import default_bootloaders, load_record, parse_sha256sums, record_name
+from composer.repro.record import (
+    default_bootloaders,
+    load_record,
+    parse_sha256sums,
+    rebuild_arguments,
+    record_name,
+)
 from composer.streams.digest import sha256_file
 
 Log = Callable[[str], None]
@@ -188,11 +193,7 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
             "-f", ",".join(build["formats"])]
     if build.get("source_date_epoch") is not None:
         argv += ["--source-date-epoch", str(build["source_date_epoch"])]
-    options = record.get("options") or {}
-    if options.get("image_tag"):
-        argv += ["--tag", options["image_tag"]]
-    if options.get("entrypoint"):
-        argv += ["--entrypoint", json.dumps(options["entrypoint"])]
+    argv += rebuild_arguments(record.get("options") or {})
     argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))
     return subprocess.run(argv, cwd=cwd, env=env, text=True, capture_output=True, check=False,

@@ -43,10 +43,6 @@ from composer.tar.read import read_entries
 from outputs.initrd.formats import in_initrd
 from outputs.options import Options
 
-DOCKER_FILES = ("{name}-docker.tar",)
-OCI_FILES = ("{name}-oci.tar",)
-OCI_DIR_FILES = ("{name}-oci",)
-CONTEXT_FILES = ("{name}.docker",)
 RC_INIT = "bin/rc.init"
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
@@ -251,17 +247,3 @@ def write_docker_context(rootfs: Path, name: str, outset: OutputSet, options: Op
         for entry, data in _with_dockerfile(rootfs, dockerfile(args), options.mtime):
             tar.add(entry, data)
         tar.close()
-
-
-CONVERTERS = {
-    "docker": write_docker,
-    "oci": write_oci,
-    "oci-dir": write_oci_dir,
-    "docker-context": write_docker_context,
-}
-IMAGE_FILES = {
-    "docker": DOCKER_FILES,
-    "oci": OCI_FILES,
-    "oci-dir": OCI_DIR_FILES,
-    "docker-context": CONTEXT_FILES,
-}

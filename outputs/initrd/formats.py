@@ -9,7 +9,8 @@ entry becomes a newc record (:mod:`outputs.initrd.cpio`) in a gzip stream
 microcode, ``NAME-initrd.img`` starts with ``boot/ucode.cpio`` raw (the kernel wants early
 microcode as an uncompressed cpio at the very front) followed by the gzip'd initrd.
 ``NAME-cmdline`` is written even when empty or absent (linuxkit skips an empty one): a format
-always makes the same set of files (``FORMAT_FILES``), which is simpler to verify and to use.
+always makes the same set of files (its row in :data:`outputs.formats.FORMATS`), which is
+simpler to verify and to use.
 
 ``tar-kernel-initrd`` writes ``NAME-initrd.tar`` holding ``cmdline``, ``initrd.img`` (without
 microcode), ``kernel`` and, if present, ``ucode.cpio``: the canonical tar writer's format, mode
@@ -41,8 +42,6 @@ KERNEL = "boot/kernel"
 CMDLINE = "boot/cmdline"
 UCODE = "boot/ucode.cpio"
 BOOT_FILES = (CMDLINE, KERNEL, UCODE)
-KERNEL_INITRD_FILES = ("{name}-kernel", "{name}-initrd.img", "{name}-cmdline")
-TAR_KERNEL_INITRD_FILES = ("{name}-initrd.tar",)
 _MEMBERS = {CMDLINE: "cmdline", KERNEL: "kernel", UCODE: "ucode.cpio"}
 
 

@@ -43,6 +43,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.streams.digest import sha256_file
 from outputs import bootloaders
+from outputs.formats import FORMATS
 from outputs.initrd.formats import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
 from outputs.options import Options
 
@@ -168,7 +169,7 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
                     ((ESP,) if layout.efi else ()):
                 f = stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "rb"))
                 entries[path] = (f, os.fstat(f.fileno()).st_size)
-            with outset.create(ISO_FILES[fmt][0].format(name=name)) as out:
+            with outset.create(FORMATS[fmt].output_files(name)[0]) as out:
                 assemble(out, entries, layout, loaded, seed_bytes, options.mtime)
 
 
@@ -224,4 +225,7 @@ def _converter(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
     return convert
 
 
-CONVERTERS = {fmt: _converter(fmt) for fmt in LAYOUTS}
+write_iso_bios = _converter("iso-bios")
+write_iso_efi = _converter("iso-efi")
+write_iso_efi_initrd = _converter("iso-efi-initrd")
+write_iso_hybrid = _converter("iso-hybrid")

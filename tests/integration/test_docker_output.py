@@ -43,7 +43,7 @@ def build(directory: Path, fmts: tuple[str, ...], busybox: bytes, options: Optio
     source = write_rootfs(directory / "rootfs.tar", busybox=busybox, **rootfs)
     with OutputSet(directory / "out") as outs:
         for fmt in fmts:
-            FORMATS[fmt](source, name, outs, options or Options(mtime=MTIME))
+            FORMATS[fmt].convert(source, name, outs, options or Options(mtime=MTIME))
         return outs.commit()
 
 

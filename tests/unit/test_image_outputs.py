@@ -32,7 +32,7 @@ BOX = b"#!fake busybox\n" * 100
 def build(tmp: Path, fmt: str, options: Options = OPTS, name: str = "hello", **rootfs) -> Path:
     rootfs_tar = write_rootfs(tmp / f"rootfs-{fmt}.tar", busybox=BOX, **rootfs)
     with OutputSet(tmp / "out") as outs:
-        FORMATS[fmt](rootfs_tar, name, outs, options)
+        FORMATS[fmt].convert(rootfs_tar, name, outs, options)
         (path,) = outs.commit()
     assert [path.name] == list(output_files(fmt, name))
     return path
@@ -204,7 +204,7 @@ from outputs import FORMATS, Options
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 with OutputSet(out) as outs:
     for fmt in ("docker", "oci", "oci-dir", "docker-context"):
-        FORMATS[fmt](src, "hello", outs, Options(mtime=1492533000))
+        FORMATS[fmt].convert(src, "hello", outs, Options(mtime=1492533000))
     outs.commit()
 """
 
@@ -253,7 +253,7 @@ def test_memory_stays_flat(tmp_path):
     tracemalloc.start()
     try:
         with OutputSet(tmp_path / "out") as outs:
-            FORMATS["docker"](rootfs, "hello", outs, OPTS)
+            FORMATS["docker"].convert(rootfs, "hello", outs, OPTS)
             outs.commit()
         _, peak = tracemalloc.get_traced_memory()
     finally:

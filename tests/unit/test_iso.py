@@ -23,7 +23,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs import FORMAT_FILES, FORMATS, Options, bootloaders, output_files
+from outputs import FORMATS, Options, bootloaders, output_files
 from outputs.iso import formats as iso
 from outputs.iso import iso9660
 
@@ -83,7 +83,7 @@ def make_rootfs(path: Path, *, kernel: bytes | None = KERNEL, cmdline: bytes | N
 
 def build(rootfs: Path, out: Path, fmt: str, options: Options = OPTS) -> Path:
     with OutputSet(out) as outset:
-        FORMATS[fmt](rootfs, "hello", outset, options)
+        FORMATS[fmt].convert(rootfs, "hello", outset, options)
         outset.commit()
     return out / output_files(fmt, "hello")[0]
 
@@ -136,7 +136,7 @@ def test_formats_and_file_names() -> None:
     assert {f: output_files(f, "x") for f in ISO_FORMATS} == {
         "iso-bios": ("x.iso",), "iso-efi": ("x-efi.iso",),
         "iso-efi-initrd": ("x-efi-initrd.iso",), "iso-hybrid": ("x-hybrid.iso",)}
-    assert all(f in FORMATS and f in FORMAT_FILES for f in ISO_FORMATS)
+    assert all(f in FORMATS and FORMATS[f].family == "iso" for f in ISO_FORMATS)
 
 
 @pytest.mark.parametrize("fmt", ISO_FORMATS)
@@ -465,7 +465,7 @@ from pathlib import Path
 from composer.atomic import OutputSet
 from outputs import FORMATS, Options
 with OutputSet(Path(sys.argv[2])) as outs:
-    FORMATS["iso-hybrid"](Path(sys.argv[1]), "hello", outs, Options(mtime=1492533000))
+    FORMATS["iso-hybrid"].convert(Path(sys.argv[1]), "hello", outs, Options(mtime=1492533000))
     outs.commit()
 """
 

@@ -18,7 +18,7 @@ def test_layout_reads_the_image_from_archives_and_directories(tmp_path):
     rootfs = write_rootfs(tmp_path / "rootfs.tar", busybox=b"box")
     with OutputSet(tmp_path / "out") as outs:
         for fmt in ("docker", "oci", "oci-dir"):
-            FORMATS[fmt](rootfs, "x", outs, Options(mtime=0))
+            FORMATS[fmt].convert(rootfs, "x", outs, Options(mtime=0))
         paths = outs.commit()
     descs = []
     for path in paths:
@@ -43,7 +43,7 @@ def test_not_a_layout(tmp_path):
 def test_a_digest_reference_must_match(tmp_path):
     rootfs = write_rootfs(tmp_path / "rootfs.tar", busybox=b"box")
     with OutputSet(tmp_path) as outs:
-        FORMATS["oci"](rootfs, "x", outs, Options(mtime=0))
+        FORMATS["oci"].convert(rootfs, "x", outs, Options(mtime=0))
         (archive,) = outs.commit()
     ref = parse_registry_ref("127.0.0.1:9/x@sha256:" + "0" * 64)
     with pytest.raises(ComposerError, match="the image's digest is"):

@@ -156,7 +156,8 @@ def test_a_build_with_an_overridden_bootloader_is_verified_with_the_file(tmp_pat
     req = BuildRequest(specs=(spec,), formats=("iso-bios",), output_dir=tmp_path / "out",
                        name=NAME, arch="amd64", cache_dir=tmp_path / "cache", offline=True,
                        source_date_epoch=1700000000,
-                       bootloaders=(bootloaders.Pin("ldlinux.c32", str(cfg), digest),))
+                       output_options={"bootloaders": (
+                           bootloaders.Pin("ldlinux.c32", str(cfg), digest),)})
     record = {p.name: p for p in run_build(req, log=lambda _m: None)}[f"{NAME}.build.json"]
     # without the file: a clear answer, no rebuild
     assert main(["verify", str(record), str(spec)]) == 1

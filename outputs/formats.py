@@ -1,0 +1,123 @@
+"""THE table of output formats: one row per format, everything the rest of the code asks of it.
+
+The CLI, the build, the record and ``verify`` ask a :class:`Format` (its files, whether it is an
+image that ``--push``/``--load`` can take, which bootloaders it pins) instead of testing format
+names as strings, so a new format is one new row. Converters are named ``module:function`` and
+imported only when their format is built: ``import outputs`` loads no family module, and so
+neither pycdlib nor pyfatfs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composer.errors import UsageError
+
+if TYPE_CHECKING:
+    from composer.atomic import OutputSet
+    from outputs.options import Options
+
+Converter = Callable[[Path, str, "OutputSet", "Options"], None]
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format.
+
+    ``files``: the names it always writes, as ``str.format`` patterns over ``name``.
+    ``converter``: ``module:function`` with the signature of :data:`Converter`.
+    ``family``: the ``outputs`` sub-package that holds it (``initrd``, ``iso``, ``image``, ...).
+    ``pushable``: an OCI image ``--push`` can send to a registry; ``loadable``: ``docker load``.
+    ``pins``: ``module:function(fmt, options)`` giving the bootloader pins it uses (recorded).
+    ``shared``: file patterns whose bytes are the same whichever format writes them, so two
+    formats may both name them (``NAME-kernel``); any other common file is a clash.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    converter: str
+    family: str
+    help: str
+    pushable: bool = False
+    loadable: bool = False
+    pins: str | None = None
+    shared: frozenset[str] = frozenset()
+
+    def output_files(self, name: str) -> tuple[str, ...]:
+        return tuple(pattern.format(name=name) for pattern in self.files)
+
+    def convert(self, rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
+        _load(self.converter)(rootfs, name, outset, options)
+
+    def bootloader_pins(self, options: Options) -> tuple:
+        """The pinned bootloader files this format reads (for the record), or ()."""
+        return tuple(_load(self.pins)(self.name, options)) if self.pins else ()
+
+
+_KI = ("{name}-kernel", "{name}-initrd.img", "{name}-cmdline")
+_ISO_PINS = "outputs.iso.formats:bootloader_pins"
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
+           "kernel, gzip'd newc initrd and command line (the default)"),
+    Format("tar", ("{name}.tar",), "outputs.tar:write_tar", "tar",
+           "the canonical rootfs tar"),
+    Format("tar-kernel-initrd", ("{name}-initrd.tar",),
+           "outputs.initrd.formats:write_tar_kernel_initrd", "initrd",
+           "one tar holding kernel, initrd.img and cmdline"),
+    Format("iso-bios", ("{name}.iso",), "outputs.iso.formats:write_iso_bios", "iso",
+           "ISO booting with isolinux (BIOS); a hybrid disk image too", pins=_ISO_PINS),
+    Format("iso-efi", ("{name}-efi.iso",), "outputs.iso.formats:write_iso_efi", "iso",
+           "ISO booting with GRUB (UEFI)", pins=_ISO_PINS),
+    Format("iso-efi-initrd", ("{name}-efi-initrd.iso",),
+           "outputs.iso.formats:write_iso_efi_initrd", "iso",
+           "ISO booting with GRUB (UEFI), linuxkit's initrd variant", pins=_ISO_PINS),
+    Format("iso-hybrid", ("{name}-hybrid.iso",), "outputs.iso.formats:write_iso_hybrid", "iso",
+           "ISO booting under BIOS and UEFI, from a CD or as a disk", pins=_ISO_PINS),
+    Format("docker", ("{name}-docker.tar",), "outputs.image.formats:write_docker", "image",
+           "docker load-able image (manifest.json + OCI layout)", pushable=True, loadable=True),
+    Format("oci", ("{name}-oci.tar",), "outputs.image.formats:write_oci", "image",
+           "OCI image layout in a tar", pushable=True),
+    Format("oci-dir", ("{name}-oci",), "outputs.image.formats:write_oci_dir", "image",
+           "OCI image layout in a directory", pushable=True),
+    Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",
+           "image", "linuxkit's docker build context (rootfs + Dockerfile)"),
+)}
+
+
+def get_format(name: str) -> Format:
+    """The row for ``name``; an unknown name is a usage error listing the known ones."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise UsageError(f"unknown format {name!r} (known: {', '.join(sorted(FORMATS))})"
+                         ) from None
+
+
+def output_files(fmt: str, name: str) -> tuple[str, ...]:
+    """The file names format ``fmt`` writes for base name ``name``."""
+    return FORMATS[fmt].output_files(name)
+
+
+def check_clashes(names: Iterable[str]) -> None:
+    """Two formats that would write the same file with different bytes cannot be built
+    together (linuxkit silently lets the last one win)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        fmt = FORMATS[name]
+        for pattern in fmt.files:
+            other = seen.get(pattern)
+            if other is not None and not (pattern in fmt.shared
+                                          and pattern in FORMATS[other].shared):
+                raise UsageError(f"formats {other} and {name} both write "
+                                 f"{pattern.format(name='NAME')}; build them separately")
+            seen.setdefault(pattern, name)
