@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from composer import __version__
+from composer import __version__, tools
 from composer.commands import COMMANDS
 from composer.errors import ComposerError, UsageError
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    tools.set_debug(debug)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -1,23 +1,54 @@
-"""The one way we run an external program (apt-get, qemu, ...).
+"""THE way we run an external program (qemu, credential helpers, the rebuild of ``verify``,
+and the disk tools to come); nothing else calls :mod:`subprocess`.
 
-A fixed environment (C locale, UTC) so tool output never depends on the caller's settings, a
-clear ``error:`` when the tool is missing or fails, and no shell.
+- **The child's environment is built, not inherited**: an allowlist (``PATH``, ``HOME``,
+  ``TMPDIR``, ``TERM``, ``USER``, ``LOGNAME``) plus ``LC_ALL=C``, ``LANG=C`` and ``TZ=UTC``,
+  then the caller's ``env``. Variables that silently change what a tool writes (``GZIP``,
+  ``TAR_OPTIONS``, ``MTOOLSRC``, ``SOURCE_DATE_EPOCH``, ``E2FSPROGS_FAKE_TIME``, ``LD_PRELOAD``,
+  ...) never reach it. A tool that must see the user's own environment (a credential helper
+  talking to a keyring; it shapes no output bytes) asks with ``inherit=True``.
+- **No shell, stdin from /dev/null** unless ``input`` is given, so a tool never waits on the
+  terminal.
+- ``--debug`` (:func:`set_debug`) logs ``+ COMMAND`` to stderr before each run.
+- **A failure names the whole command** and says whether the tool was not found, was killed by
+  a signal, timed out or exited with a status (with the last line of its stderr).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from composer.errors import ComposerError
 
+ALLOWED_ENV = ("PATH", "HOME", "TMPDIR", "TERM", "USER", "LOGNAME")
+FIXED_ENV = {"LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
 
-def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
-    env.update({"LC_ALL": "C", "LANG": "C", "TZ": "UTC"})
+_debug = False
+
+
+def set_debug(on: bool) -> None:
+    """Log each command before it runs (the CLI's ``--debug``)."""
+    global _debug
+    _debug = on
+
+
+def tool_env(extra: Mapping[str, str] | None = None, *, inherit: bool = False,
+             base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: the allowlist of ``base`` (default ``os.environ``) and the
+    fixed locale and timezone, then ``extra``. With ``inherit``, all of ``base`` but ``LC_*``."""
+    source = os.environ if base is None else base
+    if inherit:
+        env = {k: v for k, v in source.items() if not k.startswith("LC_")}
+    else:
+        env = {k: source[k] for k in ALLOWED_ENV if k in source}
+    env.update(FIXED_ENV)
     env.update(extra or {})
     return env
 
@@ -29,20 +60,57 @@ def find_tool(name: str, hint: str = "") -> str:
     return path
 
 
+def command_line(argv: Sequence[str | Path]) -> str:
+    return shlex.join(str(a) for a in argv)
+
+
+def describe_failure(argv: Sequence[str | Path], returncode: int, stderr: bytes | None) -> str:
+    """One line: the command, and how it ended."""
+    if returncode < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    elif returncode == 127:
+        how = "exited with status 127 (a program it runs was not found)"
+    else:
+        how = f"exited with status {returncode}"
+    detail = (stderr or b"").decode(errors="replace").strip().splitlines()
+    last = f": {detail[-1]}" if detail else ""
+    return f"{Path(str(argv[0])).name} {how}{last} (command: {command_line(argv)})"
+
+
 def run(argv: Sequence[str | Path], *, capture: bool = False, check: bool = True,
         cwd: Path | None = None, timeout: float | None = None,
-        env: dict[str, str] | None = None,
-        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    argv = [str(a) for a in argv]
-    argv[0] = find_tool(argv[0])
+        env: Mapping[str, str] | None = None, inherit: bool = False,
+        base_env: Mapping[str, str] | None = None,
+        input: bytes | None = None, umask: int | None = None,
+        stdout=None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` (its first word looked up on ``PATH``) and wait for it.
+
+    ``capture``: collect stdout and stderr (else they go to ours, or stdout to ``stdout``).
+    ``check``: a non-zero exit is a :class:`ComposerError` naming the command. ``umask``: the
+    child's (``verify`` perturbs it). ``input``: bytes for its stdin (else /dev/null).
+    ``base_env``: what the allowlist (or ``inherit``) draws from, instead of ``os.environ``.
+    """
+    words = [str(a) for a in argv]
+    words[0] = find_tool(words[0])
+    if _debug:
+        print(f"+ {command_line(words)}", file=sys.stderr, flush=True)
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=tool_env(env), timeout=timeout, input=input,
-                              stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.PIPE if capture else None, check=False)
+        proc = subprocess.run(
+            words, cwd=cwd, env=tool_env(env, inherit=inherit, base=base_env), timeout=timeout,
+            input=input, stdin=subprocess.DEVNULL if input is None else None,
+            stdout=subprocess.PIPE if capture else stdout,
+            stderr=subprocess.PIPE if capture else None, check=False,
+            preexec_fn=preexec)
     except subprocess.TimeoutExpired:
-        raise ComposerError(f"{Path(argv[0]).name} timed out after {timeout}s") from None
+        raise ComposerError(f"{Path(words[0]).name} timed out after {timeout}s "
+                            f"(command: {command_line(words)})") from None
+    except OSError as exc:
+        raise ComposerError(f"{Path(words[0]).name} could not be started: {exc.strerror} "
+                            f"(command: {command_line(words)})") from None
     if check and proc.returncode != 0:
-        detail = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
-        last = f": {detail[-1]}" if detail else ""
-        raise ComposerError(f"{Path(argv[0]).name} exited with status {proc.returncode}{last}")
+        raise ComposerError(describe_failure(words, proc.returncode, proc.stderr))
     return proc

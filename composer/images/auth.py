@@ -65,11 +65,12 @@ def server_url(registry: str) -> str:
 
 
 def run_helper(name: str, server: str) -> tuple[str, str] | None:
-    """Run ``docker-credential-NAME get`` with the fixed tool environment."""
+    """Run ``docker-credential-NAME get``. It sees the user's environment (``inherit``): it may
+    need a keyring's or a cloud CLI's variables, and it shapes no output bytes."""
     tools.find_tool(f"docker-credential-{name}",
                     f"credential helper {name!r} named in the docker config")
     proc = tools.run([f"docker-credential-{name}", "get"], input=server.encode(), capture=True,
-                     check=False, timeout=60)
+                     check=False, timeout=60, inherit=True)
     out = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
         detail = (out + proc.stderr.decode(errors="replace")).strip()

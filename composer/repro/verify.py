@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import canonjson
+from composer import canonjson, tools
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
 from composer.oci.refs import LayoutRef, Ref, parse_ref
@@ -186,7 +186,9 @@ def bootloader_args(record: dict[str, Any], given: list[str]) -> list[str]:
 
 
 def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, cwd: Path,
-            extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+            extra: list[str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the build again, as a separate process, in the perturbed environment (the whole
+    environment: nothing of ours leaks in) and umask of :func:`perturbed_env`."""
     build = record["build"]
     argv = [sys.executable, "-m", "composer", "build", "--offline", "--cache", str(cache),
             "-o", str(out), "--name", build["name"], "--arch", build["arch"],
@@ -196,8 +198,8 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
     argv += rebuild_arguments(record.get("options") or {})
     argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))
-    return subprocess.run(argv, cwd=cwd, env=env, text=True, capture_output=True, check=False,
-                          preexec_fn=lambda: os.umask(umask))
+    return tools.run(argv, cwd=cwd, env=env, inherit=True, base_env={}, capture=True,
+                     check=False, umask=umask)
 
 
 def _specs(record: dict[str, Any], given: list[Path], tmp: Path) -> list[Path]:
@@ -285,7 +287,8 @@ def verify_record(target: Path, specs: list[Path], *, cache: Path | None = None,
         log(f"rebuilding {record['build']['name']} in {tmp}")
         proc = rebuild(record, spec_paths, tmp / "cache", tmp / "out", tmp / "cwd", extra)
         if proc.returncode != 0:
-            detail = [line for line in proc.stderr.splitlines() if line.strip()][-10:]
+            stderr = proc.stderr.decode(errors="replace")
+            detail = [line for line in stderr.splitlines() if line.strip()][-10:]
             if not specs:
                 detail.append("(the spec files were taken from the record; if they refer to "
                               "files or oci: layouts beside them, give the spec files too)")

@@ -84,7 +84,7 @@ def test_every_converter_resolves() -> None:
 
 
 def test_unknown_format_lists_the_known_ones() -> None:
-    with pytest.raises(UsageError, match="unknown format 'nope'.*kernel\\+initrd"):
+    with pytest.raises(UsageError, match=r"unknown format 'nope'.*kernel\+initrd"):
         get_format("nope")
 
 
