@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up everything (system packages, services' binaries, .venv) and run the whole test suite:
-# lint, unit tests, then integration tests against a real registry and QEMU.
+# lint, the import rules, unit tests, then integration tests against a real registry and QEMU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check .
+lint-imports --no-cache  # the layering contracts in pyproject.toml
 python -m pytest -q -p no:cacheprovider "$@"

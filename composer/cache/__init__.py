@@ -1,1 +1,3 @@
-"""TODO"""
+"""What is kept between builds, as a whole: ``cache ls``, ``rm``, ``clean``, ``verify``,
+``import`` and ``export`` (``maintain``) over the image store (:mod:`composer.images.cache`) and
+phase one's results (:mod:`composer.rootfs.memo`)."""

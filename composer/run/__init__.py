@@ -1,1 +1,1 @@
-"""TODO contract."""
+"""Running what we built: ``run qemu`` (``qemu``), through :func:`composer.tools.run`."""
