@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from composer.tar import headers as tarread
+from composer.tar import headers
 from composer.tar.canon import CanonError, Entry, Kind, entry_from_tarinfo
 
 
@@ -59,13 +59,13 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
     if seekable:
         start = stream.tell()
         try:
-            for member in tarread.members(stream):
+            for member in headers.members(stream):
                 entry = member.entry
-                yield entry, (tarread.Content(stream, member.offset_data, entry.size)
+                yield entry, (headers.Content(stream, member.offset_data, entry.size)
                               if entry.kind is Kind.FILE else None)
                 done += 1
             return
-        except tarread.GiveUp:
+        except headers.GiveUp:
             stream.seek(start)
     with tarfile_errors(CanonError), \
             tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",

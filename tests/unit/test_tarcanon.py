@@ -122,7 +122,7 @@ def test_large_values_go_to_pax():
 
 def _plain_header(name, kind, mode, uid, gid, size, mtime, linkname, devmajor, devminor):
     """The ustar block spelled out field by field, checksum summed over the whole block: the
-    oracle for the optimised ``tarcanon._header``."""
+    oracle for the optimised ``composer.tar.canon._header``."""
     def octal(value, width):
         return b"%0*o\0" % (width - 1, value) if 0 <= value < 8 ** (width - 1) else b"\0" * 8
 
