@@ -111,11 +111,20 @@ class OutputSet:
         """(sha256, size) of ``source`` if the caller vouched for it (the rootfs tar)."""
         return self._known.get(Path(source))
 
-    def place(self, name: str, source: Path) -> None:
+    def created(self) -> int:
+        """How many outputs are pending: :meth:`since` gives those created after this count."""
+        return len(self._pending)
+
+    def since(self, count: int) -> list[tuple[str, Path]]:
+        """(final name, temporary path) of the outputs created after :meth:`created` said
+        ``count``."""
+        return list(self._pending[count:])
+
+    def place(self, name: str, source: Path, digest: tuple[str, int] | None = None) -> None:
         """An output byte for byte equal to ``source``, a finished file that is not rewritten
         in place (a cache entry): a reflink or, failing that, a hard link when the filesystem
         allows, else an in-kernel copy. A large tar output thus costs no read, write or hash of
-        its bytes (the digest of a ``known`` source is carried over)."""
+        its bytes (the digest of a ``known`` source, or the ``digest`` given, is carried over)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, name_tmp = tempfile.mkstemp(dir=self.directory, prefix=_temp_prefix(name),
                                         suffix=".partial")
@@ -132,7 +141,9 @@ class OutputSet:
                     copy_file(src, out)
                     out.flush()
                     os.fsync(out.fileno())
-        if Path(source) in self._known:
+        if digest is not None:
+            self.digests[tmp] = digest
+        elif Path(source) in self._known:
             self.digests[tmp] = self._known[Path(source)]
 
     @contextlib.contextmanager

@@ -25,7 +25,7 @@ from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
     from composer.repro.record import RecordingOutputSet
-    from outputs import Options
+    from outputs import Format, Options
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,60 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
         with RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
-                FORMATS[fmt].convert(stored.path, req.name, outs, options)
+                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
             packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages)
             return outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
+
+
+def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSet,
+            options: Options, cache: Cache, log: Callable[[str], None]) -> None:
+    """Format ``fmt``'s files: placed from the cache when nothing that shapes them changed
+    (:mod:`composer.cache.outputs`), else converted and then kept there."""
+    from composer.cache import outputs as kept
+
+    if not fmt.kept:
+        fmt.convert(stored.path, name, outs, options)
+        return
+    key = kept.output_key(output_key_parts(fmt, stored, name, options))
+    hit = kept.lookup(cache.root, key)
+    if hit is not None and sorted(k.name for k in hit) == sorted(fmt.output_files(name)):
+        kept.place(outs, hit)
+        log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
+        return
+    mark = outs.created()
+    fmt.convert(stored.path, name, outs, options)
+    made = outs.since(mark)
+    if any(tmp.is_dir() for _, tmp in made):
+        return
+    files = []
+    for out_name, tmp in made:
+        digest = outs.digests.get(tmp) or sha256_file(tmp)
+        outs.digests[tmp] = digest
+        files.append((out_name, tmp, *digest))
+    kept.store(cache.root, key, files)
+
+
+def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Options
+                     ) -> dict[str, object]:
+    """Everything that shapes a format's files (the phase-two cache key's inputs)."""
+    import outputs
+    from composer.cache.outputs import code_fingerprint
+    from composer.repro import record
+
+    return {
+        "rootfs": stored.sha256,
+        "format": fmt.name,
+        "name": name,
+        "mtime": options.mtime,
+        "options": record.options_record(options, (fmt.name,)),
+        "compressor": outputs.compressor_id(options.gzip_level),
+        "libraries": record.library_versions(),
+        "code": [memo.code_fingerprint(), code_fingerprint([Path(outputs.__file__).parent])],
+    }
 
 
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],

@@ -40,6 +40,8 @@ class Format:
     ``pins``: ``module:function(fmt, options)`` giving the bootloader pins it uses (recorded).
     ``shared``: file patterns whose bytes are the same whichever format writes them, so two
     formats may both name them (``NAME-kernel``); any other common file is a clash.
+    ``kept``: its files are kept in the cache for unchanged rebuilds (not ``tar``, which is
+    the phase-one result itself, nor directory outputs).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Format:
     loadable: bool = False
     pins: str | None = None
     shared: frozenset[str] = frozenset()
+    kept: bool = True
 
     def output_files(self, name: str) -> tuple[str, ...]:
         return tuple(pattern.format(name=name) for pattern in self.files)
@@ -70,7 +73,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
            "kernel, gzip'd newc initrd and command line (the default)"),
     Format("tar", ("{name}.tar",), "outputs.tar:write_tar", "tar",
-           "the canonical rootfs tar"),
+           "the canonical rootfs tar", kept=False),
     Format("tar-kernel-initrd", ("{name}-initrd.tar",),
            "outputs.initrd.formats:write_tar_kernel_initrd", "initrd",
            "one tar holding kernel, initrd.img and cmdline"),
@@ -88,7 +91,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("oci", ("{name}-oci.tar",), "outputs.image.formats:write_oci", "image",
            "OCI image layout in a tar", pushable=True),
     Format("oci-dir", ("{name}-oci",), "outputs.image.formats:write_oci_dir", "image",
-           "OCI image layout in a directory", pushable=True),
+           "OCI image layout in a directory", pushable=True, kept=False),
     Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",
            "image", "linuxkit's docker build context (rootfs + Dockerfile)"),
 )}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ def _files(directory: Path) -> list[Path]:
 
 
 def clean(cache: Cache) -> tuple[int, int]:
-    """Delete unreachable blobs, derived layers and rootfs results, and temporary files:
+    """Delete unreachable blobs, derived layers, rootfs and output results, and temporary files:
     (files, bytes) removed."""
     if not cache.root.is_dir():
         return 0, 0
@@ -112,11 +113,16 @@ def clean(cache: Cache) -> tuple[int, int]:
                    if p.name not in keep_plain]
         doomed += _files(cache.root / "tmp")
         doomed += _files(cache.root / "rootfs")  # phase-one results: derived, rebuilt on demand
+        outputs_dir = cache.root / "outputs"  # phase-two results: the same
+        doomed += sorted(p for p in outputs_dir.rglob("*") if p.is_file()) \
+            if outputs_dir.is_dir() else []
         for path in doomed:
             with contextlib.suppress(FileNotFoundError):
                 size += path.stat().st_size
                 path.unlink()
                 count += 1
+        if outputs_dir.is_dir():
+            shutil.rmtree(outputs_dir, ignore_errors=True)
         return count, size
 
 
@@ -132,6 +138,7 @@ def verify(cache: Cache) -> list[str]:
     """Every problem found, one line each: blobs whose bytes do not match their names, phase-one
     results that do not match their record, refs that point at missing blobs, an unreadable
     index. Stray files in ``tmp/`` are not problems."""
+    from composer.cache import outputs as kept_outputs
     from composer.rootfs import memo
 
     problems: list[str] = []
@@ -151,6 +158,9 @@ def verify(cache: Cache) -> list[str]:
     for path in _files(memo.directory(cache.root)):
         if path.suffix == ".tar" and not memo.verify(cache.root, path.stem):
             problems.append(f"{path}: does not match its record (rebuilt on the next build)")
+    for key in kept_outputs.entries(cache.root):
+        problems += [f"{p} (rebuilt on the next build)" for p in kept_outputs.verify(cache.root,
+                                                                                      key)]
     try:
         refs = cache.refs()
     except ComposerError as exc:
