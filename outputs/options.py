@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from composer.errors import ComposerError, UsageError
+from composer.streams import compress
 from composer.streams.gz import DEFAULT_LEVEL, check_level
 from outputs.bootloaders import Pin, check_overrides, parse_pin
 
@@ -40,6 +41,7 @@ class Options:
 
     mtime: int
     gzip_level: int = DEFAULT_LEVEL
+    initrd_compression: str = "gzip"
     bootloaders: tuple[Pin, ...] = ()
     arch: str = "amd64"
     image_tag: str | None = None
@@ -49,6 +51,7 @@ class Options:
         if not isinstance(self.mtime, int) or isinstance(self.mtime, bool) or self.mtime < 0:
             raise ComposerError(f"output mtime must be a non-negative integer, not {self.mtime!r}")
         check_level(self.gzip_level)
+        compress.check(self.initrd_compression)
         check_overrides(self.bootloaders)
         if self.entrypoint is not None and (
                 not isinstance(self.entrypoint, tuple) or not self.entrypoint
@@ -95,6 +98,8 @@ class OutputOption:
     recorded: bool = True
     to_record: Callable[[Any], Any] = _plain
     to_argv: Callable[[Any], list[str]] | None = None
+    choices: tuple[str, ...] | None = None
+    default: Any = None  # recorded only when different (older records stay byte-identical)
 
     @property
     def dest(self) -> str:
@@ -113,6 +118,11 @@ OUTPUT_OPTIONS: tuple[OutputOption, ...] = (
                       "/bin/rc.init if present, else /init)",
                  parse=parse_entrypoint,
                  to_argv=lambda v: ["--entrypoint", json.dumps(v)]),
+    OutputOption("initrd_compression", "--initrd-compression", metavar="|".join(compress.NAMES),
+                 help="initrd formats (and every format that boots one): how the initrd is "
+                      "compressed (default: gzip, as linuxkit)",
+                 parse=compress.check, choices=compress.NAMES, default="gzip",
+                 to_argv=lambda v: ["--initrd-compression", v]),
     OutputOption("bootloaders", "--bootloader", metavar="ROLE=PATH@sha256:HEX", repeat=True,
                  help="ISO and disk formats: use this bootloader file, pinned by digest "
                       "(repeatable; see docs/iso.md)",
@@ -127,7 +137,7 @@ def add_flags(parser: Any) -> None:
         if opt.flag:
             parser.add_argument(opt.flag, dest=opt.dest, metavar=opt.metavar, help=opt.help,
                                 action="append" if opt.repeat else "store",
-                                default=[] if opt.repeat else None)
+                                default=[] if opt.repeat else None, choices=opt.choices)
 
 
 def from_args(args: Any) -> dict[str, Any]:
@@ -146,7 +156,8 @@ def record(options: Options, pins: Iterable[Pin]) -> dict[str, Any]:
     the chosen formats use (``pins``) by role and digest only: their host path is not an
     input, their content is."""
     out = {opt.field: opt.to_record(getattr(options, opt.field))
-           for opt in OUTPUT_OPTIONS if opt.recorded}
+           for opt in OUTPUT_OPTIONS
+           if opt.recorded and (opt.default is None or getattr(options, opt.field) != opt.default)}
     by_role = {pin.role: pin.digest for pin in pins}
     if by_role:
         out["bootloaders"] = dict(sorted(by_role.items()))

@@ -26,7 +26,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 
 SCHEMA = "image-composer/build-record/v1"
-PINNED_LIBRARIES = ("pycdlib", "pyfatfs", "zstandard")
+PINNED_LIBRARIES = ("pycdlib", "pyfatfs", "zstandard", "lz4")
 CHUNK = 1 << 20
 
 

@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.streams.gz import GzipWriter
+from composer.streams import compress
 from composer.tar.canon import COPY_CHUNK, CanonicalTarWriter, Entry, Kind
 from composer.tar.read import read_entries
 from outputs.initrd.cpio import HardLinks, TarToNewc
@@ -71,10 +71,11 @@ def split_boot(rootfs: Path, sink: Callable[[str], BinaryIO], name: str, fmt: st
 
 
 def write_initrd(rootfs: Path, links: HardLinks, out: BinaryIO, level: int,
-                 spool_dir: Path) -> None:
-    """Pass two: the gzip'd newc cpio of every entry outside ``boot/``, appended to ``out``."""
-    with GzipWriter(out, level) as gz, TarToNewc(gz, links, in_initrd, spool_dir) as conv, \
-            open(rootfs, "rb") as f:
+                 spool_dir: Path, compression: str = "gzip") -> None:
+    """Pass two: the newc cpio of every entry outside ``boot/``, compressed (gzip at ``level``
+    unless told otherwise: :mod:`composer.streams.compress`), appended to ``out``."""
+    with compress.writer(compression, out, level) as gz, \
+            TarToNewc(gz, links, in_initrd, spool_dir) as conv, open(rootfs, "rb") as f:
         for entry, data in read_entries(f):
             conv.add(entry, data)
 
@@ -87,7 +88,8 @@ def write_kernel_initrd(rootfs: Path, name: str, outset: OutputSet, options: Opt
             CMDLINE: stack.enter_context(outset.create(f"{name}-cmdline")),
         }
         links = split_boot(rootfs, files.__getitem__, name, "kernel+initrd")
-        write_initrd(rootfs, links, files[UCODE], options.gzip_level, outset.directory)
+        write_initrd(rootfs, links, files[UCODE], options.gzip_level, outset.directory,
+                     options.initrd_compression)
 
 
 def write_tar_kernel_initrd(rootfs: Path, name: str, outset: OutputSet,
@@ -102,7 +104,8 @@ def write_tar_kernel_initrd(rootfs: Path, name: str, outset: OutputSet,
             links = split_boot(rootfs, sink, name, "tar-kernel-initrd")
             stack.enter_context(open(tmp / "cmdline", "ab"))  # an empty one if there was none
             initrd = stack.enter_context(open(tmp / "initrd.img", "wb"))
-            write_initrd(rootfs, links, initrd, options.gzip_level, tmp)
+            write_initrd(rootfs, links, initrd, options.gzip_level, tmp,
+                         options.initrd_compression)
         with outset.create(f"{name}-initrd.tar") as out:
             tar = CanonicalTarWriter(out)
             for member in ("cmdline", "initrd.img", "kernel", "ucode.cpio"):  # sorted

@@ -94,6 +94,8 @@ def seed(rootfs_sha256: str, layout: Layout, pins: tuple[bootloaders.Pin, ...],
         "version": SEED_VERSION, "rootfs": rootfs_sha256, "layout": layout.name,
         "bootloaders": {pin.role: pin.digest for pin in pins},
         "mtime": options.mtime, "gzip_level": options.gzip_level,
+        **({"initrd_compression": options.initrd_compression}
+           if options.initrd_compression != "gzip" else {}),
     })).digest()
 
 
@@ -148,7 +150,8 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
     outset.directory.mkdir(parents=True, exist_ok=True)
     with outset.scratch(f"{name}-{fmt}") as t:
         tmp = Path(t)
-        cmdline = boot_files(rootfs, tmp, name, fmt, options.gzip_level)
+        cmdline = boot_files(rootfs, tmp, name, fmt, options.gzip_level,
+                             options.initrd_compression)
         small = {f"boot/image_id_{image_id}": f"{image_id}\n".encode()}
         if layout.bios:
             small[f"{ISOLINUX_DIR}/isolinux.bin"] = loaded[bootloaders.ISOLINUX]
@@ -194,7 +197,8 @@ def assemble(out: BinaryIO, entries: dict[str, tuple[BinaryIO, int]], layout: La
         iso.write(out)
 
 
-def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int) -> str:
+def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int,
+               compression: str = "gzip") -> str:
     """``kernel``, ``initrd.img`` (microcode first, as ``kernel+initrd`` writes it) and
     ``cmdline`` (empty if the rootfs has none) in ``tmp``; returns the command line."""
     with contextlib.ExitStack() as stack:
@@ -204,7 +208,7 @@ def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int) ->
             UCODE: stack.enter_context(open(tmp / "initrd.img", "wb")),
         }
         links = split_boot(rootfs, files.__getitem__, name, fmt)
-        write_initrd(rootfs, links, files[UCODE], gzip_level, tmp)
+        write_initrd(rootfs, links, files[UCODE], gzip_level, tmp, compression)
     return command_line((tmp / "cmdline").read_bytes())
 
 

@@ -30,7 +30,7 @@ def test_options_survive_record_and_rebuild_arguments(tmp_path: Path) -> None:
     loader.write_bytes(b"not really ldlinux\n")
     digest = "sha256:" + hashlib.sha256(loader.read_bytes()).hexdigest()
     given = Options(mtime=1700000000, arch="amd64", image_tag="example.org/x/hello:1.0",
-                    entrypoint=("/bin/sh", "-c", 'echo "hi there"'),
+                    entrypoint=("/bin/sh", "-c", 'echo "hi there"'), initrd_compression="zstd",
                     bootloaders=(Pin("ldlinux.c32", str(loader), digest),))
     recorded = options_record(given, ("docker", "iso-bios"))
     assert recorded["bootloaders"]["ldlinux.c32"] == digest
