@@ -165,10 +165,10 @@
     for (var i = 0; i < rects.length; i++) {
       var r = rects[i];
       if (r.w * r.h < MIN_AREA || this.boxes >= MAX_BOXES) {
-        if (!rest) rest = { x0: r.x, y0: r.y, x1: r.x + r.w, y1: r.y + r.h, s: 0, c: 0, n: 0 };
+        if (!rest) rest = { x0: r.x, y0: r.y, x1: r.x + r.w, y1: r.y + r.h, s: 0, c: 0, x: 0, n: 0 };
         rest.x0 = Math.min(rest.x0, r.x); rest.y0 = Math.min(rest.y0, r.y);
         rest.x1 = Math.max(rest.x1, r.x + r.w); rest.y1 = Math.max(rest.y1, r.y + r.h);
-        rest.s += r.node.s; rest.c += r.node.c; rest.n += 1;
+        rest.s += r.node.s; rest.c += r.node.c; rest.x += r.node.x; rest.n += 1;
       } else { shown.push(r); this.boxes++; }
     }
     var self = this;
@@ -193,9 +193,9 @@
       }
     });
     if (rest || zero) {
-      var more = document.createElement("div"), m = rest || { x0: x, y0: y + h, x1: x, y1: y + h, s: 0, c: 0, n: 0 };
-      var fake = { n: "more", s: m.s, c: m.c, x: 0, more: m.n + zero, path: function () { return []; } };
-      more.className = "tm-box tm-more";
+      var more = document.createElement("div"), m = rest || { x0: x, y0: y + h, x1: x, y1: y + h, s: 0, c: 0, x: 0, n: 0 };
+      var fake = { n: "more", s: m.s, c: m.c, x: m.x, more: m.n + zero, path: function () { return []; } };
+      more.className = "tm-box tm-more" + (m.x ? " tm-changed" : "");
       more.style.cssText = "left:" + m.x0.toFixed(1) + "px;top:" + m.y0.toFixed(1) + "px;width:" +
         Math.max(0, m.x1 - m.x0 - 1).toFixed(1) + "px;height:" + Math.max(0, m.y1 - m.y0 - 1).toFixed(1) + "px";
       more.setAttribute("data-i", String(self.index.length));
