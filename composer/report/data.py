@@ -194,8 +194,10 @@ def section_totals(items: Iterable[Item]) -> list[SectionTotal]:
 
 
 def largest(items: Iterable[Item], n: int = LARGEST) -> list[Item]:
-    files = [it for it in items if it.kind == "file"]
-    return sorted(files, key=lambda it: (-it.size, it.path))[:n]
+    import heapq
+
+    return heapq.nsmallest(n, (it for it in items if it.kind == "file"),
+                           key=lambda it: (-it.size, it.path))
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,14 @@ def shared_content(items: Iterable[Item]) -> list[SharedContent]:
 
 
 # -- the treemap -------------------------------------------------------------------------------
+NOT_IMAGES = ("linuxkit.files", "linuxkit.volumes", "empty", "(unknown)")
+
+
 def group_label(source: str, layer: int | None) -> str:
+    """"layer N · IMAGE" ("generated" for what no layer holds); a source that is not an
+    image (``files:`` entries, volume directories) by its name alone."""
+    if source in NOT_IMAGES:
+        return source
     word = "generated" if layer is None else "layer ?" if layer < 0 else f"layer {layer}"
     return f"{word} \u00b7 {source}"
 

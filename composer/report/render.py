@@ -107,6 +107,15 @@ def short_source(source: str) -> str:
     return name
 
 
+def item_from(item: data.Item) -> str:
+    """Where a file came from, for a table cell: ``IMAGE · layer N``."""
+    if item.source in data.NOT_IMAGES:
+        return item.source
+    layer = item.layer
+    word = "generated" if layer is None else "layer ?" if layer < 0 else f"layer {layer}"
+    return f"{short_source(item.source)} \u00b7 {word}"
+
+
 def section_colour(order: list[str]):
     """The colour the treemap script gives a section (the same formula as treemap.js)."""
     def colour(section: str) -> str:
@@ -135,8 +144,7 @@ def render(ctx: dict[str, Any]) -> str:
         + human_bytes(abs(n))
     env.filters["section_colour"] = section_colour(ctx["section_order"])
     env.filters["short_source"] = short_source
-    env.filters["layer_word"] = lambda n: ("generated" if n is None else "layer ?" if n < 0
-                                           else f"layer {n}")
+    env.filters["item_from"] = item_from
     static = resources.files("composer.report") / "static"
     page = {**ctx, "css": Markup(static.joinpath("report.css").read_text("utf-8")),
             "js": Markup(static.joinpath("treemap.js").read_text("utf-8")),

@@ -20,11 +20,24 @@ from typing import Any, BinaryIO
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.cache import Cache, open_decompressed
-from composer.record import load_record, parse_sha256sums, sha256_file, sums_name
+from composer.record import load_record, parse_sha256sums, sums_name
 from composer.report.data import Item, KernelNames, attribute
 from composer.tarcanon import CanonError, read_entries
 
 UNKNOWN_LAYER = -1
+_hashed: dict[tuple, tuple[str, int]] = {}
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """:func:`composer.record.sha256_file`, once per file and version (the rootfs tar is
+    both found by its digest and listed among the outputs)."""
+    from composer.record import sha256_file as hash_file
+
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _hashed:
+        _hashed[key] = hash_file(path)
+    return _hashed[key]
 
 
 # -- the rootfs tar ----------------------------------------------------------------------------

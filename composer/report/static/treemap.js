@@ -40,14 +40,18 @@
     return parts;
   };
 
-  function build(data) {
+  /* only: keep just the entries a diff marked (added, changed), each at least one byte big */
+  function build(data, only) {
     var root = new Node("rootfs", null, -1), secs = [], grps = [], chains = new Map();
     data.sections.forEach(function (name, i) {
-      var n = root.child(name); n.sec = i; secs.push(n);
+      var n = root.child(name); n.sec = i; n.fixed = true; secs.push(n);
     });
-    data.groups.forEach(function (g) { grps.push(secs[g[0]].child(g[1])); });
+    data.groups.forEach(function (g) {
+      var n = secs[g[0]].child(g[1]); n.fixed = true; grps.push(n);
+    });
     var e = data.e;
     for (var i = 0; i < e.length; i += 5) {
+      if (only && !e[i + 4]) continue;
       var g = e[i], d = e[i + 1], key = g * 1048576 + d, chain = chains.get(key);
       if (!chain) {
         var node = grps[g], dir = data.dirs[d];
@@ -55,7 +59,8 @@
         if (dir) dir.split("/").forEach(function (part) { node = node.child(part); chain.push(node); });
         chains.set(key, chain);
       }
-      var leaf = chain[chain.length - 1].child(e[i + 2]), size = e[i + 3], mark = e[i + 4] ? 1 : 0;
+      var leaf = chain[chain.length - 1].child(e[i + 2]), mark = e[i + 4] ? 1 : 0;
+      var size = only ? Math.max(1, e[i + 3]) : e[i + 3];
       leaf.s += size; leaf.c += 1; leaf.x += mark; leaf.mark = e[i + 4];
       for (var j = 0; j < chain.length; j++) {
         chain[j].s += size; chain[j].c += 1; chain[j].x += mark;
@@ -111,8 +116,14 @@
 
   function Treemap(el, crumbs, info, data) {
     this.el = el; this.crumbs = crumbs; this.info = info;
-    this.root = build(data); this.focus = this.root; this.boxes = 0;
-    var self = this;
+    this.data = data; this.root = build(data, false); this.focus = this.root; this.boxes = 0;
+    var self = this, toggle = document.getElementById("treemap-changes");
+    if (toggle) toggle.addEventListener("click", function () {
+      var only = toggle.getAttribute("aria-pressed") !== "true";
+      toggle.setAttribute("aria-pressed", String(only));
+      toggle.textContent = only ? "show everything" : "show only what changed";
+      self.root = build(data, only); self.zoom(self.root);
+    });
     el.addEventListener("click", function (ev) {
       var t = ev.target.closest("[data-i]");
       if (!t) return;
@@ -174,7 +185,7 @@
     var self = this;
     shown.forEach(function (r) {
       var n = r.node, name = n.n, box = document.createElement("div");
-      while (n.k && n.kids().length === 1 && n.kids()[0].k) { n = n.kids()[0]; name += "/" + n.n; }
+      while (!n.fixed && n.k && n.kids().length === 1 && n.kids()[0].k) { n = n.kids()[0]; name += "/" + n.n; }
       box.className = "tm-box" + (n.x ? " tm-changed" : "") + (n.k ? "" : " tm-leaf");
       box.style.cssText = "left:" + r.x.toFixed(1) + "px;top:" + r.y.toFixed(1) + "px;width:" +
         Math.max(0, r.w - 1).toFixed(1) + "px;height:" + Math.max(0, r.h - 1).toFixed(1) +
@@ -211,6 +222,8 @@
     var map = new Treemap(el, document.getElementById("treemap-crumbs"),
                           document.getElementById("treemap-info"), data);
     map.render();
+    var toggle = document.getElementById("treemap-changes");
+    if (toggle && window.location.hash === "#only-changes") toggle.click();
     window.imageComposerTreemap = map;
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
