@@ -14,7 +14,8 @@ def register(sub, common) -> None:
     r.add_argument("records", type=Path, nargs="+", metavar="NAME.build.json",
                    help="the build record; with two, A then B: the page for B, changes from A")
     r.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
-                   help="the HTML file (default: NAME.report.html beside the (last) record)")
+                   help="the HTML file (default: NAME.report.html beside the record; with two "
+                   "records NAME.diff.html beside B)")
     r.add_argument("--tar", type=Path, action="append", default=[], metavar="NAME.tar",
                    help="the rootfs tar of a record (repeat for A and B); default: the tar "
                    "output beside it, else the one the cache keeps")
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     b = builds[-1]
     a = builds[0] if len(builds) == 2 else None
     html = render.render(render.context(b, a, args.keys))
-    out = args.output or b.path.with_name(f"{b.record['build']['name']}.report.html")
+    suffix = ".diff.html" if a is not None else ".report.html"
+    out = args.output or b.path.with_name(b.record["build"]["name"] + suffix)
     render.write_report(out, html)
     print(out)
     return 0

@@ -50,19 +50,7 @@ def context(b: Build, a: Build | None = None, keys: Path | None = None) -> dict[
     shared = data.shared_content(b.items)
     checks = scan.reproducibility(b.path, record, keys)
     spdx = scan.sbom(b.path, record)
-    statuses = {c.status for c in checks if c.what.endswith((".intoto.json", ".verify.json"))}
-    outputs_ok = all(c.status == "ok" for c in checks if c.status != "missing"
-                     and not c.what.endswith((".intoto.json", ".verify.json")))
-    if "differs" in statuses or not outputs_ok:
-        repro = ("differs", "bad")
-    elif "ok" in statuses:
-        repro = ("verified", "ok")
-    elif "info" in statuses:
-        repro = ("attested", "info")
-    elif any(c.status == "ok" for c in checks):
-        repro = ("sums match", "info")
-    else:
-        repro = ("not checked", "")
+    repro = reproducibility_word(checks)
     out: dict[str, Any] = {
         "name": record["build"]["name"], "record": record,
         "totals": {"bytes": sum(s.bytes for s in sections),
@@ -84,6 +72,24 @@ def context(b: Build, a: Build | None = None, keys: Path | None = None) -> dict[
                     "changed_inputs": data.changed_inputs(a.record, record),
                     "output_pairs": data.outputs_side_by_side(a.record, record)})
     return out
+
+
+def reproducibility_word(checks: list[scan.Check]) -> tuple[str, str]:
+    """One word for the page's card, and its colour class: anything that differs wins, then a
+    saved rebuild, then attestations (checked against keys, or only found), then the sums."""
+    by_kind = {c.what.rsplit(".", 2)[-2] if c.what.endswith(".json") else "": c.status
+               for c in checks if c.what.endswith((".intoto.json", ".verify.json"))}
+    if any(c.status == "differs" for c in checks):
+        return "differs", "bad"
+    if by_kind.get("verify") == "ok":
+        return "verified", "ok"
+    if by_kind.get("intoto") == "ok":
+        return "attested", "ok"
+    if by_kind.get("intoto") == "info":
+        return "signed (unchecked)", "info"
+    if any(c.status == "ok" for c in checks):
+        return "sums match", "info"
+    return "not checked", ""
 
 
 # -- rendering -------------------------------------------------------------------------------

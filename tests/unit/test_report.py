@@ -19,6 +19,8 @@ from composer.tarcanon import CanonicalTarWriter, Entry, Kind
 from composer.tarcheck import LOCATION_RECORD, SOURCE_RECORD
 
 BUSYBOX = b"\x7fELF busybox " * 300
+DPKG_STATUS = (b"Package: hello\nStatus: install ok installed\nVersion: 2.10-3\n"
+               b"Architecture: amd64\n\n")
 
 
 def tar_of(files: dict[str, bytes | str]) -> bytes:
@@ -45,7 +47,8 @@ def layout(tmp_path_factory) -> Path:
                            "kernel.tar": tar_of({"lib/modules/6.1.0/x.ko": b"M" * 700})})],
         "init": [tar_of({"init": b"#!/bin/sh\n", "bin/sh": "busybox", "bin/busybox": BUSYBOX}),
                  tar_of({"etc/motd": b"welcome\n" * 10})],
-        "hello": [tar_of({"bin/busybox": BUSYBOX, "bin/hello": b"#!/bin/sh\necho hi\n"})],
+        "hello": [tar_of({"bin/busybox": BUSYBOX, "bin/hello": b"#!/bin/sh\necho hi\n",
+                          "var/lib/dpkg/status": DPKG_STATUS})],
     }
     for tag, layers in images.items():
         export_layout(store, write_image(store, layers, config={}), base / "oci", tag)
@@ -255,3 +258,47 @@ def test_no_rootfs_tar_is_one_clean_error(built, tmp_path, capsys):
     assert len(err) == 1 and "rootfs tar" in err[0] and "--tar" in err[0]
     assert main(["report", str(copy), "--tar", str(copy)]) == 1  # not the rootfs
     assert not list(lonely.glob("*.html"))
+
+
+def test_packages_are_grouped_by_the_section_of_their_database(built):
+    record, cache = built
+    ctx = render.context(render.read_build(record, cache=cache))
+    assert ctx["packages"] == [("onboot/hello", [{"name": "hello", "version": "2.10-3",
+                                                  "type": "deb",
+                                                  "purl": "pkg:deb/debian/hello@2.10-3"
+                                                          "?arch=amd64"}])]
+
+
+def test_attestations_beside_the_record_are_reported(built, tmp_path):
+    from composer import attest
+
+    record, cache = built
+    here = tmp_path / "signed"
+    here.mkdir()
+    for f in record.parent.iterdir():
+        (here / f.name).write_bytes(f.read_bytes())
+    copy = here / record.name
+    checks = {c.what: c for c in render.context(render.read_build(copy, cache=cache))["checks"]}
+    assert checks["one.intoto.json"].status == "missing"
+    assert checks["one.tar"].status == "ok" and checks["one.SHA256SUMS"].status == "ok"
+    (tmp_path / "keys").mkdir()
+    key, _pub = attest.generate_key(tmp_path / "keys" / "me")
+    attest.sign(copy.read_bytes(), key, here / "one.intoto.json")
+    build = render.read_build(copy, cache=cache)
+    ctx = render.context(build)
+    assert {c.what: c.status for c in ctx["checks"]}["one.intoto.json"] == "info"
+    assert ctx["repro_word"] == "signed (unchecked)"
+    ctx = render.context(build, keys=tmp_path / "keys")
+    assert {c.what: c.status for c in ctx["checks"]}["one.intoto.json"] == "ok"
+    assert ctx["repro_word"] == "attested"
+    (here / "one-kernel").write_bytes(b"tampered")
+    ctx = render.context(build, keys=tmp_path / "keys")
+    assert {c.what: c.status for c in ctx["checks"]}["one-kernel"] == "differs"
+    assert ctx["repro_word"] == "differs"
+    (here / "one-kernel").write_bytes((record.parent / "one-kernel").read_bytes())
+    (here / "one.verify.json").write_text('{"ok": true, "rebuild": {"ok": true, "outputs": '
+                                          '[{"name": "one.tar", "ok": true}]}}')
+    ctx = render.context(build)
+    verify = {c.what: c for c in ctx["checks"]}["one.verify.json"]
+    assert (verify.status, ctx["repro_word"]) == ("ok", "verified")
+    assert "1 of 1 outputs reproduced" in verify.detail
