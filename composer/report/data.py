@@ -14,6 +14,7 @@ symlinks and devices count as entries, not bytes, so the sections add up to the 
 from __future__ import annotations
 
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -142,9 +143,20 @@ def image_path(item_path: str, section: str, rel: str, kernel: KernelNames) -> s
 def attribute(members: Iterable[tuple[str, dict[str, Any]]], layer_of: LayerOf,
               kernel: KernelNames = KernelNames()) -> list[Item]:
     """Items for the (path, member) pairs :func:`composer.diff.tar_members` yields, in order."""
-    from composer.tarcheck import origin
+    from composer.tarcheck import LOCATION_RECORD, SOURCE_RECORD, origin
 
-    raw = [(path, m, origin(m.get("pax") or {})) for path, m in members]
+    origins: dict[tuple[str | None, str | None], Origin] = {}  # one object per spec entry
+    raw: list[tuple[str, tuple, Origin]] = []  # no member dict is kept: they are large
+    for path, m in members:
+        pax = m.get("pax") or {}
+        key = (pax.get(SOURCE_RECORD), pax.get(LOCATION_RECORD))
+        where = origins.get(key)
+        if where is None:
+            where = origins[key] = origin(pax)
+        kind = sys.intern(m["type"])
+        raw.append((path, (kind, m["size"] if kind == "file" else 0, int(m["mode"], 8),
+                           m["uid"], m["gid"], m.get("link", ""),
+                           m.get("sha256") if kind == "file" else None), where))
     # an implicit parent (made while putting a file below it) has no provenance of its own:
     # it belongs where its first child does (in tar order, the next entry)
     for i in range(len(raw) - 2, -1, -1):
@@ -158,15 +170,15 @@ def attribute(members: Iterable[tuple[str, dict[str, Any]]], layer_of: LayerOf,
             raw[i] = (path, m, known[path])
     names = section_names((path, where) for path, _, where in raw)
     out = []
-    for path, m, where in raw:
-        section = section_of(where, names)
+    sections: dict[Origin, str] = {}
+    for path, fields, where in raw:
+        section = sections.get(where)
+        if section is None:
+            section = sections[where] = section_of(where, names)
         rel = relative(path, section)
         inner = image_path(path, section, rel, kernel)
         layer = layer_of(where.source, inner) if inner is not None else GENERATED
-        kind = m["type"]
-        out.append(Item(path, kind, m["size"] if kind == "file" else 0, int(m["mode"], 8),
-                        m["uid"], m["gid"], m.get("link", ""), m.get("sha256") if kind == "file"
-                        else None, section, where.source, layer, rel))
+        out.append(Item(path, *fields, section, where.source, layer, rel))
     return out
 
 

@@ -302,3 +302,18 @@ def test_attestations_beside_the_record_are_reported(built, tmp_path):
     verify = {c.what: c for c in ctx["checks"]}["one.verify.json"]
     assert (verify.status, ctx["repro_word"]) == ("ok", "verified")
     assert "1 of 1 outputs reproduced" in verify.detail
+
+
+def test_the_rootfs_is_found_in_the_cache_when_no_tar_was_built(layout, tmp_path, capsys):
+    spec_path = tmp_path / "lean.yml"
+    spec_path.write_text(spec(layout))
+    out = tmp_path / "out"
+    assert main(["build", "-o", str(out), "--cache", str(tmp_path / "cache"),
+                 str(spec_path)]) == 0
+    assert not (out / "lean.tar").exists()
+    capsys.readouterr()
+    record = out / "lean.build.json"
+    assert main(["report", str(record), "--cache", str(tmp_path / "cache")]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "lean.report.html")
+    assert "<b>onboot/hello</b>" in (out / "lean.report.html").read_text()
+    assert main(["report", str(record), str(record), str(record)]) == 2  # at most two
