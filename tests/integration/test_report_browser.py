@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,42 @@ def drawn_labels(dom: str) -> set[str]:
     return {m.rsplit(" ", 2)[0] for m in re.findall(r'class="tm-label">([^<]*)<', dom)}
 
 
+class _Boxes(HTMLParser):
+    """The treemap's top-level boxes: (label, width, height) of #treemap's direct children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # div depth inside #treemap (0: outside)
+        self.boxes: list[list] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "div" and a.get("id") == "treemap":
+            self.depth = 1
+        elif tag == "div" and self.depth:
+            if self.depth == 1 and "tm-box" in (a.get("class") or ""):
+                style = {k.strip(): v.strip() for k, _, v in
+                         (part.partition(":") for part in a["style"].split(";"))}
+                self.boxes.append(["", float(style["width"].removesuffix("px")),
+                                   float(style["height"].removesuffix("px"))])
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.depth:
+            self.depth -= 1
+
+    def handle_data(self, text: str) -> None:
+        if self.depth == 2 and self.boxes and not self.boxes[-1][0]:
+            self.boxes[-1][0] = text.rsplit(" ", 2)[0]
+
+
+def top_boxes(dom: str) -> dict[str, float]:
+    """Area in square pixels of each top-level box, by label."""
+    parser = _Boxes()
+    parser.feed(dom)
+    return {label: (w + 1) * (h + 1) for label, w, h in parser.boxes if label}
+
+
 @pytest.fixture(scope="module")
 def example(example_packages, tmp_path_factory) -> dict[str, Path]:
     """examples/hello.yml built twice: as it is, and with its one ``files:`` entry changed."""
@@ -93,6 +130,13 @@ def test_example_report_in_chromium(example):
         assert section in labels, sorted(labels)[:40]
     assert "<b>files</b>" in dom  # 48 bytes: in the table, too small for a box of its own
     build = render.read_build(example["a"], cache=example["cache"])
+    # the boxes' areas are in proportion to the sections' bytes
+    areas = top_boxes(dom)
+    sizes = {t.section: t.bytes for t in data.section_totals(build.items)}
+    assert {"kernel", "init", "onboot/hello"} <= set(areas), areas
+    for section in ("init", "onboot/hello"):
+        want = sizes["kernel"] / sizes[section]
+        assert abs(areas["kernel"] / areas[section] / want - 1) < 0.03, (areas, sizes)
     top = data.largest(build.items, 1)[0]
     assert top.path == "boot/kernel" and f'<td class="path">{top.path}</td>' in dom
     for image in build.record["images"]:

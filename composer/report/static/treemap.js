@@ -130,21 +130,31 @@
       var n = self.index[+t.getAttribute("data-i")];
       if (n && n.k) self.zoom(n); else if (n && n.p) self.zoom(n.p);
     });
-    el.addEventListener("mouseover", function (ev) {
+    var tip = document.createElement("div");
+    tip.id = "treemap-tip"; tip.hidden = true;
+    el.parentNode.appendChild(tip);
+    el.addEventListener("mousemove", function (ev) {
       var t = ev.target.closest("[data-i]");
-      if (t) self.describe(self.index[+t.getAttribute("data-i")]);
+      if (!t) { tip.hidden = true; return; }
+      var text = self.describe(self.index[+t.getAttribute("data-i")]), box = el.getBoundingClientRect();
+      tip.textContent = text; tip.hidden = false;
+      var x = ev.clientX - box.left + 14, y = ev.clientY - box.top + el.offsetTop + 16;
+      if (x + tip.offsetWidth > el.clientWidth) x = Math.max(0, x - tip.offsetWidth - 28);
+      tip.style.left = x + "px"; tip.style.top = y + "px";
     });
+    el.addEventListener("mouseleave", function () { tip.hidden = true; self.describe(self.focus); });
     document.addEventListener("keydown", function (ev) {
       if ((ev.key === "Escape" || ev.key === "Backspace") && self.focus.p) { self.zoom(self.focus.p); ev.preventDefault(); }
     });
     window.addEventListener("resize", function () { self.render(); });
   }
   Treemap.prototype.describe = function (n) {
-    if (!n) return;
+    if (!n) return "";
     var what = n.more ? n.more + " smaller items" : "/" + (n.path().join("/") || "");
     var text = what + " \u2014 " + human(n.s) + ", " + n.c.toLocaleString("en") + (n.c === 1 ? " file or link" : " files and links");
     if (n.x) text += ", " + n.x + " changed or added";
     this.info.textContent = text;
+    return text;
   };
   Treemap.prototype.zoom = function (n) { this.focus = n; this.render(); };
   Treemap.prototype.crumb = function () {
