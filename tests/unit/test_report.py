@@ -236,6 +236,11 @@ def test_two_records_give_the_changes(built, layout, tmp_path):
     a = render.read_build(record, cache=cache)
     ctx = render.context(b, a)
     assert [(c.path, c.what) for c in ctx["diff"].changes] == [("etc/greeting", ("content",))]
+    # the same paths `image-composer diff` names (it also compares mtimes and provenance)
+    from composer.diff import diff_files
+
+    text = diff_files(record.with_name("one.tar"), other.with_name("two.tar"))
+    assert {d.where for d in text.differences} == {"etc/greeting"}
     # the same images and tools; only the spec files (and the build's name) differ
     assert sorted(w for w, _, _ in ctx["changed_inputs"]) == ["build.name", "spec one.yml",
                                                               "spec two.yml"]
