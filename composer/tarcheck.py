@@ -142,6 +142,9 @@ def explain(path: Path, name: str) -> list[str]:
     if entry is None:
         raise ComposerError(f"{path}: no entry {name!r}")
     where = origin(entry.records)
+    from composer.report.data import section_names, section_of  # the report's sections
+
+    section = section_of(where, section_names([(entry.path, where)]))
     lines = [
         f"path:     {entry.path}",
         f"type:     {entry.kind.name.lower()}"
@@ -152,6 +155,7 @@ def explain(path: Path, name: str) -> list[str]:
         f"mtime:    {entry.mtime}",
         f"source:   {where.source}",
         f"location: {where.location}",
+        f"section:  {section}",
     ]
     lines += [f"xattr:    {k}" for k, _ in entry.xattrs]
     return lines

@@ -117,6 +117,10 @@ def test_each_path_gets_its_image_and_layer(built):
     assert hello.source.endswith(":hello")
     assert items["containers/onboot/000-hello/config.json"].layer is None
     assert items["etc/greeting"].section == "files"
+    from composer.tarcheck import explain
+
+    lines = explain(record.with_name("one.tar"), hello.path)
+    assert "section:  onboot/hello" in lines and "location: onboot[0]" in lines
     # without the images' layers the report still places every path, with "layer ?"
     blind = {it.path: it for it in render.read_build(record, cache=None).items}
     assert blind["etc/motd"].layer == -1 and blind["etc/motd"].section == "init"
