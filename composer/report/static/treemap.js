@@ -116,7 +116,9 @@
 
   function Treemap(el, crumbs, info, data) {
     this.el = el; this.crumbs = crumbs; this.info = info;
+    var t0 = performance.now();
     this.data = data; this.root = build(data, false); this.focus = this.root; this.boxes = 0;
+    el.setAttribute("data-build-ms", (performance.now() - t0).toFixed(0));
     var self = this, toggle = document.getElementById("treemap-changes");
     if (toggle) toggle.addEventListener("click", function () {
       var only = toggle.getAttribute("aria-pressed") !== "true";
@@ -170,13 +172,14 @@
     });
   };
   Treemap.prototype.render = function () {
-    var w = this.el.clientWidth, h = this.el.clientHeight;
+    var t0 = performance.now(), w = this.el.clientWidth, h = this.el.clientHeight;
     this.el.textContent = ""; this.index = []; this.boxes = 0;
     this.crumb();
     var frag = document.createDocumentFragment();
     this.layout(frag, this.focus, 0, 0, w, h, 0);
     this.el.appendChild(frag);
     this.el.setAttribute("data-rendered", String(this.boxes));
+    this.el.setAttribute("data-render-ms", (performance.now() - t0).toFixed(0));
     this.describe(this.focus);
   };
   Treemap.prototype.layout = function (parent, node, x, y, w, h, depth) {
