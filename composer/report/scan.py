@@ -208,8 +208,7 @@ def _attestations(path: Path, record_bytes: bytes, keys: Path | None) -> list[Ch
             check = attest.check_envelope(record_bytes, path, attest.load_public_keys(keys))
             return [Check(path.name, "ok" if check.valid else "differs",
                           "; ".join(check.lines()) or "no signatures")]
-        payload = attest._unb64(env.get("payload"), str(path))
-        same = payload == canonjson.compact(attest.statement(record_bytes))
+        same = attest.attests_record(env, record_bytes, str(path))
         ids = ", ".join(str(s.get("keyid")) for s in env["signatures"] if isinstance(s, dict))
         return [Check(path.name, "info" if same else "differs",
                       (f"{len(env['signatures'])} signature(s) over this record's statement "

@@ -333,3 +333,18 @@ def test_the_rootfs_is_found_in_the_cache_when_no_tar_was_built(layout, tmp_path
     assert capsys.readouterr().out.strip() == str(out / "lean.report.html")
     assert "<b>onboot/hello</b>" in (out / "lean.report.html").read_text()
     assert main(["report", str(record), str(record), str(record)]) == 2  # at most two
+
+
+def test_an_attestation_of_another_record_is_flagged(built, tmp_path):
+    from composer import attest
+    from composer.report import scan
+
+    record, _ = built
+    (tmp_path / "keys").mkdir()
+    key, _pub = attest.generate_key(tmp_path / "keys" / "me")
+    other = record.read_bytes().replace(b'"name": "one"', b'"name": "uno"')
+    assert other != record.read_bytes()
+    envelope = tmp_path / "one.intoto.json"
+    attest.sign(other, key, envelope)
+    checks = scan._attestations(envelope, record.read_bytes(), None)
+    assert [(c.status, c.detail) for c in checks] == [("differs", "attests a different record")]
