@@ -26,7 +26,6 @@ CONTAINER_SECTIONS = {"onboot": "onboot", "onshutdown": "onshutdown", "services"
                       "volume": "volumes"}
 NUMBERED = ("onboot", "onshutdown")
 LARGEST = 25
-SHARED = 50
 UNKNOWN_SECTION = "(unknown)"
 GENERATED = None  # the layer of an entry no layer holds: made by image-composer
 
@@ -49,7 +48,7 @@ class Item:
     sha256: str | None  # of the content (files only)
     section: str
     source: str  # image ref, or linuxkit.files / linuxkit.volumes / empty
-    layer: int | None  # which layer of ``source`` holds it; None: generated
+    layer: int | None  # which layer of ``source`` holds it; None: generated; -1: unknown
     rel: str  # the path inside its section (below containers/SECTION/NAME/ for containers)
 
 
