@@ -147,6 +147,11 @@ def read_envelope(path: Path) -> dict[str, Any]:
     return env
 
 
+def attests_record(env: dict[str, Any], record_bytes: bytes, where: str) -> bool:
+    """Whether an envelope's payload is exactly the statement for this record."""
+    return _unb64(env.get("payload"), where) == canonjson.compact(statement(record_bytes))
+
+
 def sign(record_bytes: bytes, key_path: Path, envelope_path: Path) -> str:
     """Add (or replace) this key's signature in ``envelope_path``; returns the key id.
 

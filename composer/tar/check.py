@@ -118,11 +118,34 @@ def find_entry(path: Path, name: str) -> Entry | None:
     return None
 
 
+SOURCE_RECORD = "LINUXKIT.source"
+LOCATION_RECORD = "LINUXKIT.location"
+UNKNOWN = "(unknown)"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an entry came from, as its provenance records say: the image (or ``linuxkit.files``
+    and the like) and the spec entry (``kernel``, ``init[0]``, ``onboot[1]``, ``files[2]``)."""
+
+    source: str
+    location: str
+
+
+def origin(records: dict[str, str] | tuple[tuple[str, str], ...]) -> Origin:
+    """The :class:`Origin` an entry's pax records name (``(unknown)`` where one is missing)."""
+    found = dict(records)
+    return Origin(found.get(SOURCE_RECORD, UNKNOWN), found.get(LOCATION_RECORD, UNKNOWN))
+
+
 def explain(path: Path, name: str) -> list[str]:
     entry = find_entry(path, name)
     if entry is None:
         raise ComposerError(f"{path}: no entry {name!r}")
-    records = dict(entry.records)
+    where = origin(entry.records)
+    from composer.tar.sections import section_names, section_of  # the report's sections
+
+    section = section_of(where, section_names([(entry.path, where)]))
     lines = [
         f"path:     {entry.path}",
         f"type:     {entry.kind.name.lower()}"
@@ -131,8 +154,9 @@ def explain(path: Path, name: str) -> list[str]:
         f"owner:    {entry.uid}:{entry.gid}",
         f"size:     {entry.size}",
         f"mtime:    {entry.mtime}",
-        f"source:   {records.get('LINUXKIT.source', '(unknown)')}",
-        f"location: {records.get('LINUXKIT.location', '(unknown)')}",
+        f"source:   {where.source}",
+        f"location: {where.location}",
+        f"section:  {section}",
     ]
     lines += [f"xattr:    {k}" for k, _ in entry.xattrs]
     return lines

@@ -561,7 +561,7 @@ def test_many_errors_across_files_at_once() -> None:
 
 @pytest.fixture
 def package_ref(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Replace composer.pkg.build.package_ref (maybe not written yet) with a recording fake."""
+    """Replace composer.pkg.package.package_ref (maybe not written yet) with a recording fake."""
     calls: list[Path] = []
 
     def fake(directory: Path) -> str:

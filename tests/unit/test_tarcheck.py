@@ -88,6 +88,7 @@ def test_explain_reports_provenance(tmp_path):
                                         ("LINUXKIT.source", "docker.io/x/y:1")))
     text = "\n".join(explain(path, "/a/f"))
     assert "source:   docker.io/x/y:1" in text and "location: init[0]" in text
+    assert "section:  init" in text  # as the report names it
     assert main(["explain", str(path), "nope"]) == 1
 
 
