@@ -30,6 +30,7 @@ from composer.epoch import Epoch
 from composer.errors import ComposerError, SpecError
 from composer.images.cache import Cache
 from composer.images.write import Written, export_layout, write_image
+from composer.iotypes import Readable
 from composer.oci.refs import Ref, parse_ref
 from composer.pkg import deb
 from composer.pkg.package import (
@@ -77,7 +78,7 @@ class _Stage:
     def clamp(self, mtime: int) -> int:
         return min(mtime, self.epoch.generated)
 
-    def spool_from(self, reader: BinaryIO, size: int, what: str) -> int:
+    def spool_from(self, reader: Readable, size: int, what: str) -> int:
         offset = self.spool.seek(0, os.SEEK_END)
         left = size
         while left:
@@ -285,8 +286,8 @@ def build_layer(spec: PackageSpec, out: BinaryIO, *, epoch: Epoch, arch: str, de
             _stage_rootfs(stage, spec)
         for rule in spec.renames:
             _rename(stage, rule)
-        for rule in spec.nested:
-            _nest(stage, rule)
+        for nest in spec.nested:
+            _nest(stage, nest)
         _write_tar(stage.items, stage, out)
 
 
