@@ -33,7 +33,6 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.atomic import atomic_file
 from composer.errors import ComposerError
-from composer.iotypes import Readable
 from composer.oci.media import REF_ANNOTATION
 from composer.streams.digest import (
     CHUNK,
@@ -45,6 +44,7 @@ from composer.streams.digest import (
     read_into,
     sha256_digest,
 )
+from composer.streams.types import Readable
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 

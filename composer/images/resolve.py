@@ -22,7 +22,6 @@ from composer.images import layout, sources
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.images.registry import RegistryClient
-from composer.iotypes import Readable
 from composer.oci.media import (
     DOCKER_CONFIG,
     DOCKER_SCHEMA1,
@@ -37,6 +36,7 @@ from composer.oci.media import (
 from composer.oci.refs import LayoutRef, Ref, parse_ref
 from composer.progress import Advance, Progress
 from composer.streams.digest import check_digest, read_into, sha256_digest
+from composer.streams.types import Readable
 
 Log = Callable[[str], None]
 

@@ -30,7 +30,6 @@ from composer.epoch import Epoch
 from composer.errors import ComposerError, SpecError
 from composer.images.cache import Cache
 from composer.images.write import Written, export_layout, write_image
-from composer.iotypes import Readable
 from composer.oci.refs import Ref, parse_ref
 from composer.pkg import deb
 from composer.pkg.package import (
@@ -52,6 +51,7 @@ from composer.pkg.package import (
     tag_for,
     walk,
 )
+from composer.streams.types import Readable
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
 # -- staging --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from composer.errors import ComposerError
-from composer.iotypes import Readable
+from composer.streams.types import Readable
 from composer.tar.canon import CanonError, Entry
 from composer.tar.read import read_entries
 

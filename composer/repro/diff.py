@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, cast
 
 from composer import canonjson
 from composer.errors import ComposerError
-from composer.iotypes import Readable
+from composer.streams.types import Readable
 from composer.tar.canon import CanonError
 from composer.tar.read import read_entries
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from composer.iotypes import Writable
+from composer.streams.types import Writable
 
 
 class _WriteBehind(io.RawIOBase):

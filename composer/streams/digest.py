@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.iotypes import Readable, Writable
+from composer.streams.types import Readable, Writable
 
 CHUNK = 1 << 20
 

@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from composer.errors import ComposerError
-from composer.iotypes import Writable
+from composer.streams.types import Writable
 
 DEFAULT_LEVEL = 6  # gzip(1)'s and zlib's default: the usual speed/size balance
 BLOCK = 256 * 1024  # fixed deflate block: part of the output's identity, like the level

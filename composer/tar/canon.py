@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import posixpath
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from composer.iotypes import Readable, Writable
+from typing import IO, BinaryIO
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -169,7 +169,7 @@ class CanonicalTarWriter:
     non-directory paths that hard links may point to.
     """
 
-    def __init__(self, out: Writable):
+    def __init__(self, out: BinaryIO):
         self._out = out
         self._last: bytes | None = None
         self._dirs: set[str] = {""}
@@ -180,7 +180,7 @@ class CanonicalTarWriter:
         self._out.write(data)
         self.written += len(data)
 
-    def add(self, entry: Entry, data: Readable | bytes | None = None) -> None:
+    def add(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None = None) -> None:
         """Append ``entry``; for a regular file, ``data`` supplies exactly ``entry.size`` bytes."""
         path = entry.path
         if not path or normalise(path) != path:
@@ -204,7 +204,7 @@ class CanonicalTarWriter:
         if entry.kind is Kind.FILE:
             self._copy(entry, data)
 
-    def _copy(self, entry: Entry, data: Readable | bytes | None) -> None:
+    def _copy(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None) -> None:
         if isinstance(data, bytes | bytearray):
             if len(data) != entry.size:
                 raise CanonError(f"{entry.path}: {len(data)} bytes given, size {entry.size}")

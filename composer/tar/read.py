@@ -8,11 +8,11 @@ On a seekable file :mod:`composer.tar.headers` parses the headers; where it give
 from __future__ import annotations
 
 import contextlib
+import io
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
-from composer.iotypes import Readable
 from composer.tar import headers
 from composer.tar.canon import CanonError, Entry, Kind, entry_from_tarinfo
 
@@ -44,7 +44,7 @@ def tarfile_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield info
 
 
-def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, Readable | None]]:
+def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, IO[bytes] | io.RawIOBase | None]]:
     """Stream a tar's entries with a reader for each regular file's content.
 
     The reader is only valid until the next entry is requested. Memory stays flat: members are

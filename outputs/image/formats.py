@@ -25,15 +25,16 @@ top-level ``Dockerfile`` (``FROM scratch``, ``COPY . ./``, the entrypoint), a bu
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.iotypes import Readable
 from composer.oci.documents import config_document, descriptor, manifest_document, rfc3339
 from composer.oci.media import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 from composer.oci.refs import RefError, parse_registry_ref
@@ -229,7 +230,7 @@ def _has_rc_init(rootfs: Path) -> bool:
 
 
 def _with_dockerfile(rootfs: Path, content: bytes, mtime: int
-                     ) -> Iterator[tuple[Entry, Readable | bytes | None]]:
+                     ) -> Iterator[tuple[Entry, IO[bytes] | io.RawIOBase | bytes | None]]:
     """The rootfs entries with the Dockerfile slotted in at its sorted place."""
     pending = True
     key = sort_key(DOCKERFILE)

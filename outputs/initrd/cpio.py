@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
-from composer.iotypes import Readable, Writable
+from composer.streams.types import Readable, Writable
 from composer.tar.canon import COPY_CHUNK, Entry, Kind, encode
 from composer.tar.read import read_entries
 

@@ -2,8 +2,9 @@
 
 Our own streams (digest-verifying readers, hashing and gzip writers, tar member contents) are
 :class:`io.RawIOBase` subclasses or plain classes, not :class:`typing.BinaryIO`; these protocols
-name just the method a receiver calls, so a real file and one of ours are both accepted. A leaf:
-every stage may import it.
+name just the methods a receiver calls, so a real file and one of ours are both accepted.
+(:mod:`composer.tar`, a sibling leaf that may not import this package, names the concrete
+``IO[bytes] | io.RawIOBase`` its readers are.)
 """
 
 from __future__ import annotations
