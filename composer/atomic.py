@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 
 @contextlib.contextmanager
@@ -181,7 +181,7 @@ class OutputSet:
                 tmp.unlink()
         self._pending.clear()
 
-    def __enter__(self) -> OutputSet:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -6,6 +6,7 @@ appear all at once or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
     from composer.rootfs.packages import packages_in
     from composer.rootfs.tree import read_content
 
-    return packages_in((entry, (lambda n=node, e=entry: read_content(n.content, e.size))
+    return packages_in((entry, functools.partial(read_content, node.content, entry.size)
                         if node.content is not None else None)
                        for entry, node in tree.entries(clamp=epoch.clamp))
 

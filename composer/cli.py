@@ -11,6 +11,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from composer import __version__, tools
 from composer.commands import COMMANDS
@@ -20,7 +21,7 @@ from composer.errors import ComposerError, UsageError
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting on its own."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 

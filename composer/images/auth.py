@@ -106,20 +106,22 @@ def _inline(entry: object, where: str) -> tuple[str, str] | None:
         if not sep:
             raise ComposerError(f"{where}: auth value is not user:password")
         return user, password
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(password, str) and user:
-        return user, password
+    login, secret = entry.get("username"), entry.get("password")
+    if isinstance(login, str) and isinstance(secret, str) and login:
+        return login, secret
     return None
 
 
 def credentials_from(config: dict, path: Path, helper: Helper = run_helper
                      ) -> Callable[[str], tuple[str, str] | None]:
     """Registry host -> (username, password) per a parsed docker config; helpers run lazily."""
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
+    helpers = config.get("credHelpers")
+    helpers = helpers if isinstance(helpers, dict) else {}
     store = config.get("credsStore") if isinstance(config.get("credsStore"), str) else None
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
+    auths = config.get("auths")
+    auths = auths if isinstance(auths, dict) else {}
     by_host_helper = {_key_host(k): v for k, v in sorted(helpers.items()) if isinstance(v, str)}
-    by_host_auth = {}
+    by_host_auth: dict[str, tuple[str, object]] = {}
     for key in sorted(auths):
         by_host_auth.setdefault(_key_host(key), (key, auths[key]))
 

@@ -24,6 +24,7 @@ import fcntl
 import io
 import os
 import tempfile
+import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ from composer.streams.digest import (
     read_into,
     sha256_digest,
 )
+from composer.streams.types import Readable
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
@@ -50,20 +52,21 @@ INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 class _Tee(io.RawIOBase):
     """Reads ``raw`` and writes every byte it hands out to ``copy`` as well."""
 
-    def __init__(self, raw: BinaryIO, copy: BinaryIO):
+    def __init__(self, raw: Readable, copy: BinaryIO):
         super().__init__()
         self._raw, self._copy = raw, copy
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         n = read_into(self._raw, buffer)
         if n:
             self._copy.write(memoryview(buffer)[:n])
         return n
 
 
+_INFLATE: types.ModuleType
 try:  # ISA-L inflates about 1.5x faster than zlib; the bytes are the same by definition (and
     # every layer is verified against its diff_id anyway)
     from isal import isal_zlib as _INFLATE
@@ -79,7 +82,7 @@ class _Gunzip(io.RawIOBase):
     the largest cost of phase one). Multi-member streams are followed; a truncated stream or
     trailing garbage is an error, never silently accepted."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: Readable):
         super().__init__()
         self._raw = raw
         self._z = _INFLATE.decompressobj(31)
@@ -89,7 +92,7 @@ class _Gunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         while not self._pending:
             if self._eof:
                 return 0
@@ -130,7 +133,7 @@ class _Gunzip(io.RawIOBase):
         self._pending = self._inflate(rest)
 
 
-def open_decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
+def open_decompressed(raw: io.RawIOBase | io.BufferedIOBase, media_type: str) -> BinaryIO:
     """A layer's uncompressed tar stream, by media type (or by magic bytes if it says nothing)."""
     buffered = io.BufferedReader(raw, CHUNK) if not isinstance(raw, io.BufferedReader) else raw
     head = buffered.peek(4)[:4]
@@ -204,7 +207,7 @@ class Cache:
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
-    def put_blob(self, source: BinaryIO, digest: str, size: int | None, what: str) -> Path:
+    def put_blob(self, source: Readable, digest: str, size: int | None, what: str) -> Path:
         """Store a blob from a stream; verified while streaming; nothing is stored on mismatch."""
         dest = self.blob_path(digest)
         if dest.is_file():
@@ -219,7 +222,7 @@ class Cache:
         self.put_blob(io.BytesIO(data), digest, len(data), "blob")
         return digest
 
-    def put_stream(self, source: BinaryIO, what: str, expect: str | None = None
+    def put_stream(self, source: Readable, what: str, expect: str | None = None
                    ) -> tuple[str, int]:
         """Store a blob whose digest is not known in advance (docker-archive layers, say).
 
@@ -251,11 +254,12 @@ class Cache:
                 os.unlink(tmp)
             raise
 
-    def _store(self, reader: BinaryIO, dest: Path) -> None:
+    def _store(self, reader: Readable, dest: Path) -> None:
         with atomic_file(dest, self.root / "tmp") as fh:
             drain(reader, fh)
 
-    def open_blob(self, digest: str, size: int | None = None, what: str = "") -> BinaryIO:
+    def open_blob(self, digest: str, size: int | None = None, what: str = ""
+                  ) -> io.BufferedReader:
         """A verifying reader over a cached blob."""
         path = self.blob_path(digest)
         try:
@@ -283,7 +287,7 @@ class Cache:
             self._decompress_into(compressed, media_type, diff_id, what)
         return dest
 
-    def put_layer(self, source: BinaryIO, digest: str, size: int, media_type: str, diff_id: str,
+    def put_layer(self, source: Readable, digest: str, size: int, media_type: str, diff_id: str,
                   what: str) -> None:
         """Store a layer blob and its uncompressed tar from one read of ``source``.
 
@@ -304,7 +308,7 @@ class Cache:
             self._decompress_into(tee, media_type, diff_id, what)
             drain(tee)  # whatever the decompressor left unread, so the digest is checked
 
-    def _decompress_into(self, compressed: BinaryIO, media_type: str, diff_id: str,
+    def _decompress_into(self, compressed: io.BufferedIOBase, media_type: str, diff_id: str,
                          what: str) -> None:
         """Decompress a layer into ``uncompressed/``, verified by diff_id. A corrupt download is
         reported as a digest mismatch, not as the bad gzip stream it also is."""

@@ -17,6 +17,7 @@ operations retried on connection failures, 429 and 5xx.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import tarfile
@@ -56,7 +57,8 @@ class Layout:
         except (tarfile.TarError, OSError) as exc:
             raise ComposerError(f"{self.path}: not a tar archive or directory: {exc}") from None
         for info in self._tar:
-            self._tar.members.clear()  # headers of a huge wrong file must not pile up
+            # headers of a huge wrong file must not pile up (typeshed omits TarFile.members)
+            self._tar.members.clear()  # type: ignore[attr-defined]
             if info.isfile():
                 self._members[info.name.removeprefix("./")] = info
 
@@ -211,7 +213,7 @@ class Pusher:
                     offset += n
                 if reader.read(1):
                     raise ComposerError(f"{what}: longer than its size {size}")
-                body: Callable[[], object] = lambda: b""  # noqa: E731
+                body: Callable[[], bytes | _Body] = lambda: b""  # noqa: E731
             else:
                 whole = _Body(reader, size)
                 body = lambda: whole  # noqa: E731
@@ -266,7 +268,7 @@ def _push_tree(layout: Layout, desc: dict, ref: Ref, pusher: Pusher, reference: 
     elif media_type in MANIFEST_TYPES:
         for blob in [doc["config"], *doc.get("layers", [])]:
             pusher.push_blob(ref, blob["digest"], blob["size"],
-                             lambda blob=blob: layout.open_blob(blob["digest"], blob["size"]))
+                             functools.partial(layout.open_blob, blob["digest"], blob["size"]))
     else:
         raise ComposerError(f"{layout.path}: cannot push a {media_type!r}")
     pusher.put_manifest(ref, reference, data, media_type)
@@ -295,10 +297,16 @@ def push_index(sources: list[Path], ref: Ref, pusher: Pusher) -> Pushed:
                 raise ComposerError(f"{source}: not a single-platform image")
             manifest = _json(layout.read_blob(desc), f"{source}: manifest")
             config = _json(layout.read_blob(manifest["config"]), f"{source}: config")
-            platform = {"architecture": config.get("architecture"), "os": config.get("os")}
-            if config.get("variant"):
-                platform["variant"] = config["variant"]
-            key = (platform["os"], platform["architecture"], platform.get("variant", ""))
+            os_name, arch = config.get("os"), config.get("architecture")
+            variant = config.get("variant") or ""
+            if not (isinstance(os_name, str) and isinstance(arch, str)
+                    and isinstance(variant, str)):
+                raise ComposerError(f"{source}: config: os, architecture and variant must be "
+                                    "strings")
+            platform = {"architecture": arch, "os": os_name}
+            if variant:
+                platform["variant"] = variant
+            key = (os_name, arch, variant)
             if key in entries:
                 raise ComposerError(f"{source}: a second image for platform {'/'.join(key)}")
             _push_tree(layout, desc, ref, pusher, desc["digest"])

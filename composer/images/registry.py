@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -34,6 +34,9 @@ from composer import __version__, canonjson
 from composer.errors import ComposerError
 from composer.oci.media import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from composer.oci.refs import Ref, is_loopback_host
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_BYTES = 4 << 20  # manifests are small; refuse to buffer an endless one
@@ -123,7 +126,7 @@ class _ResponseStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         try:
             data = self._resp.raw.read(len(buffer), decode_content=False)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
@@ -202,7 +205,7 @@ class RegistryClient:
 
     def send(self, ref: Ref, method: str, url: str, what: str, *, ok: tuple[int, ...] = (200,),
              headers: dict[str, str] | None = None, params: dict | None = None,
-             body: Callable[[], object] | None = None, follow: bool = True,
+             body: Callable[[], bytes | SupportsRead[bytes]] | None = None, follow: bool = True,
              stream: bool = False, scope: str = "pull",
              timeout: tuple[float, float] | None = None) -> requests.Response:
         """One request to ``ref``'s registry; returns the answer if its status is in ``ok``.
@@ -276,15 +279,16 @@ class RegistryClient:
 
     def _request(self, method: str, url: str, what: str, *, headers: dict[str, str],
                  params: dict | None = None, auth: tuple[str, str] | None = None,
-                 data: object = None, timeout: tuple[float, float] | None = None
-                 ) -> requests.Response:
+                 data: bytes | SupportsRead[bytes] | None = None,
+                 timeout: tuple[float, float] | None = None) -> requests.Response:
         host = urlsplit(url).netloc
         loopback = is_loopback_host(urlsplit(url).hostname or "")
+        proxies = _NO_PROXY if loopback else None  # requests drops None (its stub wants str)
         try:
             return self._session.request(method, url, headers=headers, params=params, auth=auth,
                                          data=data, timeout=timeout or self._timeout,
                                          stream=True, allow_redirects=False,
-                                         proxies=_NO_PROXY if loopback else None)
+                                         proxies=proxies)  # type: ignore[arg-type]
         except requests.exceptions.SSLError as exc:
             raise RegistryError(f"{what}: TLS error talking to {host}: {_reason(exc)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:

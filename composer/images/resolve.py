@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
@@ -37,6 +36,7 @@ from composer.oci.media import (
 from composer.oci.refs import LayoutRef, Ref, parse_ref
 from composer.progress import Advance, Progress
 from composer.streams.digest import check_digest, read_into, sha256_digest
+from composer.streams.types import Readable
 
 Log = Callable[[str], None]
 
@@ -100,7 +100,7 @@ class Source:
     blob: Callable[[str, int | None, str, threading.Event, Advance | None, Layer | None], None]
 
 
-def _store(cache: Cache, stream: BinaryIO, digest: str, size: int | None, what: str,
+def _store(cache: Cache, stream: Readable, digest: str, size: int | None, what: str,
            layer: Layer | None) -> None:
     """A layer is stored with its uncompressed tar in the same pass (one read of the source);
     any other blob as it is."""
@@ -113,7 +113,7 @@ def _store(cache: Cache, stream: BinaryIO, digest: str, size: int | None, what: 
 class _Stoppable(io.RawIOBase):
     """A stream that fails at its next read once ``stop`` is set, counting what it reads."""
 
-    def __init__(self, raw: BinaryIO, stop: threading.Event, advance: Advance | None = None):
+    def __init__(self, raw: Readable, stop: threading.Event, advance: Advance | None = None):
         super().__init__()
         self._raw = raw
         self._stop = stop
@@ -122,7 +122,7 @@ class _Stoppable(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._stop.is_set():
             raise _Cancelled("download cancelled")
         n = read_into(self._raw, buffer)
@@ -442,7 +442,8 @@ def _check_config(config: dict, count: int, arch: str, name: str) -> list[str]:
 
 
 def _platform_text(desc: dict) -> str:
-    platform = desc.get("platform") if isinstance(desc.get("platform"), dict) else {}
+    found = desc.get("platform")
+    platform = found if isinstance(found, dict) else {}
     parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
     return "/".join(str(p) for p in parts if p) or "unknown"
 
@@ -479,7 +480,7 @@ def select_platform(manifests: list, arch: str, name: str) -> dict:
         wanted = _variant(want_arch, want_variant)
         candidates = [d for d in candidates
                       if _variant(want_arch, d["platform"].get("variant")) == wanted]
-    digests = sorted({d.get("digest") for d in candidates if isinstance(d.get("digest"), str)})
+    digests = sorted({d["digest"] for d in candidates if isinstance(d.get("digest"), str)})
     if len(digests) > 1:
         default = _DEFAULT_VARIANT.get(want_arch)
         preferred = [d for d in candidates

@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from composer import canonjson
 from composer.errors import ComposerError
@@ -105,7 +105,7 @@ class ArchiveReader:
     def has(self, name: str) -> bool:
         return name in self._members
 
-    def open_member(self, name: str, what: str) -> BinaryIO:
+    def open_member(self, name: str, what: str) -> IO[bytes]:
         member = self._members.get(name)
         fh = self._tar.extractfile(member) if member is not None else None
         if fh is None:
@@ -270,7 +270,7 @@ class _Chunks(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         while not self._pending:
             try:
                 self._pending = next(self._chunks)

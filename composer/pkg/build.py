@@ -51,6 +51,7 @@ from composer.pkg.package import (
     tag_for,
     walk,
 )
+from composer.streams.types import Readable
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
 # -- staging --------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class _Stage:
     def clamp(self, mtime: int) -> int:
         return min(mtime, self.epoch.generated)
 
-    def spool_from(self, reader: BinaryIO, size: int, what: str) -> int:
+    def spool_from(self, reader: Readable, size: int, what: str) -> int:
         offset = self.spool.seek(0, os.SEEK_END)
         left = size
         while left:
@@ -285,8 +286,8 @@ def build_layer(spec: PackageSpec, out: BinaryIO, *, epoch: Epoch, arch: str, de
             _stage_rootfs(stage, spec)
         for rule in spec.renames:
             _rename(stage, rule)
-        for rule in spec.nested:
-            _nest(stage, rule)
+        for nest in spec.nested:
+            _nest(stage, nest)
         _write_tar(stage.items, stage, out)
 
 

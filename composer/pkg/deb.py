@@ -18,9 +18,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from composer.errors import ComposerError
+from composer.streams.types import Readable
 from composer.tar.canon import CanonError, Entry
 from composer.tar.read import read_entries
 
@@ -61,7 +62,7 @@ def ar_members(fh: BinaryIO, what: str) -> list[ArMember]:
     fh.seek(0)
     if fh.read(len(AR_MAGIC)) != AR_MAGIC:
         raise DebError(f"{what}: not a Debian package (no ar header)")
-    members = []
+    members: list[ArMember] = []
     offset = len(AR_MAGIC)
     while True:
         header = fh.read(AR_HEADER)
@@ -93,7 +94,7 @@ class _Slice(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._left <= 0:
             return 0
         self._fh.seek(self._pos)
@@ -111,15 +112,15 @@ def _decompressor(name: str, raw: BinaryIO) -> BinaryIO:
     if name.endswith(".tar"):
         return raw
     if name.endswith(".tar.xz"):
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        return cast(BinaryIO, lzma.LZMAFile(raw))
     if name.endswith(".tar.zst"):
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     if name.endswith(".tar.gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
     if name.endswith(".tar.bz2"):
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
+        return cast(BinaryIO, bz2.BZ2File(raw))
     raise DebError(f"unsupported compression of .deb member {name!r}")
 
 
@@ -144,7 +145,7 @@ def _reading(what: str) -> Iterator[None]:
 class _Content(io.RawIOBase):
     """A member's content reader whose decompression errors name the .deb."""
 
-    def __init__(self, raw: BinaryIO, what: str):
+    def __init__(self, raw: Readable, what: str):
         super().__init__()
         self._raw = raw
         self._what = what
@@ -152,18 +153,18 @@ class _Content(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         with _reading(self._what):
             return self._raw.read(size)
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
 
 def _member_entries(fh: BinaryIO, members: list[ArMember], prefix: str,
-                    what: str) -> Iterator[tuple[Entry, BinaryIO | None]]:
+                    what: str) -> Iterator[tuple[Entry, Readable | None]]:
     found = [m for m in members if m.name.startswith(prefix + ".tar")]
     if len(found) != 1:
         raise DebError(f"{what}: expected one {prefix}.tar.* member, found "
@@ -174,7 +175,7 @@ def _member_entries(fh: BinaryIO, members: list[ArMember], prefix: str,
     with _reading(where):
         for entry, reader in read_entries(_decompressor(member.name, raw)):
             if entry.path:  # "./" itself is the root, which is never an entry
-                yield entry, (_Content(reader, f"{where}: {entry.path}")  # type: ignore[misc]
+                yield entry, (_Content(reader, f"{where}: {entry.path}")
                               if reader is not None else None)
 
 
@@ -203,7 +204,7 @@ class DebReader:
     what: str
     members: list[ArMember]
 
-    def data_entries(self) -> Iterator[tuple[Entry, BinaryIO | None]]:
+    def data_entries(self) -> Iterator[tuple[Entry, Readable | None]]:
         """The installed files: ``data.tar.*`` entries with normalised relative paths."""
         return _member_entries(self.fh, self.members, "data", self.what)
 

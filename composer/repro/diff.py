@@ -22,10 +22,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from composer import canonjson
 from composer.errors import ComposerError
+from composer.streams.types import Readable
 from composer.tar.canon import CanonError
 from composer.tar.read import read_entries
 
@@ -342,7 +343,7 @@ def _diff_member(path: str, a: Member, b: Member) -> Iterator[Difference]:
             yield Difference(f"{path}:{d.where}" if d.where else path, d.what, d.a, d.b)
 
 
-def _content(data: BinaryIO | None, path: str, sinks: Sinks | None = None) -> dict[str, Any]:
+def _content(data: Readable | None, path: str, sinks: Sinks | None = None) -> dict[str, Any]:
     """sha256 of a member's content (copied to ``sinks[path]`` if there is one) and its format
     (:func:`sniff`); docker's and OCI's index files are also parsed. Nothing else is kept."""
     if data is None:
@@ -387,7 +388,7 @@ def tar_members(stream: BinaryIO, sinks: Sinks | None = None
         raise ComposerError(str(exc)) from None
 
 
-def cpio_members(stream: BinaryIO, sinks: Sinks | None = None
+def cpio_members(stream: Readable, sinks: Sinks | None = None
                  ) -> Iterator[tuple[str, Member]]:
     """newc records (see :mod:`outputs.initrd.cpio`); a second archive after the trailer is
     read too."""
@@ -406,8 +407,8 @@ def cpio_members(stream: BinaryIO, sinks: Sinks | None = None
         if not magic:
             return
         if magic[:2] == b"\x1f\x8b":  # early microcode cpio, then the gzip'd initrd
-            inner = gzip.GzipFile(fileobj=_Prefixed(magic, stream))  # type: ignore[arg-type]
-            yield from cpio_members(inner, sinks)  # type: ignore[arg-type]
+            inner = gzip.GzipFile(fileobj=_Prefixed(magic, stream))
+            yield from cpio_members(inner, sinks)
             return
         if magic != b"070701":
             raise ComposerError(f"cpio: bad magic {magic!r} at offset {offset - 6}")
@@ -438,14 +439,14 @@ def cpio_members(stream: BinaryIO, sinks: Sinks | None = None
 class _Prefixed(io.RawIOBase):
     """Bytes already read, then the rest of the stream."""
 
-    def __init__(self, prefix: bytes, raw: BinaryIO):
+    def __init__(self, prefix: bytes, raw: Readable):
         super().__init__()
         self._prefix, self._raw = prefix, raw
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._prefix:
             n = min(len(buffer), len(self._prefix))
             buffer[:n] = self._prefix[:n]
@@ -459,14 +460,14 @@ class _Prefixed(io.RawIOBase):
 class _Limited(io.RawIOBase):
     """The next ``size`` bytes of a stream, so big cpio members are hashed without loading."""
 
-    def __init__(self, raw: BinaryIO, size: int):
+    def __init__(self, raw: Readable, size: int):
         super().__init__()
         self._raw, self._left = raw, size
 
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         n = self._left if n < 0 else min(n, self._left)
         data = self._raw.read(n) if n else b""
         self._left -= len(data)
@@ -496,7 +497,7 @@ def iso_members(stream: BinaryIO, sinks: Sinks | None = None
             for f in files:
                 path = _join(top, f)
                 with tempfile.SpooledTemporaryFile(SPOOL) as spool:  # pycdlib seeks
-                    iso.get_file_from_iso_fp(spool, **{key: "/" + path})
+                    iso.get_file_from_iso_fp(cast(BinaryIO, spool), **{key: "/" + path})
                     size = spool.tell()
                     spool.seek(0)
                     items.append((path, {"type": "file", "size": size,

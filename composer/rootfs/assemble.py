@@ -265,20 +265,20 @@ def _files(ctx: Context, spec: Spec, root: Tree) -> None:
 
 
 def _file_node(spec: Spec, f: File, uid: int, gid: int, t: int, location: str) -> Node | None:
-    common = {"uid": uid, "gid": gid, "mtime": t}
     source = FILES_SOURCE
     if f.directory:
         mode = 0o700 if f.mode is None else f.mode
-        return Node(Entry("", Kind.DIR, mode=mode, **common), None, source, location)
+        return Node(Entry("", Kind.DIR, mode=mode, uid=uid, gid=gid, mtime=t), None, source,
+                    location)
     mode = 0o600 if f.mode is None else f.mode
     if f.symlink is not None:
-        return Node(Entry("", Kind.SYMLINK, mode=mode, linkname=f.symlink, **common), None,
-                    source, location)
+        return Node(Entry("", Kind.SYMLINK, mode=mode, uid=uid, gid=gid, mtime=t,
+                          linkname=f.symlink), None, source, location)
     if f.contents is not None or f.metadata is not None:
         data = f.contents.encode() if f.contents is not None else spec_metadata(
             spec, f.metadata or "yaml")
-        return Node(Entry("", Kind.FILE, mode=mode, size=len(data), **common), data, source,
-                    location)
+        return Node(Entry("", Kind.FILE, mode=mode, uid=uid, gid=gid, mtime=t, size=len(data)),
+                    data, source, location)
     assert f.source is not None  # the loader guarantees one kind per file
     try:
         size = _host_file_size(f.source)
@@ -288,8 +288,8 @@ def _file_node(spec: Spec, f: File, uid: int, gid: int, t: int, location: str) -
         where = f"{f.pos}: " if f.pos else ""
         raise ComposerError(f"{where}{location}: cannot read source {f.source}: "
                             f"{exc.strerror}") from None
-    return Node(Entry("", Kind.FILE, mode=mode, size=size, **common), HostFile(f.source),
-                source, location)
+    return Node(Entry("", Kind.FILE, mode=mode, uid=uid, gid=gid, mtime=t, size=size),
+                HostFile(f.source), source, location)
 
 
 def _host_file_size(path: str) -> int:

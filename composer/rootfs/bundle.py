@@ -29,7 +29,7 @@ of a ``type: bind`` mount is replaced by its path (linuxkit forgets to).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from composer.errors import ComposerError, Position
 from composer.spec.model import Container, resolve_id
@@ -324,12 +324,12 @@ def make_bundle(container: Container, image_config: dict, ids: dict[str, int],
     label = image_label(image_config, what)
     yaml = container.config()
     for key in ("binds", "binds.add"):  # volumes named by the YAML (never by a label)
-        if key in yaml:
-            yaml[key] = _volume_binds(yaml[key])  # type: ignore[arg-type]
+        if key in yaml:  # the loader checked the shapes (composer.spec.schema)
+            yaml[key] = _volume_binds(cast("list[str]", yaml[key]))
     if "mounts" in yaml:
         yaml["mounts"] = [{**m, "source": _volume_source(m.get("source", ""))}
                           if m.get("type") == "bind" else m
-                          for m in yaml["mounts"]]  # type: ignore[union-attr]
+                          for m in cast("list[dict]", yaml["mounts"])]
     cfg = image_config.get("config") or {}
 
     args = _assign("command", yaml, label, None)

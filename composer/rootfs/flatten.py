@@ -16,6 +16,7 @@ import posixpath
 import tarfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 from composer.errors import ComposerError
 from composer.images.cache import Cache
@@ -56,7 +57,7 @@ class Window(io.RawIOBase):
         self._pos = max(0, min(self._size, base + pos))
         return self._pos
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         n = min(len(buffer), self._size - self._pos)
         if n <= 0:
             return 0
@@ -153,7 +154,8 @@ def _scan_tarfile(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
             if sorter.is_whiteout(info.name, normalise(info.name)):
                 continue
             entry = entry_from_tarinfo(info)
-            sparse = tuple((o, n) for o, n in info.sparse or () if n) if info.sparse else None
+            segments = cast("list[tuple[int, int]] | None", info.sparse)  # typeshed says bytes
+            sparse = tuple((o, n) for o, n in segments or () if n) if segments else None
             sorter.entries.append((entry, base_offset + info.offset_data, sparse))
         _check_end(fh, tf.offset, what)
     return sorter.result()

@@ -245,7 +245,7 @@ class _SparseReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         want = min(len(buffer), self._span.size - self._pos)
         if want <= 0:
             return 0

@@ -122,8 +122,10 @@ class Spec:
         for section in (self.onboot, self.onshutdown, self.services):
             refs.extend(c.image for c in section)
         refs.extend(v.image for v in self.volumes if v.image is not None)
-        seen: set[str] = set()
-        return [r for r in refs if not (r.text in seen or seen.add(r.text))]
+        first: dict[str, ImageRef] = {}
+        for r in refs:
+            first.setdefault(r.text, r)
+        return list(first.values())
 
 
 def resolve_id(value: int | str, ids: dict[str, int]) -> int:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -98,7 +98,7 @@ def typed(schema: dict) -> Callable[[Conv], Conv]:
     return wrap
 
 
-def _scalar(node: Node, *tags: str) -> bool:
+def _scalar(node: Node, *tags: str) -> TypeGuard[ScalarNode]:
     return isinstance(node, ScalarNode) and node.tag in tags
 
 

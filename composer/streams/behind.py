@@ -13,13 +13,15 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from composer.streams.types import Writable
+
 
 class _WriteBehind(io.RawIOBase):
     """Hands each write to one worker thread, in order, so hashing and writing (which release
     the GIL) overlap with the caller making the next bytes. At most ``depth`` writes wait
     (memory stays bounded); a worker's error surfaces at the next write or flush."""
 
-    def __init__(self, out: BinaryIO, depth: int = 2):
+    def __init__(self, out: Writable, depth: int = 2):
         super().__init__()
         self._out = out
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
@@ -47,7 +49,7 @@ class _WriteBehind(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         self._check()
         self._queue.put(bytes(data))
         return len(data)
@@ -66,7 +68,7 @@ class _WriteBehind(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def write_behind(out: BinaryIO) -> Iterator[io.BufferedWriter]:
+def write_behind(out: Writable) -> Iterator[BinaryIO]:
     """A 1 MiB-buffered writer whose bytes reach ``out`` (say a :class:`HashingWriter`) from a
     worker thread. Everything is written when the block ends normally; on an error the worker
     is stopped and the caller's error wins."""

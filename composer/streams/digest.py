@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
+from composer.streams.types import Readable, Writable
 
 CHUNK = 1 << 20
 
@@ -41,7 +42,7 @@ class VerifyingReader(io.RawIOBase):
     size fails at once, so an endless stream cannot fill a disk.
     """
 
-    def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str,
+    def __init__(self, raw: Readable, digest: str, size: int | None, what: str,
                  close_raw: bool = True):
         super().__init__()
         check_digest(digest)
@@ -57,7 +58,7 @@ class VerifyingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._done:
             return 0
         n = read_into(self._raw, buffer)
@@ -101,7 +102,7 @@ class HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         self._hash.update(data)
         self.size += len(data)
         self._out.write(data)
@@ -118,7 +119,7 @@ class HashingWriter(io.RawIOBase):
         return "sha256:" + self._hash.hexdigest()
 
 
-def read_into(raw: BinaryIO, buffer) -> int:
+def read_into(raw: Readable, buffer) -> int:
     """``raw.readinto(buffer)`` where it exists (one copy less per byte), else read + copy."""
     readinto = getattr(raw, "readinto", None)
     if readinto is not None:
@@ -128,7 +129,7 @@ def read_into(raw: BinaryIO, buffer) -> int:
     return len(data)
 
 
-def drain(reader: BinaryIO, sink: BinaryIO | None = None) -> int:
+def drain(reader: Readable, sink: Writable | None = None) -> int:
     """Copy a reader to its end (which is when a VerifyingReader checks), returning the size."""
     total = 0
     buffer = bytearray(CHUNK)

@@ -22,9 +22,9 @@ import struct
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
 
 from composer.errors import ComposerError
+from composer.streams.types import Writable
 
 DEFAULT_LEVEL = 6  # gzip(1)'s and zlib's default: the usual speed/size balance
 BLOCK = 256 * 1024  # fixed deflate block: part of the output's identity, like the level
@@ -60,7 +60,7 @@ class GzipWriter:
     ``close`` finishes the gzip member but leaves ``out`` open (the caller owns it).
     """
 
-    def __init__(self, out: BinaryIO, level: int = DEFAULT_LEVEL, threads: int | None = None):
+    def __init__(self, out: Writable, level: int = DEFAULT_LEVEL, threads: int | None = None):
         self._out = out
         self._level = check_level(level)
         self._crc = 0

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import posixpath
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -143,8 +145,8 @@ def header_bytes(entry: Entry) -> bytes:
             records[key] = str(value).encode()
     for xname, xvalue in entry.xattrs:
         records["SCHILY.xattr." + xname] = xvalue
-    for key, value in entry.records:
-        records[key] = encode(value)
+    for key, text in entry.records:
+        records[key] = encode(text)
     out = b""
     if records:
         payload = b"".join(_pax_record(k, records[k]) for k in sorted(records))
@@ -178,7 +180,7 @@ class CanonicalTarWriter:
         self._out.write(data)
         self.written += len(data)
 
-    def add(self, entry: Entry, data: BinaryIO | bytes | None = None) -> None:
+    def add(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None = None) -> None:
         """Append ``entry``; for a regular file, ``data`` supplies exactly ``entry.size`` bytes."""
         path = entry.path
         if not path or normalise(path) != path:
@@ -202,7 +204,7 @@ class CanonicalTarWriter:
         if entry.kind is Kind.FILE:
             self._copy(entry, data)
 
-    def _copy(self, entry: Entry, data: BinaryIO | bytes | None) -> None:
+    def _copy(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None) -> None:
         if isinstance(data, bytes | bytearray):
             if len(data) != entry.size:
                 raise CanonError(f"{entry.path}: {len(data)} bytes given, size {entry.size}")
@@ -243,14 +245,14 @@ def entry_from_tarinfo(info: tarfile.TarInfo) -> Entry:
 
 def entry_from_fields(name: str, type_: bytes, mode: int, uid: int, gid: int,
                       mtime: float, size: int, linkname: str, devmajor: int, devminor: int,
-                      pax_headers: dict[str, str]) -> Entry:
+                      pax_headers: Mapping[str, str]) -> Entry:
     """An :class:`Entry` from a member's header fields as tarfile names them (the one place
     both tar readers, :mod:`tarfile` and :mod:`composer.tar.headers`, turn headers into entries)."""
     return entry_from_parts(name, type_, mode, uid, gid, mtime, size, linkname, devmajor,
                             devminor, pax_extras(pax_headers))
 
 
-def pax_extras(pax_headers: dict[str, str]
+def pax_extras(pax_headers: Mapping[str, str]
                ) -> tuple[tuple[tuple[str, bytes], ...], tuple[tuple[str, str], ...]]:
     """The xattrs and the extra records an entry keeps of its pax headers, each sorted by key
     (separate from :func:`entry_from_parts` because pax headers repeat: readers may reuse it)."""

@@ -351,7 +351,7 @@ class Content(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         n = self._left if size is None or size < 0 else min(size, self._left)
         if n <= 0:
             return b""
@@ -366,7 +366,7 @@ class Content(io.RawIOBase):
     def readall(self) -> bytes:
         return self.read()
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         data = self.read(len(view))
         view[:len(data)] = data

@@ -8,9 +8,10 @@ On a seekable file :mod:`composer.tar.headers` parses the headers; where it give
 from __future__ import annotations
 
 import contextlib
+import io
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from composer.tar import headers
 from composer.tar.canon import CanonError, Entry, Kind, entry_from_tarinfo
@@ -36,14 +37,14 @@ def tarfile_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     would send tarfile back to an earlier header (a hostile negative size) is an error: tarfile
     itself would read the same members again forever."""
     for info in tf:
-        tf.members.clear()
+        tf.members.clear()  # type: ignore[attr-defined]  # typeshed omits TarFile.members
         if tf.offset <= info.offset:
             raise CanonError(f"{info.name}: negative size (the next header would not come "
                              "after this one)")
         yield info
 
 
-def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, BinaryIO | None]]:
+def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, IO[bytes] | io.RawIOBase | None]]:
     """Stream a tar's entries with a reader for each regular file's content.
 
     The reader is only valid until the next entry is requested. Memory stays flat: members are

@@ -25,10 +25,12 @@ top-level ``Dockerfile`` (``FROM scratch``, ``COPY . ./``, the entrypoint), a bu
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from composer import canonjson
 from composer.atomic import OutputSet
@@ -120,7 +122,13 @@ class Member:
 
     @property
     def size(self) -> int:
-        return len(self.data) if self.data is not None else os.path.getsize(self.file)
+        return len(self.data) if self.data is not None else os.path.getsize(self.spooled)
+
+    @property
+    def spooled(self) -> Path:
+        """The spooled file of a member without bytes."""
+        assert self.file is not None, f"{self.path}: neither bytes nor a file"
+        return self.file
 
 
 def blob_path(digest: str) -> str:
@@ -166,7 +174,7 @@ def write_members_tar(members: list[Member], out, mtime: int) -> None:
         if member.data is not None:
             tar.add(entry, member.data)
         else:
-            with open(member.file, "rb") as src:
+            with open(member.spooled, "rb") as src:
                 tar.add(entry, src)
     tar.close()
 
@@ -177,7 +185,7 @@ def write_members_dir(members: list[Member], dest: Path) -> None:
         if member.data is not None:
             (dest / member.path).write_bytes(member.data)
         else:
-            os.replace(member.file, dest / member.path)  # same filesystem: the output dir
+            os.replace(member.spooled, dest / member.path)  # same filesystem: the output dir
 
 
 def _image(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str) -> None:
@@ -222,7 +230,7 @@ def _has_rc_init(rootfs: Path) -> bool:
 
 
 def _with_dockerfile(rootfs: Path, content: bytes, mtime: int
-                     ) -> Iterator[tuple[Entry, object]]:
+                     ) -> Iterator[tuple[Entry, IO[bytes] | io.RawIOBase | bytes | None]]:
     """The rootfs entries with the Dockerfile slotted in at its sorted place."""
     pending = True
     key = sort_key(DOCKERFILE)

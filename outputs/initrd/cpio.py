@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
+from composer.streams.types import Readable, Writable
 from composer.tar.canon import COPY_CHUNK, Entry, Kind, encode
 from composer.tar.read import read_entries
 
@@ -98,7 +99,7 @@ def header_bytes(h: Header) -> bytes:
 class NewcWriter:
     """Appends newc records to ``out``; ``close`` writes the trailer (``out`` stays open)."""
 
-    def __init__(self, out: BinaryIO):
+    def __init__(self, out: Writable):
         self._out = out
         self.written = 0
 
@@ -106,7 +107,7 @@ class NewcWriter:
         self._out.write(data)
         self.written += len(data)
 
-    def add(self, h: Header, data: BinaryIO | bytes | None = None) -> None:
+    def add(self, h: Header, data: Readable | bytes | None = None) -> None:
         """One record; ``data`` supplies exactly ``h.filesize`` bytes (bytes or a reader)."""
         self._write(header_bytes(h))
         if isinstance(data, bytes | bytearray):
@@ -175,7 +176,7 @@ class TarToNewc:
     ``spool_dir`` (default: the system temporary directory).
     """
 
-    def __init__(self, out: BinaryIO, links: HardLinks,
+    def __init__(self, out: Writable, links: HardLinks,
                  include: Callable[[str], bool] = everything, spool_dir: Path | None = None):
         self._cpio = NewcWriter(out)
         self._links = links
@@ -197,7 +198,7 @@ class TarToNewc:
                       (Kind.CHAR, Kind.BLOCK) else 0,
                       rdevminor=entry.devminor if entry.kind in (Kind.CHAR, Kind.BLOCK) else 0)
 
-    def _plain(self, name: str, entry: Entry, data: BinaryIO | None) -> None:
+    def _plain(self, name: str, entry: Entry, data: Readable | None) -> None:
         """A record of its own: a file, directory, symlink, device or fifo."""
         if entry.kind is Kind.SYMLINK:
             target = encode(entry.linkname)
@@ -208,7 +209,7 @@ class TarToNewc:
             nlink = 2 if entry.kind is Kind.DIR else 1
             self._cpio.add(self._header(name, entry, self._ino(), nlink, 0))
 
-    def add(self, entry: Entry, data: BinaryIO | None) -> None:
+    def add(self, entry: Entry, data: Readable | None) -> None:
         if entry.kind is Kind.FILE and entry.size > MAX_FIELD:
             raise ComposerError(f"{entry.path}: {entry.size} bytes; a newc cpio (initrd) "
                                 "cannot hold files of 4 GiB or more")
@@ -230,7 +231,7 @@ class TarToNewc:
         if included:
             self._plain(entry.path, entry, data)
 
-    def _spool_data(self, group: _Group, data: BinaryIO | None) -> None:
+    def _spool_data(self, group: _Group, data: Readable | None) -> None:
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115
         self._spool.seek(0, 2)

@@ -60,6 +60,7 @@ def split_boot(rootfs: Path, sink: Callable[[str], BinaryIO], name: str, fmt: st
                 if entry.kind is not Kind.FILE:
                     raise ComposerError(f"{name}: {entry.path} in the root filesystem is a "
                                         f"{entry.kind.name.lower()}, not a regular file")
+                assert data is not None  # read_entries gives every regular file a reader
                 shutil.copyfileobj(data, sink(entry.path), COPY_CHUNK)
                 found.add(entry.path)
             elif in_initrd(entry.path):

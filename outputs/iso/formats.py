@@ -167,7 +167,8 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
                 "boot/grub/grub.cfg": cfg,  # GRUB's prefix when it starts on the ESP partition
             }, serial=derive_u32(seed_bytes, "fat-serial"), mtime=options.mtime)
         with contextlib.ExitStack() as stack:
-            entries = {path: (io.BytesIO(data), len(data)) for path, data in small.items()}
+            entries: dict[str, tuple[BinaryIO, int]] = {
+                path: (io.BytesIO(data), len(data)) for path, data in small.items()}
             for path in ("boot/kernel", "boot/initrd.img", "boot/cmdline") + \
                     ((ESP,) if layout.efi else ()):
                 f = stack.enter_context(open(tmp / path.rsplit("/", 1)[-1], "rb"))
@@ -214,7 +215,7 @@ def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int,
 
 def parents(paths: Iterable[str]) -> list[str]:
     """Every directory above ``paths``, parents first."""
-    out = set()
+    out: set[str] = set()
     for path in paths:
         parts = path.split("/")[:-1]
         out.update("/".join(parts[: i + 1]) for i in range(len(parts)))

@@ -234,6 +234,7 @@ class PinnedIso:
             raise ValueError(f"MBR id {mbr_id} is not 32 bits")
         self.iso.add_isohybrid(mbr_id=mbr_id, efi=efi)
         hybrid = self.iso.isohybrid_mbr
+        assert hybrid is not None  # add_isohybrid just made it
         hybrid.mbr = mbr_code[len(header):]
         if efi:
             _fix_gpt(hybrid)
@@ -244,8 +245,10 @@ class PinnedIso:
 
 
 
-class _EmptyGptEntry:
+class _EmptyGptEntry(pycdlib.isohybrid.GPTPartHeader):
     """An unused GPT partition entry, so pycdlib's CRC covers the whole entry array."""
+
+    __slots__ = ()
 
     def record(self) -> bytes:
         return bytes(GPT_ENTRY_SIZE)
