@@ -7,4 +7,5 @@ scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check .
 lint-imports --no-cache  # the layering contracts in pyproject.toml
+mypy                     # non-strict to start ([tool.mypy] in pyproject.toml)
 python -m pytest -q -p no:cacheprovider "$@"

@@ -107,14 +107,14 @@ def attribute(members: Iterable[tuple[str, dict[str, Any]]], layer_of: LayerOf,
     # an implicit parent (made while putting a file below it) has no provenance of its own:
     # it belongs where its first child does (in tar order, the next entry)
     for i in range(len(raw) - 2, -1, -1):
-        path, m, where = raw[i]
+        path, fields, where = raw[i]
         if where.location == UNKNOWN and raw[i + 1][0].startswith(path + "/"):
-            raw[i] = (path, m, raw[i + 1][2])
+            raw[i] = (path, fields, raw[i + 1][2])
     known = {path: where for path, _, where in raw}  # an empty one: where its parent is
-    for i, (path, m, where) in enumerate(raw):
+    for i, (path, fields, where) in enumerate(raw):
         if where.location == UNKNOWN and "/" in path:
             known[path] = known.get(path.rpartition("/")[0], where)
-            raw[i] = (path, m, known[path])
+            raw[i] = (path, fields, known[path])
     names = section_names((path, where) for path, _, where in raw)
     out = []
     sections: dict[Origin, str] = {}
@@ -125,7 +125,9 @@ def attribute(members: Iterable[tuple[str, dict[str, Any]]], layer_of: LayerOf,
         rel = relative(path, section)
         inner = image_path(path, section, rel, kernel)
         layer = layer_of(where.source, inner) if inner is not None else GENERATED
-        out.append(Item(path, *fields, section, where.source, layer, rel))
+        kind, size, mode, uid, gid, link, sha256 = fields
+        out.append(Item(path, kind, size, mode, uid, gid, link, sha256, section, where.source,
+                        layer, rel))
     return out
 
 

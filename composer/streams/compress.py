@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import struct
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from composer.errors import ComposerError
 from composer.streams.gz import DEFAULT_LEVEL, GzipWriter, compressor_id
@@ -31,8 +31,8 @@ LZ4_CHUNK = 8 << 20
 class Writer(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def close(self) -> None: ...
-    def __enter__(self) -> Writer: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: Any) -> Any: ...
 
 
 def check(name: str) -> str:
