@@ -98,7 +98,7 @@ def test_kernel_image(built, debs_dir: Path) -> None:
     oracle = deb_files(debs_dir, "linux-image-6.1.0-50-amd64")
     assert hashlib.sha256(files["kernel"][1]).digest() == oracle[f"boot/vmlinuz-{version}"]
     kos = sorted(p for p in inner if p.endswith(".ko"))
-    assert len(kos) == 19
+    assert len(kos) == 24
     for path in [*kos, f"{mods}/modules.order", f"{mods}/modules.builtin"]:
         assert hashlib.sha256(inner[path][1]).digest() == oracle[path], path
     # modules.dep names exactly the selected modules, and every dependency is present
