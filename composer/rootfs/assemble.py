@@ -33,7 +33,7 @@ from composer.epoch import Epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
-from composer.rootfs import bundle
+from composer.rootfs import bootchecks, bundle
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
@@ -232,6 +232,13 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
                 extracted[image.digest] = lower
             else:
                 _prefix(root, prefix, t, source, location)
+            if made.readonly:
+                missing = bootchecks.missing_mountpoints(made.config, root, lower)
+                if missing:
+                    raise ComposerError(
+                        f"{what}: readonly, but its image has no {', '.join(missing)} to "
+                        "mount on, and runc cannot make mount points in a read-only root; "
+                        "add them to the image or drop readonly")
             root.put(f"{prefix}/config.json",
                      _file(canonjson.pretty(made.config), t, source, location))
             if not made.readonly:

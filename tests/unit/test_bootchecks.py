@@ -1,0 +1,99 @@
+"""Build-time checks that save a boot (composer.rootfs.bootchecks, composer.spec.collisions):
+a read-only container whose image lacks a mount point its config.json needs is an error with
+its spec position; an onshutdown id equal to an onboot id is a warning with its position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from composer.errors import ComposerError
+from composer.rootfs.bootchecks import missing_mountpoints
+from composer.rootfs.tree import Node, Tree
+from composer.spec import load_spec
+from composer.tarcanon import Entry, Kind
+from tests.fixtures.images import directory, file, layer_tar, symlink
+from tests.unit.test_linuxkit_rootfs import Env
+
+BASE = "containers/onboot/000-c/rootfs"
+
+
+def image_tree(*dirs: str, links: dict[str, str] | None = None) -> Tree:
+    tree = Tree(0)
+    for d in ("", *dirs):
+        tree.put(f"{BASE}/{d}".rstrip("/"), Node(Entry("", Kind.DIR, 0o755)))
+    for path, target in (links or {}).items():
+        tree.put(f"{BASE}/{path}", Node(Entry("", Kind.SYMLINK, 0o777, linkname=target)))
+    return tree
+
+
+def config(*mounts: tuple[str, str, list[str]]) -> dict:
+    return {"mounts": [{"destination": d, "type": t, "source": t, "options": o}
+                       for d, t, o in mounts]}
+
+
+DEFAULTS = [("/proc", "proc", []), ("/dev", "tmpfs", ["ro"]), ("/dev/pts", "devpts", []),
+            ("/sys", "sysfs", ["ro"]), ("/sys/fs/cgroup", "cgroup", ["ro"])]
+
+
+def test_defaults_need_dev_proc_sys_only() -> None:
+    assert missing_mountpoints(config(*DEFAULTS), image_tree("dev", "proc", "sys"), BASE) == []
+    assert missing_mountpoints(config(*DEFAULTS), image_tree("dev"), BASE) == ["/proc", "/sys"]
+
+
+def test_binds_need_their_target_unless_below_a_self_made_mount() -> None:
+    cfg = config(*DEFAULTS, ("/data", "bind", ["rbind", "ro"]), ("/run", "tmpfs", []),
+                 ("/run/x", "bind", ["rbind"]), ("/dev/shm", "tmpfs", []),
+                 ("/srv", "bind", ["rbind"]), ("/srv/deeper", "tmpfs", []))
+    tree = image_tree("dev", "proc", "sys", "srv")
+    assert missing_mountpoints(cfg, tree, BASE) == ["/data", "/run"]
+
+
+def test_symlinks_are_followed_inside_the_image() -> None:
+    cfg = config(("/data", "bind", ["rbind"]), ("/var/log", "tmpfs", []))
+    tree = image_tree("srv", "srv/data", "real", "real/log", links={"data": "/srv/data",
+                                                                    "var": "real"})
+    assert missing_mountpoints(cfg, tree, BASE) == []
+    dangling = image_tree(links={"data": "/nowhere", "var": "var"})  # and a loop
+    assert missing_mountpoints(cfg, dangling, BASE) == ["/data", "/var/log"]
+
+
+BUSYBOX = [layer_tar([directory("bin"), file("bin/busybox", b"\x7fELF", mode=0o755),
+                      symlink("bin/sh", "busybox")])]
+
+
+def test_build_refuses_a_readonly_container_missing_a_mount_point(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.image("bb:1", BUSYBOX)
+    # the image fixups give every image dev, etc, proc and sys, so the defaults are fine
+    tree = env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true,"
+                     " binds: ['/etc:/etc']}\n")
+    assert "containers/onboot/000-ok/config.json" in tree
+    with pytest.raises(ComposerError) as info:
+        env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true}\n"
+                  "services:\n  - name: web\n    image: 'bb:1'\n    readonly: true\n"
+                  "    binds: ['/var/www:/www', '/run:/run']\n")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 's.yml'}:4:")  # the service's position
+    assert "services[0] web" in message and "/run, /www" in message
+    # the same container writable: runc makes the mount points in the overlay
+    env.build("services:\n  - {name: web, image: 'bb:1', binds: ['/var/www:/www']}\n")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yml"
+    path.write_text(text)
+    return path
+
+
+def test_onshutdown_id_colliding_with_onboot_is_a_warning(tmp_path: Path) -> None:
+    spec = load_spec([write(tmp_path, "onboot:\n  - {name: a, image: i}\n  - {name: b, image: i}\n"
+                            "onshutdown:\n  - {name: x, image: i}\n  - {name: b, image: i}\n")])
+    [(pos, message)] = spec.warnings
+    assert (pos.line, pos.col) == (6, 5)
+    assert message.startswith("onshutdown[1] b: its container id 001-b is also onboot[1]'s")
+    # same name at another index: different directories, no warning
+    spec = load_spec([write(tmp_path, "onboot:\n  - {name: a, image: i}\n  - {name: b, image: i}\n"
+                            "onshutdown:\n  - {name: b, image: i}\n")])
+    assert spec.warnings == ()
