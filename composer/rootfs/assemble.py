@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from composer import canonjson
@@ -57,6 +57,8 @@ class Context:
     cache: Cache
     epoch: Epoch
     images: dict[str, Image]  # spec image text -> resolved image
+    #: problems that do not stop the build (composer.rootfs.bootchecks), for the caller to print
+    warnings: list[str] = field(default_factory=list)
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -235,10 +237,10 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
             if made.readonly:
                 missing = bootchecks.missing_mountpoints(made.config, root, lower)
                 if missing:
-                    raise ComposerError(
+                    ctx.warnings.append(
                         f"{what}: readonly, but its image has no {', '.join(missing)} to "
-                        "mount on, and runc cannot make mount points in a read-only root; "
-                        "add them to the image or drop readonly")
+                        "mount on, and runc cannot make mount points in a read-only root "
+                        "(it will not start); add them to the image or drop readonly")
             root.put(f"{prefix}/config.json",
                      _file(canonjson.pretty(made.config), t, source, location))
             if not made.readonly:

@@ -4,7 +4,9 @@
   runc cannot create a missing mount point there (``mkdir .../rootfs/dev: read-only file
   system``). Every mount destination of its ``config.json`` must exist in the image, unless it
   lies below an earlier mount that makes its own directories (a tmpfs, or the kernel's proc
-  and sysfs), or below a bind (its host side is not known here). An error.
+  and sysfs), or below a bind (its host side is not known here). A warning, printed by
+  ``build`` with the container's position (not an error: the image may be meant for another
+  init that does not remount ``/`` read-only).
 
 (The other such check, onshutdown ids that collide with onboot ones, needs only the spec:
 :mod:`composer.spec.collisions`.)

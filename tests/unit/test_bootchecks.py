@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from composer.errors import ComposerError
 from composer.rootfs.bootchecks import missing_mountpoints
 from composer.rootfs.tree import Node, Tree
 from composer.spec import load_spec
@@ -63,22 +60,28 @@ BUSYBOX = [layer_tar([directory("bin"), file("bin/busybox", b"\x7fELF", mode=0o7
                       symlink("bin/sh", "busybox")])]
 
 
-def test_build_refuses_a_readonly_container_missing_a_mount_point(tmp_path: Path) -> None:
+def test_build_warns_of_a_readonly_container_missing_a_mount_point(tmp_path: Path) -> None:
     env = Env(tmp_path)
     env.image("bb:1", BUSYBOX)
     # the image fixups give every image dev, etc, proc and sys, so the defaults are fine
-    tree = env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true,"
-                     " binds: ['/etc:/etc']}\n")
-    assert "containers/onboot/000-ok/config.json" in tree
-    with pytest.raises(ComposerError) as info:
-        env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true}\n"
-                  "services:\n  - name: web\n    image: 'bb:1'\n    readonly: true\n"
-                  "    binds: ['/var/www:/www', '/run:/run']\n")
-    message = str(info.value)
+    env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true, binds: ['/etc:/etc']}\n")
+    assert env.warnings == []
+    env.build("onboot:\n  - {name: ok, image: 'bb:1', readonly: true}\n"
+              "services:\n  - name: web\n    image: 'bb:1'\n    readonly: true\n"
+              "    binds: ['/var/www:/www', '/run:/run']\n")
+    [message] = env.warnings
     assert message.startswith(f"{tmp_path / 's.yml'}:4:")  # the service's position
-    assert "services[0] web" in message and "/run, /www" in message
+    assert "services[0] web" in message and "has no /run, /www to mount on" in message
     # the same container writable: runc makes the mount points in the overlay
     env.build("services:\n  - {name: web, image: 'bb:1', binds: ['/var/www:/www']}\n")
+    assert env.warnings == []
+
+
+def test_build_prints_it_as_a_warning() -> None:
+    from composer.build import _as_warning
+
+    assert _as_warning("s.yml:4:5: services[0] web: x") == "s.yml:4:5: warning: services[0] web: x"
+    assert _as_warning("services[0] web: x") == "warning: services[0] web: x"
 
 
 def write(tmp_path: Path, text: str) -> Path:
