@@ -120,7 +120,7 @@ SERVICES = [
     {"name": "alive", "image": HELLO, "readonly": True,
      "command": ["/bin/busybox", "sleep", "100000"]},
     {"name": "die", "image": HELLO, "readonly": True,
-     "command": sh("echo P die started", "sleep 2", "exit 3")},
+     "command": sh("echo P die started=yes", "sleep 2", "exit 3")},
 ]
 # "caps" again, at index 0: its directory 000-caps collides with onboot's (a build warning;
 # our runner deletes each one-shot container, so it still runs)
