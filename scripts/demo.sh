@@ -27,7 +27,7 @@ echo "--- booting $out/services in qemu (serial console below) ---" >&2
 image-composer run qemu "$out/services" --mem 512 --publish "$port:80" --timeout 900 \
     --console-log "$out/services-console.log" </dev/null &
 vm=$!
-trap 'kill -TERM $vm 2>/dev/null || true' EXIT
+trap 'kill -TERM $vm 2>/dev/null && wait $vm' EXIT
 page=$(python3 - "$port" "$vm" <<'PY'
 import os, sys, time, urllib.request
 port, vm = sys.argv[1], int(sys.argv[2])

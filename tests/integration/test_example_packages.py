@@ -37,8 +37,8 @@ GOLDEN = {
               "sha256:cecad35175ba3928d68b9f44eebdf94ffa0bc83ef03b3e8b5275cd9ae1816896"),
     "init": ("bec871d8adbeb17a6d2950b557d6d7af039a3ae3",
              "sha256:5b4a46f95a3d747661ca72ad90c3fc3d4c6211a64eb3e23ac8a4a51af7586f13"),
-    "kernel": ("7f83945040e0b05c0bd5b97b5b01029de22c4439",
-               "sha256:f6a7f9d5b0da203a78beddda8261cd8a20cc5cf0fd6d84375c10fa9af49f82a1"),
+    "kernel": ("f6377ce0fc151f14031482792de4330971e53c94",
+               "sha256:c249a837f3e46f31fbe858aca69d7fdd939a8a4f334ba56000bfd34f30f74826"),
 }
 
 
