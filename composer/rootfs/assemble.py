@@ -234,6 +234,8 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
                 extracted[image.digest] = lower
             else:
                 _prefix(root, prefix, t, source, location)
+            for refusal in bootchecks.runc_refusals(made.config):
+                ctx.warnings.append(f"{what}: runc will refuse to start it: {refusal}")
             if made.readonly:
                 missing = bootchecks.missing_mountpoints(made.config, root, lower)
                 if missing:

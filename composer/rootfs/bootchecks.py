@@ -8,6 +8,12 @@
   ``build`` with the container's position (not an error: the image may be meant for another
   init that does not remount ``/`` read-only).
 
+- **runc's own refusals** (``libcontainer/configs/validate``), from the generated ``config.json``
+  (so the image label counts): a ``hostname`` without a new uts namespace, and sysctls outside
+  a namespace of their own (``net.*`` need a new net namespace, the SysV IPC and
+  ``fs.mqueue.*`` ones a new ipc namespace, ``kernel.domainname`` a new uts namespace;
+  ``kernel.hostname`` and everything else are always refused). Warnings.
+
 (The other such check, onshutdown ids that collide with onboot ones, needs only the spec:
 :mod:`composer.spec.collisions`.)
 """
@@ -66,3 +72,32 @@ def missing_mountpoints(config: dict, tree: Tree, base: str) -> list[str]:
         if kind in SELF_MADE:
             made.append(dest)
     return missing
+
+
+#: sysctls runc allows in a new ipc namespace (besides ``fs.mqueue.*``)
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def runc_refusals(config: dict) -> list[str]:
+    """Why runc (1.1, as 1.3) would refuse this ``config.json`` before starting anything."""
+    linux = config.get("linux") or {}
+    new = {ns["type"] for ns in linux.get("namespaces", [])}
+    out = []
+    if config.get("hostname") and "uts" not in new:
+        out.append("hostname is set but the uts namespace is the host's (add uts: new)")
+    for key in sorted(linux.get("sysctl") or {}):
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            if "ipc" not in new:
+                out.append(f"sysctl {key} needs a new ipc namespace (ipc: new)")
+        elif key.startswith("net."):
+            if "network" not in new:
+                out.append(f"sysctl {key} needs a new network namespace (net: new or a path)")
+        elif key == "kernel.domainname":
+            if "uts" not in new:
+                out.append(f"sysctl {key} needs a new uts namespace (uts: new)")
+        elif key == "kernel.hostname":
+            out.append("sysctl kernel.hostname is refused by runc; use hostname")
+        else:
+            out.append(f"sysctl {key} is not in a namespace of its own; runc refuses it")
+    return out

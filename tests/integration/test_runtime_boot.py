@@ -118,8 +118,11 @@ ONBOOT = [
     # read-only, and the image has no /hostrun: `build` warns, and runc indeed cannot start it
     {"name": "nomnt", "image": HELLO, "readonly": True, "binds": ["/run:/hostrun"],
      "command": ["/bin/echo", "P nomnt ran=yes"]},
+    # a hostname in the host's uts namespace: `build` warns, and runc refuses it
+    {"name": "nouts", "image": HELLO, "readonly": True, "hostname": "nope",
+     "command": ["/bin/echo", "P nouts ran=yes"]},
 ]
-FAILING = {"fail", "nomnt"}
+FAILING = {"fail", "nomnt", "nouts"}
 SERVICES = [
     {"name": "alive", "image": HELLO, "readonly": True,
      "command": ["/bin/busybox", "sleep", "100000"]},
@@ -346,6 +349,10 @@ def test_exit_statuses_services_and_shutdown(probe_boot) -> None:
     assert ("nomnt", "ran") not in seen
     assert re.search(r"mkdir \S*/containers/onboot/012-nomnt/rootfs/hostrun: read-only file "
                      "system", text)
+    [warning] = [ln for ln in build_log.splitlines() if "onboot[13] nouts" in ln]
+    assert "runc will refuse to start it: hostname is set but the uts namespace" in warning
+    assert ("nouts", "ran") not in seen
+    assert "unable to set hostname without a private UTS namespace" in text
 
 
 # ---- the services example, as the README's demo runs it ---------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer.rootfs.bootchecks import missing_mountpoints
+from composer.rootfs.bootchecks import missing_mountpoints, runc_refusals
 from composer.rootfs.tree import Node, Tree
 from composer.spec import load_spec
 from composer.tarcanon import Entry, Kind
@@ -100,3 +100,43 @@ def test_onshutdown_id_colliding_with_onboot_is_a_warning(tmp_path: Path) -> Non
     spec = load_spec([write(tmp_path, "onboot:\n  - {name: a, image: i}\n  - {name: b, image: i}\n"
                             "onshutdown:\n  - {name: b, image: i}\n")])
     assert spec.warnings == ()
+
+
+def ns_config(*types: str, hostname: str = "", sysctl: dict | None = None) -> dict:
+    cfg: dict = {"linux": {"namespaces": [{"type": t} for t in (*types, "mount")]}}
+    if hostname:
+        cfg["hostname"] = hostname
+    if sysctl:
+        cfg["linux"]["sysctl"] = sysctl
+    return cfg
+
+
+def test_runc_refusals_hostname_and_sysctls() -> None:
+    assert runc_refusals(ns_config("uts", hostname="h")) == []
+    assert runc_refusals(ns_config(hostname="h")) == [
+        "hostname is set but the uts namespace is the host's (add uts: new)"]
+    ok = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "1",
+          "kernel.domainname": "d"}
+    assert runc_refusals(ns_config("network", "ipc", "uts", sysctl=ok)) == []
+    assert runc_refusals(ns_config(sysctl={**ok, "kernel.hostname": "h", "vm.swappiness": "1"})
+                         ) == [
+        "sysctl fs.mqueue.msg_max needs a new ipc namespace (ipc: new)",
+        "sysctl kernel.domainname needs a new uts namespace (uts: new)",
+        "sysctl kernel.hostname is refused by runc; use hostname",
+        "sysctl kernel.shmmax needs a new ipc namespace (ipc: new)",
+        "sysctl net.ipv4.ip_forward needs a new network namespace (net: new or a path)",
+        "sysctl vm.swappiness is not in a namespace of its own; runc refuses it"]
+
+
+def test_build_warns_of_what_runc_refuses(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.image("bb:1", BUSYBOX)
+    env.build("onboot:\n  - {name: a, image: 'bb:1', hostname: h, uts: new,"
+              " net: new, sysctl: {net.ipv4.ip_forward: '1'}}\n")
+    assert env.warnings == []
+    env.build("onboot:\n  - {name: a, image: 'bb:1', hostname: h,"
+              " sysctl: {net.ipv4.ip_forward: '1'}}\n")
+    assert [w.split(": runc will refuse to start it: ")[1] for w in env.warnings] == [
+        "hostname is set but the uts namespace is the host's (add uts: new)",
+        "sysctl net.ipv4.ip_forward needs a new network namespace (net: new or a path)"]
+    assert env.warnings[0].startswith(f"{tmp_path / 's.yml'}:2:")
