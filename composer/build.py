@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,10 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
         return stored
     prepare_layers(images.values(), cache)
-    tree = build_tree(spec, Context(cache, epoch, images))
+    ctx = Context(cache, epoch, images)
+    tree = build_tree(spec, ctx)
+    for message in ctx.warnings:
+        log(_as_warning(message))
     (cache.root / "tmp").mkdir(parents=True, exist_ok=True)
     path = memo.tar_path(cache.root, key)
     try:
@@ -226,3 +230,9 @@ def host_files(spec: Spec) -> list[dict[str, object]]:
             digest, size = sha256_file(source)
             out.append({"path": f.path, "sha256": digest, "size": size})
     return out
+
+
+def _as_warning(message: str) -> str:
+    """``FILE:LINE:COL: text`` -> ``FILE:LINE:COL: warning: text``, as spec warnings print."""
+    m = re.match(r"^(.+?:[0-9]+:[0-9]+): (.*)$", message, re.S)
+    return f"{m.group(1)}: warning: {m.group(2)}" if m else f"warning: {message}"

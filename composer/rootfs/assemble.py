@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from composer import canonjson
@@ -33,7 +33,7 @@ from composer.epoch import Epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
-from composer.rootfs import bundle
+from composer.rootfs import bootchecks, bundle
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
@@ -57,6 +57,8 @@ class Context:
     cache: Cache
     epoch: Epoch
     images: dict[str, Image]  # spec image text -> resolved image
+    #: problems that do not stop the build (composer.rootfs.bootchecks), for the caller to print
+    warnings: list[str] = field(default_factory=list)
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -232,6 +234,15 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
                 extracted[image.digest] = lower
             else:
                 _prefix(root, prefix, t, source, location)
+            for refusal in bootchecks.runc_refusals(made.config):
+                ctx.warnings.append(f"{what}: runc will refuse to start it: {refusal}")
+            if made.readonly:
+                missing = bootchecks.missing_mountpoints(made.config, root, lower)
+                if missing:
+                    ctx.warnings.append(
+                        f"{what}: readonly, but its image has no {', '.join(missing)} to "
+                        "mount on, and runc cannot make mount points in a read-only root "
+                        "(it will not start); add them to the image or drop readonly")
             root.put(f"{prefix}/config.json",
                      _file(canonjson.pretty(made.config), t, source, location))
             if not made.readonly:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError, UsageError
+from composer.run import vmctl
 
 QEMU = "qemu-system-x86_64"
 KVM_GET_API_VERSION = 0xAE00
@@ -153,9 +154,12 @@ def _terminal_restored() -> Iterator[None]:
 
 
 def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
-             uefi: bool = False, disk: bool | None = None) -> int:
+             uefi: bool = False, disk: bool | None = None,
+             machine: vmctl.Machine | None = None) -> int:
     """Boot the outputs at ``prefix`` (or the ISO file ``prefix``); returns qemu's exit
-    status, or fails after ``timeout``. ``disk`` (ISOs only): as a hard disk, not a CD."""
+    status, or fails after ``timeout``. ``disk`` (ISOs only): as a hard disk, not a CD.
+    ``machine``: CPUs, port forwards, disks, console log, shutdown (:mod:`composer.run.vmctl`)."""
+    machine = machine or vmctl.Machine()
     memory = str(memory).strip()
     if not _MEMORY.match(memory):
         raise UsageError(f"--mem {memory!r}: give MiB, or a size ending in M or G")
@@ -163,6 +167,8 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
         raise UsageError(f"--accel {accel!r}: not an accelerator name (kvm, tcg, ...)")
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if machine.shutdown_after is not None and machine.shutdown_after <= 0:
+        raise UsageError("--shutdown-after must be positive")
     prefix = Path(prefix)
     iso = is_iso(prefix)
     if iso and not prefix.is_file():
@@ -181,6 +187,7 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
         else:
             argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
                              ovmf_vars=ovmf_vars)
-        with _terminal_restored():
-            proc = tools.run(argv, check=False, timeout=timeout)
-    return proc.returncode
+        with vmctl.qmp_path() as qmp, _terminal_restored():
+            argv += vmctl.machine_args(machine, qmp)
+            return vmctl.supervise(argv, timeout=timeout, shutdown_after=machine.shutdown_after,
+                                   qmp=qmp)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import Position, SpecError
+from composer.spec.collisions import onshutdown_collisions
 from composer.spec.loader import Part, load_part
 from composer.spec.model import Kernel, Spec
 from composer.spec.schema import Ctx, Got, NameRef
@@ -63,6 +64,7 @@ def load_spec(paths: list[Path]) -> Spec:
     _check_refs(spec, refs, problems)
     if problems:
         raise SpecError(problems)
+    warnings += onshutdown_collisions(spec["onboot"], spec["onshutdown"])
     return Spec(**{**spec, "warnings": tuple(warnings)})
 
 

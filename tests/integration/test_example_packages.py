@@ -21,8 +21,8 @@ import pytest
 from composer import canonjson
 from composer.epoch import DEFAULT_EPOCH
 from composer.images.cache import Cache
-from composer.pkg import build as pkg
-from composer.pkg import package as pkgdir
+from composer.pkg.build import build as pkg
+from composer.pkg.build import package as pkgdir
 from composer.tar.canon import Entry, Kind
 from composer.tar.read import read_entries
 from tests.integration.conftest import require_tool
@@ -40,8 +40,8 @@ GOLDEN = {
               "sha256:cecad35175ba3928d68b9f44eebdf94ffa0bc83ef03b3e8b5275cd9ae1816896"),
     "init": ("bec871d8adbeb17a6d2950b557d6d7af039a3ae3",
              "sha256:5b4a46f95a3d747661ca72ad90c3fc3d4c6211a64eb3e23ac8a4a51af7586f13"),
-    "kernel": ("7f83945040e0b05c0bd5b97b5b01029de22c4439",
-               "sha256:f6a7f9d5b0da203a78beddda8261cd8a20cc5cf0fd6d84375c10fa9af49f82a1"),
+    "kernel": ("f6377ce0fc151f14031482792de4330971e53c94",
+               "sha256:c249a837f3e46f31fbe858aca69d7fdd939a8a4f334ba56000bfd34f30f74826"),
 }
 
 
@@ -101,7 +101,7 @@ def test_kernel_image(built, debs_dir: Path) -> None:
     oracle = deb_files(debs_dir, "linux-image-6.1.0-50-amd64")
     assert hashlib.sha256(files["kernel"][1]).digest() == oracle[f"boot/vmlinuz-{version}"]
     kos = sorted(p for p in inner if p.endswith(".ko"))
-    assert len(kos) == 19
+    assert len(kos) == 24
     for path in [*kos, f"{mods}/modules.order", f"{mods}/modules.builtin"]:
         assert hashlib.sha256(inner[path][1]).digest() == oracle[path], path
     # modules.dep names exactly the selected modules, and every dependency is present

@@ -65,7 +65,9 @@ class Env:
         images = {r.text: resolve_image(r.text, cache=self.cache, arch="amd64", offline=True)
                   for r in spec.image_refs()}
         epoch = Epoch(None)
-        tree = build_tree(spec, Context(self.cache, epoch, images))
+        ctx = Context(self.cache, epoch, images)
+        tree = build_tree(spec, ctx)
+        self.warnings = ctx.warnings
         out = io.BytesIO()
         write_tree(tree, out, epoch)
         self.tar = out.getvalue()
