@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from composer.atomic import OutputSet
+from outputs.disk import CONVERTERS as DISK_CONVERTERS
+from outputs.disk import DISK_FILES
 from outputs.gz import compressor_id
 from outputs.image import CONVERTERS as IMAGE_CONVERTERS
 from outputs.image import IMAGE_FILES
@@ -35,6 +37,7 @@ FORMATS: dict[str, Converter] = {
     "tar-kernel-initrd": write_tar_kernel_initrd,
     **ISO_CONVERTERS,
     **IMAGE_CONVERTERS,
+    **DISK_CONVERTERS,
 }
 
 FORMAT_FILES: dict[str, tuple[str, ...]] = {
@@ -43,6 +46,7 @@ FORMAT_FILES: dict[str, tuple[str, ...]] = {
     "tar-kernel-initrd": TAR_KERNEL_INITRD_FILES,
     **ISO_FILES,
     **IMAGE_FILES,
+    **DISK_FILES,
 }
 
 
