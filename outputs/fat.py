@@ -197,6 +197,37 @@ def write_fat(path: Path, files: Mapping[str, Source], *, size: int, serial: int
     return 32 if fat_type == FAT32 else 16
 
 
+def fix_fsinfo(path: Path) -> None:
+    """FAT32's FSInfo sector (and its backup) with the true free-cluster count and the first
+    free cluster: pyfatfs leaves the count it had after mkfs (``fsck.fat`` reports it)."""
+    with open(path, "r+b") as f:
+        bpb = f.read(SECTOR)
+        reserved, fats = struct.unpack_from("<HB", bpb, 14)
+        fat_sectors_16, = struct.unpack_from("<H", bpb, 22)
+        if fat_sectors_16:
+            return  # FAT12/16: no FSInfo
+        cluster_sectors = bpb[13]
+        total, fat_sectors, _, _, _, fsinfo, backup = struct.unpack_from("<IIHHIHH", bpb, 32)
+        clusters = (total - reserved - fats * fat_sectors) // cluster_sectors
+        free = 0
+        first = 0xFFFFFFFF
+        f.seek(reserved * SECTOR)
+        done = 0
+        chunk = 1 << 18  # entries per read
+        while done < clusters + 2:
+            count = min(chunk, clusters + 2 - done)
+            entries = memoryview(f.read(count * 4)).cast("I")
+            for i in range(max(2 - done, 0), count):
+                if not entries[i] & 0x0FFFFFFF:
+                    free += 1
+                    if first == 0xFFFFFFFF:
+                        first = done + i
+            done += count
+        for sector in {fsinfo, backup + fsinfo if backup else fsinfo}:
+            f.seek(sector * SECTOR + 488)
+            f.write(struct.pack("<II", free, first))
+
+
 def sync_backup_boot_sector(path: Path) -> None:
     """FAT32 keeps a copy of the boot sector (``BPB_BkBootSec``); make it equal sector 0 again
     after the boot sector was changed (geometry, hidden sectors, a boot loader's code)."""
@@ -260,6 +291,7 @@ def _fix_header(path: Path, hidden_sectors: int = 0) -> None:
         if not fat_sectors:  # FAT32
             f.flush()
             sync_backup_boot_sector(path)
+            fix_fsinfo(path)
             return
         if bpb[54:62] != b"FAT12   ":  # FAT16: entry 1 is already 0xFFFF
             return
