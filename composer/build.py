@@ -46,6 +46,7 @@ class BuildRequest:
     image_tag: str | None = None  # docker/oci formats: repo tag (default NAME:latest)
     entrypoint: tuple[str, ...] | None = None  # docker/oci formats: override the entrypoint
     bootloaders: tuple = ()  # ISO formats: outputs.bootloaders.Pin overrides
+    disk_size_mib: int = 1024  # aws, qcow2-bios: --size
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
@@ -78,7 +79,8 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
         known = {stored.path: (stored.sha256, stored.size)}
         with RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, image_tag=req.image_tag,
-                              entrypoint=req.entrypoint, bootloaders=req.bootloaders)
+                              entrypoint=req.entrypoint, bootloaders=req.bootloaders,
+                              disk_size_mib=req.disk_size_mib)
             for fmt in req.formats:
                 FORMATS[fmt](stored.path, req.name, outs, options)
             packages = memo.packages(cache.root, stored) if req.sbom else None

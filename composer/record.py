@@ -101,6 +101,11 @@ def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
     for fmt in formats:
         if fmt.startswith("iso-"):
             pins.update({pin.role: pin.digest for pin in bootloader_pins(fmt, options)})
+    from outputs.disk import disk_record
+
+    disk = disk_record(options, formats)
+    pins.update(disk.pop("bootloaders", {}))
+    out.update(disk)
     if pins:
         out["bootloaders"] = dict(sorted(pins.items()))
     return out

@@ -198,6 +198,8 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
         argv += ["--tag", options["image_tag"]]
     if options.get("entrypoint"):
         argv += ["--entrypoint", json.dumps(options["entrypoint"])]
+    if options.get("disk_size_mib"):
+        argv += ["--size", f"{options['disk_size_mib']}M"]
     argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))
     return subprocess.run(argv, cwd=cwd, env=env, text=True, capture_output=True, check=False,

@@ -33,6 +33,9 @@ def register(sub, common) -> None:
     b.add_argument("--bootloader", action="append", default=[], metavar="ROLE=PATH@sha256:HEX",
                    help="ISO formats: use this bootloader file, pinned by digest (repeatable; "
                         "see docs/iso.md)")
+    b.add_argument("--size", default="1024M", metavar="SIZE",
+                   help="aws and qcow2-bios: the disk size, as linuxkit: 1024M, 2G (a bare "
+                        "number is GiB; default 1024M)")
     b.add_argument("--push", default=None, metavar="REF",
                    help="push the image output (-f docker, oci or oci-dir) to a registry")
     b.add_argument("--load", action="store_true",
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         image_tag=args.tag,
         entrypoint=entrypoint(args.entrypoint),
         bootloaders=bootloader_pins(args.bootloader),
+        disk_size_mib=disk_size(args.size),
     )
     quiet_log = (lambda _m: None) if args.quiet else log
     paths = run_build(request, log=quiet_log)
@@ -110,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
         for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
             print(line)
     return 0
+
+
+def disk_size(value: str) -> int:
+    from outputs.disk.layouts import parse_size_mib
+
+    return parse_size_mib(value)
 
 
 def bootloader_pins(values: list[str]) -> tuple:

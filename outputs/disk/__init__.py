@@ -44,8 +44,24 @@ def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
     return bootloaders.resolve(LAYOUTS[fmt].roles, options.bootloaders)
 
 
+SIZED_FORMATS = ("aws", "qcow2-bios")  # the formats --size shapes
+
+
 def size_mib(options: Options) -> int | None:
     return getattr(options, "disk_size_mib", None)
+
+
+def disk_record(options: Options, formats: tuple[str, ...]) -> dict:
+    """What the build record keeps of the disk formats' options: their bootloaders (role ->
+    digest) and, for a fixed-size format, the disk size."""
+    out: dict = {}
+    pins = {pin.role: pin.digest for fmt in formats if fmt in LAYOUTS
+            for pin in bootloader_pins(fmt, options)}
+    if pins:
+        out["bootloaders"] = pins
+    if set(formats) & set(SIZED_FORMATS):
+        out["disk_size_mib"] = size_mib(options)
+    return out
 
 
 def _write(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str,
