@@ -2,10 +2,11 @@
 
 What ``ukify build`` does, without objcopy (binutils stamps the wall clock into the PE header)
 and without reading the kernel or initrd into memory: the stub's bytes are kept as they are
-(zero-padded to the file alignment), six section headers are added after its own, and the
-contents follow, each at the next file/section alignment boundary, in ukify's order:
-``.osrel``, ``.cmdline``, ``.uname``, ``.initrd``, ``.linux``. The stub's own ``.sbat`` section
-is the UKI's ``.sbat`` (ukify would merge the kernel's SBAT into it; Debian's kernel has none).
+(zero-padded to the file alignment), section headers are added after its own, and the contents
+follow, each at the next file/section alignment boundary, in ukify's order: ``.osrel``,
+``.cmdline``, ``.uname`` (the kernel's release from its bzImage header; left out, as ukify
+does, when the kernel has none), ``.initrd``, ``.linux``. The stub's own ``.sbat`` section is
+the UKI's ``.sbat`` (ukify would merge the kernel's SBAT into it; Debian's kernel has none).
 
 The header's ``TimeDateStamp`` is the stub's (ukify keeps it too); ``CheckSum`` is the real PE
 checksum of the result (ukify writes 0), computed while the sections stream past, so the
@@ -66,16 +67,15 @@ def parse_stub(stub: bytes) -> StubLayout:
                       size_of_headers, file_alignment, section_alignment, size_of_image)
 
 
-def kernel_release(kernel_head: bytes) -> str:
-    """The release (``uname -r``) from an x86 bzImage's setup header, as ukify scrapes it."""
-    if kernel_head[0x202:0x206] != b"HdrS":
-        raise ComposerError("the kernel is not an x86 bzImage (no HdrS setup header)")
+def kernel_release(kernel_head: bytes) -> str | None:
+    """The release (``uname -r``) from an x86 bzImage's setup header, as ukify scrapes it;
+    None if there is none (ukify then leaves ``.uname`` out, and so do we)."""
+    if kernel_head[0x202:0x206] != b"HdrS" or len(kernel_head) < 0x210:
+        return None
     (pointer,) = struct.unpack_from("<H", kernel_head, 0x20E)
     text = kernel_head[0x200 + pointer:0x200 + pointer + 256].split(b"\0", 1)[0]
     release = text.split(b" ", 1)[0].decode("ascii", "replace")
-    if not release:
-        raise ComposerError("the kernel's setup header has no version string")
-    return release
+    return release if release.isprintable() and release else None
 
 
 class Checksum:
@@ -118,9 +118,10 @@ def write_uki(out: BinaryIO, stub: bytes, *, osrel: bytes, cmdline: bytes, kerne
     """Write the UKI to ``out`` (seekable, positioned at 0); returns its size."""
     layout = parse_stub(stub)
     with open(kernel, "rb") as f:
-        uname = kernel_release(f.read(0x10200)).encode()  # the string is in the setup code
+        release = kernel_release(f.read(0x10200))  # the string is in the setup code
     sections: list[tuple[bytes, Source]] = [
-        (b".osrel", osrel), (b".cmdline", cmdline), (b".uname", uname),
+        (b".osrel", osrel), (b".cmdline", cmdline),
+        *([(b".uname", release.encode())] if release else []),
         (b".initrd", initrd), (b".linux", kernel)]
     if layout.section_table_end + len(sections) * SECTION_HEADER > layout.size_of_headers:
         raise ComposerError("UKI stub has no room for more section headers")
