@@ -117,14 +117,16 @@ def syslinux_cfg(cmdline: str) -> bytes:
 
 
 def grub_cfg(cmdline: str) -> bytes:
-    """linuxkit's qcow2-efi grub.cfg; the command line's words are quoted for GRUB."""
-    args = " ".join(grub_quote(w) for w in f"{cmdline} text".split())
+    """linuxkit's qcow2-efi grub.cfg, but the command line is the spec's, its words quoted for
+    GRUB (linuxkit appends ``text``; no format here adds to the command line)."""
+    args = " ".join(grub_quote(w) for w in cmdline.split())
     return ("set timeout=0\nset gfxpayload=text\nmenuentry 'LinuxKit ISO Image' {\n"
             f"\tlinux /kernel {args}\n  initrd /initrd.img\n}}\n").encode()
 
 
 def uki_cmdline(cmdline: str) -> bytes:
-    return f"{cmdline} text".strip().encode()  # what linuxkit's make-efi hands ukify
+    """The spec's command line (linuxkit's make-efi appends ``text``; we add nothing)."""
+    return cmdline.encode()
 
 
 def partition_files(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: str,

@@ -173,7 +173,8 @@ def test_efi_partition_holds_systemd_boot_and_the_uki(images: dict[str, Path],
     (tmp_path / "uki.efi").write_bytes(mread(image, "EFI/Linux/linuxkit.efi"))
     pe = pefile.PE(str(tmp_path / "uki.efi"))
     sections = {s.Name.rstrip(b"\0"): s for s in pe.sections}
-    assert sections[b".cmdline"].get_data()[:27] == b"console=ttyS0 panic=-1 text"
+    cmdline = sections[b".cmdline"]
+    assert cmdline.get_data()[:cmdline.Misc_VirtualSize] == b"console=ttyS0 panic=-1"
     assert sections[b".uname"].get_data()[:len(RELEASE)] == RELEASE
     assert sections[b".linux"].get_data()[:len(KERNEL)] == KERNEL
     assert pe.verify_checksum()
@@ -186,7 +187,7 @@ def test_grub_partition(images: dict[str, Path]) -> None:
     cfg = mread(image, "EFI/BOOT/grub.cfg")
     assert cfg == mread(image, "boot/grub/grub.cfg")
     assert cfg == (b"set timeout=0\nset gfxpayload=text\nmenuentry 'LinuxKit ISO Image' {\n"
-                   b"\tlinux /kernel 'console=ttyS0' 'panic=-1' 'text'\n  initrd /initrd.img\n}\n")
+                   b"\tlinux /kernel 'console=ttyS0' 'panic=-1'\n  initrd /initrd.img\n}\n")
     assert mread(image, "kernel") == KERNEL
 
 
