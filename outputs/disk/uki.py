@@ -79,25 +79,39 @@ def kernel_release(kernel_head: bytes) -> str | None:
 
 
 class Checksum:
-    """The PE image checksum: the ones'-complement sum of 16-bit words, plus the length."""
+    """The PE image checksum: the ones'-complement (end-around carry) sum of the file's 16-bit
+    little-endian words, plus the file's length.
+
+    Since 65536 = 1 (mod 65535), an even-length piece read as one little-endian integer is
+    congruent to the sum of its words, so each piece costs one big-integer remainder instead of
+    a Python-level loop; the end-around-carry sum is that residue, except that a non-zero sum
+    divisible by 65535 folds to 0xFFFF."""
 
     def __init__(self) -> None:
-        self.total = 0
+        self.residue = 0
+        self.nonzero = False
         self.length = 0
-        self.odd = b""  # a byte left over from a chunk of odd length
+        self.odd = b""  # a byte left over from a piece of odd length
 
     def add(self, data: bytes) -> None:
         self.length += len(data)
-        data = self.odd + data
-        cut = len(data) - len(data) % 2
-        self.odd = data[cut:]
-        self.total += sum(memoryview(data[:cut]).cast("H"))
+        if self.odd:
+            data = self.odd + data
+        if len(data) % 2:
+            self.odd, data = data[-1:], data[:-1]
+        else:
+            self.odd = b""
+        value = int.from_bytes(data, "little")
+        self.nonzero = self.nonzero or value != 0
+        self.residue = (self.residue + value % 0xFFFF) % 0xFFFF
 
     def value(self) -> int:
-        total = self.total + (self.odd[0] if self.odd else 0)
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        return (total + self.length) & 0xFFFFFFFF
+        residue, nonzero = self.residue, self.nonzero
+        if self.odd:
+            residue = (residue + self.odd[0]) % 0xFFFF
+            nonzero = nonzero or self.odd[0] != 0
+        folded = 0xFFFF if residue == 0 and nonzero else residue
+        return (folded + self.length) & 0xFFFFFFFF
 
 
 def _chunks(source: Source) -> Iterator[bytes]:
