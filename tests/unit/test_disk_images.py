@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KERNEL = fake_kernel(3 * MIB + 12345)
 CMDLINE = b"console=ttyS0 panic=-1\n"
 TOOLS = {"sfdisk": "fdisk", "sgdisk": "gdisk", "fsck.fat": "dosfstools", "mcopy": "mtools",
-         "mattrib": "mtools"}
+         "mattrib": "mtools", "faketime": "faketime"}
 
 
 def need(tool: str) -> str:
@@ -278,8 +278,10 @@ def test_mtools_time_pins(images: dict[str, Path], tmp_path: Path, monkeypatch,
     assert path.read_bytes() != images["raw-bios"].read_bytes()
 
 
-def test_same_bytes_under_other_tz_umask_and_cwd(images: dict[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_same_bytes_under_other_clock_tz_umask_and_cwd(images: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """In a child process under libfaketime (which mcopy and syslinux inherit), another TZ,
+    umask, locale, hash seed and cwd: the same bytes."""
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
@@ -294,7 +296,8 @@ def test_same_bytes_under_other_tz_umask_and_cwd(images: dict[str, Path],
     cwd.mkdir()
     env = {**os.environ, "TZ": "Pacific/Kiritimati", "LC_ALL": "C.UTF-8",
            "PYTHONHASHSEED": "123"}
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=cwd, env=env, check=True,
+    subprocess.run([need("faketime"), "2031-07-07 07:07:07", sys.executable, "-c", script,
+                    str(tmp_path)], cwd=cwd, env=env, check=True,
                    preexec_fn=lambda: os.umask(0o077), timeout=600)
     for fmt, image in images.items():
         assert (tmp_path / fmt / image.name).read_bytes() == image.read_bytes(), fmt
