@@ -166,10 +166,14 @@ def content_size(files: Mapping[str, bytes | Path], extra: int = 0) -> int:
 
 def disk_geometry(layout: DiskLayout, part_bytes: int | None,
                   size_mib: int | None) -> tuple[int, int]:
-    """(disk bytes, partition bytes)."""
+    """(disk bytes, partition bytes). A sized disk's partition runs to its end, up to the
+    32 GiB this project's FAT32 writer makes (it holds only the kernel and initrd: the
+    system runs from the initrd); the rest of a larger disk is left unpartitioned."""
+    from outputs.fat import FAT32_MAX
+
     if layout.sized:
         disk = (size_mib or DEFAULT_SIZE_MIB) * MIB
-        return disk, disk - PART_START * mbr.SECTOR
+        return disk, min(disk - PART_START * mbr.SECTOR, FAT32_MAX)
     assert part_bytes is not None
     return PART_START * mbr.SECTOR + part_bytes + TAIL, part_bytes
 
@@ -193,7 +197,7 @@ def build_raw_disk(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: s
         raise ComposerError(f"--size {disk_bytes // MIB}M is too small: the kernel and initrd "
                             f"need a disk of at least "
                             f"{(content_size(files, syslinux_room) - HEADROOM) // MIB + 1} MiB")
-    if part_bytes > fat.FAT32_MAX:
+    if part_bytes > fat.FAT32_MAX:  # a content-sized partition of more than 32 GiB
         raise ComposerError(f"a {part_bytes >> 20} MiB FAT partition is larger than this "
                             f"project's FAT writer allows ({fat.FAT32_MAX >> 30} GiB)")
     part = scratch / "partition.img"

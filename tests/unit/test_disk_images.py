@@ -375,3 +375,10 @@ def test_guid_helper_matches_uuid_module() -> None:
     from outputs.disk.gpt import guid_from
 
     assert isinstance(guid_from(bytes(16)), uuid.UUID)
+
+
+def test_sized_partition_fills_the_disk_up_to_the_fat32_limit() -> None:
+    assert layouts.disk_geometry(layouts.BIOS_SIZED, None, 1024) == (1024 * MIB, 1023 * MIB)
+    disk, part = layouts.disk_geometry(layouts.BIOS_SIZED, None, 64 * 1024)
+    assert (disk, part) == (64 << 30, fat.FAT32_MAX)
+    assert layouts.disk_geometry(layouts.BIOS, 20 * MIB, 64 * 1024) == (24 * MIB, 20 * MIB)
