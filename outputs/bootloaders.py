@@ -3,7 +3,8 @@
 An ISO's bytes depend on the bootloaders copied into it as much as on the rootfs, so each one is
 a *pin*: a role (what it is used for), a file, and the sha256 that file must have. The default
 pins are the files Debian 12 (bookworm) installs, so ISO builds work offline on a Debian host
-with ``apt-get install isolinux syslinux-common grub-efi-amd64-bin``:
+with ``apt-get install isolinux syslinux-common grub-efi-amd64-bin`` (the disk formats of
+:mod:`outputs.disk` also use ``syslinux`` and ``systemd-boot-efi``):
 
 ==============  =================================================  ============================
 role            default file                                       package
@@ -12,6 +13,11 @@ isolinux.bin    /usr/lib/ISOLINUX/isolinux.bin                     isolinux
 isohdpfx.bin    /usr/lib/ISOLINUX/isohdpfx.bin (isohybrid MBR)     isolinux
 ldlinux.c32     /usr/lib/syslinux/modules/bios/ldlinux.c32         syslinux-common
 bootx64.efi     /usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi     grub-efi-amd64-bin
+syslinux        /usr/bin/syslinux (mtools installer; carries        syslinux
+                ldlinux.sys and ldlinux.c32)
+mbr.bin         /usr/lib/syslinux/mbr/mbr.bin (BIOS disk MBR code)  syslinux-common
+sd-boot.efi     /usr/lib/systemd/boot/efi/systemd-bootx64.efi       systemd-boot-efi
+efi.stub        /usr/lib/systemd/boot/efi/linuxx64.efi.stub         systemd-boot-efi
 ==============  =================================================  ============================
 
 ``gcdx64.efi`` is Debian's prebuilt GRUB for CDs (every module it needs built in, prefix
@@ -38,7 +44,11 @@ ISOLINUX = "isolinux.bin"
 ISOHDPFX = "isohdpfx.bin"
 LDLINUX = "ldlinux.c32"
 GRUB_EFI = "bootx64.efi"
-ROLES = (GRUB_EFI, ISOHDPFX, ISOLINUX, LDLINUX)
+SYSLINUX = "syslinux"
+MBR = "mbr.bin"
+SYSTEMD_BOOT = "sd-boot.efi"
+EFI_STUB = "efi.stub"
+ROLES = (GRUB_EFI, EFI_STUB, ISOHDPFX, ISOLINUX, LDLINUX, MBR, SYSTEMD_BOOT, SYSLINUX)
 MAX_SIZE = 64 << 20  # bootloaders are small; refuse to read a huge file by mistake
 
 
@@ -65,9 +75,18 @@ DEFAULTS: dict[str, Pin] = {pin.role: pin for pin in (
         "sha256:26cbd44c3a3dacbf3971cfbc04db539da07767fa00797f505044e2f68dcfae89"),
     Pin(GRUB_EFI, "/usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi",
         "sha256:737a90c9e0e71ff8d1da67d38b47f9a616e02c004c8f30b5c95fb2efbef5f3be"),
+    Pin(SYSLINUX, "/usr/bin/syslinux",
+        "sha256:18e7f81692f20f3f849bbb5230d52fa4bbe915bb0200d8c5bf2b22180e1650c7"),
+    Pin(MBR, "/usr/lib/syslinux/mbr/mbr.bin",
+        "sha256:4746f74bc9b9d3d579c41988a4a29bb7ac932ad1c70470ea779ea161eb799b64"),
+    Pin(SYSTEMD_BOOT, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        "sha256:10288fece5e90ce3ba3e7160f49695b022d648f7ef41774678db8c77774db167"),
+    Pin(EFI_STUB, "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "sha256:c62ae56ffaf49d1a61de4434f4f531dd1d4ed3b5aee46c934c56e3f809b22cc4"),
 )}
 PACKAGES = {ISOLINUX: "isolinux", ISOHDPFX: "isolinux", LDLINUX: "syslinux-common",
-            GRUB_EFI: "grub-efi-amd64-bin"}
+            GRUB_EFI: "grub-efi-amd64-bin", SYSLINUX: "syslinux", MBR: "syslinux-common",
+            SYSTEMD_BOOT: "systemd-boot-efi", EFI_STUB: "systemd-boot-efi"}
 BIOS_ROLES = (ISOLINUX, LDLINUX)
 HYBRID_ROLES = (ISOHDPFX,)
 EFI_ROLES = (GRUB_EFI,)

@@ -19,12 +19,19 @@ geometry (32 sectors per track, 64 heads, as ``mkfs.fat`` writes for images) and
 FAT are fixed in place. Directories and files are created in sorted order, so the ``~N`` short
 names pyfatfs makes and the cluster layout depend on nothing else. :func:`patches` lists the
 replacements by name for the tests.
+
+:func:`write_fat` makes the FAT16/FAT32 file systems of the partitioned disk formats
+(:mod:`outputs.disk`) the same way: any size, file contents streamed from files (a kernel and an
+initrd do not go through memory), the hidden-sectors field set to the partition's start, and on
+FAT32 the backup boot sector kept equal to the boot sector (``fsck.fat`` compares them).
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import importlib.metadata
+import shutil
 import struct
 import threading
 import time as _time
@@ -36,6 +43,7 @@ from typing import Any
 
 import pyfatfs.DosDateTime
 import pyfatfs.PyFat
+from pyfatfs import PyFATException
 from pyfatfs.DosDateTime import DosDateTime
 from pyfatfs.PyFat import PyFat
 from pyfatfs.PyFatFS import PyFatFS
@@ -134,13 +142,121 @@ def write_esp(path: Path, files: Mapping[str, bytes], *, serial: int, mtime: int
     return size
 
 
-def _fill(path: Path, files: Mapping[str, bytes], *, size: int, serial: int,
-          label: str) -> None:
+FAT16 = PyFat.FAT_TYPE_FAT16
+FAT32 = PyFat.FAT_TYPE_FAT32
+FAT16_MIN = 8 << 20  # below this pyfatfs's FAT16 has too few clusters
+FAT32_MIN = 512 << 20  # mkfs.fat's choice: FAT32 from 512 MiB
+FAT32_MAX = 32 << 30  # pyfatfs has no cluster size for larger FAT32 volumes
+FAT_FILE_MAX = (4 << 30) - 1  # a FAT directory entry holds a 32-bit size
+Source = bytes | Path
+
+
+def fat_type_for(size: int) -> int:
+    """FAT16 below 512 MiB, FAT32 from there (as ``mkfs.fat`` chooses for these sizes)."""
+    return FAT32 if size >= FAT32_MIN else FAT16
+
+
+def source_size(source: Source) -> int:
+    return source.stat().st_size if isinstance(source, Path) else len(source)
+
+
+def write_fat(path: Path, files: Mapping[str, Source], *, size: int, serial: int, mtime: int,
+              label: str, hidden_sectors: int = 0) -> int:
+    """Create the FAT16/FAT32 image ``path`` of ``size`` bytes (a whole number of sectors, at
+    least 8 MiB, at most 32 GiB) holding ``files`` (relative path -> bytes, or a file whose
+    content is streamed); returns the FAT type (16 or 32). A full file system or a file of 4 GiB
+    or more is a ComposerError."""
+    check_version()
+    if not 0 < serial <= 0xFFFFFFFF:
+        raise ValueError(f"FAT volume serial must be 1..2**32-1, not {serial}")
+    if size % SECTOR or not FAT16_MIN <= size <= FAT32_MAX:
+        raise ComposerError(f"a FAT partition of {size} bytes is not supported "
+                            f"(whole sectors, {FAT16_MIN >> 20} MiB to {FAT32_MAX >> 30} GiB)")
+    for name, source in files.items():
+        if source_size(source) > FAT_FILE_MAX:
+            raise ComposerError(f"{name}: {source_size(source)} bytes is larger than FAT allows "
+                                f"for one file (4 GiB - 1)")
+    fat_type = fat_type_for(size)
+    with _LOCK:
+        saved = []
+        try:
+            for patch in (p for group in patches(mtime).values() for p in group):
+                saved.append(Patch(patch.target, patch.attr, patch.target.__dict__[patch.attr]))
+                setattr(patch.target, patch.attr, patch.value)
+            try:
+                _fill(path, files, size=size, serial=serial, label=label, fat_type=fat_type)
+            except PyFATException as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise ComposerError(f"the {size >> 20} MiB FAT partition is too small for "
+                                        "its files") from None
+                raise
+        finally:
+            for patch in reversed(saved):
+                setattr(patch.target, patch.attr, patch.value)
+    _fix_header(path, hidden_sectors=hidden_sectors)
+    return 32 if fat_type == FAT32 else 16
+
+
+def fix_fsinfo(path: Path) -> None:
+    """FAT32's FSInfo sector (and its backup) with the true free-cluster count and the first
+    free cluster: pyfatfs leaves the count it had after mkfs (``fsck.fat`` reports it)."""
+    with open(path, "r+b") as f:
+        bpb = f.read(SECTOR)
+        reserved, fats = struct.unpack_from("<HB", bpb, 14)
+        fat_sectors_16, = struct.unpack_from("<H", bpb, 22)
+        if fat_sectors_16:
+            return  # FAT12/16: no FSInfo
+        cluster_sectors = bpb[13]
+        total, fat_sectors, _, _, _, fsinfo, backup = struct.unpack_from("<IIHHIHH", bpb, 32)
+        clusters = (total - reserved - fats * fat_sectors) // cluster_sectors
+        free = 0
+        first = 0xFFFFFFFF
+        f.seek(reserved * SECTOR)
+        done = 0
+        chunk = 1 << 18  # entries per read
+        while done < clusters + 2:
+            count = min(chunk, clusters + 2 - done)
+            entries = memoryview(f.read(count * 4)).cast("I")
+            for i in range(max(2 - done, 0), count):
+                if not entries[i] & 0x0FFFFFFF:
+                    free += 1
+                    if first == 0xFFFFFFFF:
+                        first = done + i
+            done += count
+        for sector in {fsinfo, backup + fsinfo if backup else fsinfo}:
+            f.seek(sector * SECTOR + 488)
+            f.write(struct.pack("<II", free, first))
+
+
+def sync_backup_boot_sector(path: Path) -> None:
+    """FAT32 keeps a copy of the boot sector (``BPB_BkBootSec``); make it equal sector 0 again
+    after the boot sector was changed (geometry, hidden sectors, a boot loader's code)."""
+    with open(path, "r+b") as f:
+        bpb = f.read(SECTOR)
+        fat_sectors_16, = struct.unpack_from("<H", bpb, 22)
+        if fat_sectors_16:
+            return  # FAT12/16: no backup
+        backup, = struct.unpack_from("<H", bpb, 50)
+        if backup:
+            f.seek(backup * SECTOR)
+            f.write(bpb)
+
+
+def _write_source(out: Any, source: Source) -> None:
+    if isinstance(source, Path):
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+    else:
+        out.write(source)
+
+
+def _fill(path: Path, files: Mapping[str, Source], *, size: int, serial: int,
+          label: str, fat_type: int = PyFat.FAT_TYPE_FAT12) -> None:
     with open(path, "wb"):
         pass  # mkfs wants an existing file
     pf = PyFat()
     try:
-        pf.mkfs(str(path), fat_type=PyFat.FAT_TYPE_FAT12, size=size, label=label,
+        pf.mkfs(str(path), fat_type=fat_type, size=size, label=label,
                 volume_id=serial)
     except BaseException:
         pf.is_read_only = True  # a half-made file system cannot be marked clean: just close
@@ -158,19 +274,27 @@ def _fill(path: Path, files: Mapping[str, bytes], *, size: int, serial: int,
                     fs.makedir("/" + parent)
                     made.add(parent)
             with fs.openbin("/" + name, "wb") as out:
-                out.write(files[name])
+                _write_source(out, files[name])
     finally:
         fs.close()
 
 
-def _fix_header(path: Path) -> None:
-    """Geometry mtools accepts, and FAT12 entry 1 = 0xFFF in every FAT copy."""
+def _fix_header(path: Path, hidden_sectors: int = 0) -> None:
+    """Geometry mtools accepts, the hidden sectors (the partition's start), and FAT12 entry 1 =
+    0xFFF in every FAT copy."""
     with open(path, "r+b") as f:
         bpb = f.read(SECTOR)
         bytes_per_sector, reserved, fats = struct.unpack_from("<HxHB", bpb, 11)
         (fat_sectors,) = struct.unpack_from("<H", bpb, 22)
         f.seek(24)
-        f.write(struct.pack("<HH", SECTORS_PER_TRACK, HEADS))
+        f.write(struct.pack("<HHI", SECTORS_PER_TRACK, HEADS, hidden_sectors))
+        if not fat_sectors:  # FAT32
+            f.flush()
+            sync_backup_boot_sector(path)
+            fix_fsinfo(path)
+            return
+        if bpb[54:62] != b"FAT12   ":  # FAT16: entry 1 is already 0xFFFF
+            return
         for i in range(fats):
             start = (reserved + i * fat_sectors) * bytes_per_sector
             f.seek(start)

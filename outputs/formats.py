@@ -68,6 +68,7 @@ class Format:
 
 _KI = ("{name}-kernel", "{name}-initrd.img", "{name}-cmdline")
 _ISO_PINS = "outputs.iso.formats:bootloader_pins"
+_DISK_PINS = "outputs.disk.formats:bootloader_pins"
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
@@ -94,6 +95,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "OCI image layout in a directory", pushable=True, kept=False),
     Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",
            "image", "linuxkit's docker build context (rootfs + Dockerfile)"),
+    Format("raw-bios", ("{name}-bios.img",), "outputs.disk.formats:write_raw_bios", "disk",
+           "raw disk: MBR, FAT and syslinux (BIOS), sized to its content", pins=_DISK_PINS),
+    Format("raw-efi", ("{name}-efi.img",), "outputs.disk.formats:write_raw_efi", "disk",
+           "raw disk: GPT and an ESP with systemd-boot and a unified kernel image (UEFI)",
+           pins=_DISK_PINS),
+    Format("aws", ("{name}.raw",), "outputs.disk.formats:write_aws", "disk",
+           "raw disk AWS imports: MBR, FAT and syslinux filling --size", pins=_DISK_PINS),
 )}
 
 

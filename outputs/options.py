@@ -10,6 +10,7 @@ options -> record -> rebuild arguments -> the same options).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ class Options:
     ``bootloaders``: pinned bootloader files that replace the defaults of the ISO formats, at
     most one per role (see :mod:`outputs.bootloaders`; the CLI's ``--bootloader``).
 
+    ``disk_size_mib``: the disk size of the fixed-size disk formats (``aws`` and the raw layer of
+    ``qcow2-bios``; the CLI's ``--size``, linuxkit's default 1024 MiB). Other formats ignore it.
+
     ``arch``, ``image_tag``, ``entrypoint``: for the image formats
     (:mod:`outputs.image.formats`): the config's architecture (the build's ``--arch``), the
     repository tag (``--tag``; default ``NAME:latest``) and the entrypoint (default ``/bin/rc.init``
@@ -46,6 +50,7 @@ class Options:
     arch: str = "amd64"
     image_tag: str | None = None
     entrypoint: tuple[str, ...] | None = None
+    disk_size_mib: int = 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.mtime, int) or isinstance(self.mtime, bool) or self.mtime < 0:
@@ -53,6 +58,9 @@ class Options:
         check_level(self.gzip_level)
         compress.check(self.initrd_compression)
         check_overrides(self.bootloaders)
+        if (not isinstance(self.disk_size_mib, int) or isinstance(self.disk_size_mib, bool)
+                or not 0 < self.disk_size_mib <= 1 << 24):
+            raise ComposerError(f"disk size must be 1 MiB to 16 TiB, not {self.disk_size_mib!r}")
         if self.entrypoint is not None and (
                 not isinstance(self.entrypoint, tuple) or not self.entrypoint
                 or not all(isinstance(a, str) for a in self.entrypoint)):
@@ -71,6 +79,19 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
             raise UsageError("--entrypoint: must be a non-empty JSON list of strings")
         return tuple(parsed)
     return (value,)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([MmGg]?)\s*$")
+
+
+def parse_size_mib(text: str) -> int:
+    """linuxkit's ``-size`` (``getDiskSizeMB``): ``NNNM`` is MiB; ``NNNG`` or a bare number
+    is GiB."""
+    match = _SIZE.match(str(text))
+    if not match or int(match.group(1)) == 0:
+        raise UsageError(f"--size {text!r}: give a size like 1024M or 2G")
+    value = int(match.group(1))
+    return value if match.group(2) in ("M", "m") else value * 1024
 
 
 def _plain(value: Any) -> Any:
@@ -100,6 +121,7 @@ class OutputOption:
     to_argv: Callable[[Any], list[str]] | None = None
     choices: tuple[str, ...] | None = None
     default: Any = None  # recorded only when different (older records stay byte-identical)
+    formats: tuple[str, ...] | None = None  # recorded only when one of these is built
 
     @property
     def dest(self) -> str:
@@ -123,6 +145,11 @@ OUTPUT_OPTIONS: tuple[OutputOption, ...] = (
                       "compressed (default: gzip, as linuxkit)",
                  parse=compress.check, choices=compress.NAMES, default="gzip",
                  to_argv=lambda v: ["--initrd-compression", v]),
+    OutputOption("disk_size_mib", "--size", metavar="SIZE",
+                 help="aws and qcow2-bios: the disk size, as linuxkit: 1024M, 2G (a bare "
+                      "number is GiB; default 1024M)",
+                 parse=parse_size_mib, formats=("aws", "qcow2-bios"),
+                 to_argv=lambda v: ["--size", f"{v}M"]),
     OutputOption("bootloaders", "--bootloader", metavar="ROLE=PATH@sha256:HEX", repeat=True,
                  help="ISO and disk formats: use this bootloader file, pinned by digest "
                       "(repeatable; see docs/iso.md)",
@@ -151,13 +178,16 @@ def from_args(args: Any) -> dict[str, Any]:
     return out
 
 
-def record(options: Options, pins: Iterable[Pin]) -> dict[str, Any]:
+def record(options: Options, pins: Iterable[Pin], formats: Iterable[str] = ()
+           ) -> dict[str, Any]:
     """What the build record keeps of ``options``: the recorded fields, and the bootloaders
     the chosen formats use (``pins``) by role and digest only: their host path is not an
     input, their content is."""
+    chosen = set(formats)
     out = {opt.field: opt.to_record(getattr(options, opt.field))
            for opt in OUTPUT_OPTIONS
-           if opt.recorded and (opt.default is None or getattr(options, opt.field) != opt.default)}
+           if opt.recorded and (opt.default is None or getattr(options, opt.field) != opt.default)
+           and (opt.formats is None or chosen & set(opt.formats))}
     by_role = {pin.role: pin.digest for pin in pins}
     if by_role:
         out["bootloaders"] = dict(sorted(by_role.items()))

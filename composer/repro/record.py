@@ -87,7 +87,7 @@ def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
     from outputs.options import record
 
     pins = (pin for fmt in formats for pin in FORMATS[fmt].bootloader_pins(options))
-    return record(options, pins)
+    return record(options, pins, formats)
 
 
 def rebuild_arguments(recorded_options: dict[str, Any]) -> list[str]:

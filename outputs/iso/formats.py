@@ -40,11 +40,10 @@ from typing import BinaryIO
 
 from composer import canonjson
 from composer.atomic import OutputSet
-from composer.errors import ComposerError
 from composer.streams.digest import sha256_file
 from outputs import bootloaders
+from outputs.boot import boot_files, derive, derive_u32, grub_quote
 from outputs.formats import FORMATS
-from outputs.initrd.formats import CMDLINE, KERNEL, UCODE, split_boot, write_initrd
 from outputs.options import Options
 
 CATALOG = "boot/boot.cat"
@@ -99,36 +98,12 @@ def seed(rootfs_sha256: str, layout: Layout, pins: tuple[bootloaders.Pin, ...],
     })).digest()
 
 
-def derive(seed_bytes: bytes, purpose: str, size: int) -> bytes:
-    return hashlib.sha256(seed_bytes + b"\0" + purpose.encode()).digest()[:size]
-
-
-def derive_u32(seed_bytes: bytes, purpose: str) -> int:
-    """A non-zero 32-bit number for ``purpose`` (0 means "none" to some tools)."""
-    return int.from_bytes(derive(seed_bytes, purpose, 4), "little") or 1
-
-
-def command_line(raw: bytes) -> str:
-    """``boot/cmdline`` as one line: words joined by single spaces (bootloader configs are
-    line-based)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ComposerError(f"{CMDLINE} is not UTF-8 text") from None
-    return " ".join(text.split())
-
-
 def isolinux_cfg(cmdline: str) -> bytes:
     """Boot straight into the kernel: no prompt, no menu."""
     lines = ["# image-composer: boot the kernel and initrd of this ISO", "DEFAULT linux",
              "PROMPT 0", "TIMEOUT 0", "LABEL linux", "  LINUX /boot/kernel",
              "  INITRD /boot/initrd.img", f"  APPEND {cmdline}".rstrip()]
     return ("\n".join(lines) + "\n").encode()
-
-
-def grub_quote(word: str) -> str:
-    """One GRUB script word, single-quoted so ``$``, ``;``, ``#`` and quotes stay literal."""
-    return "'" + word.replace("'", "'\\''") + "'"
 
 
 def grub_cfg(cmdline: str, image_id: str) -> bytes:
@@ -196,21 +171,6 @@ def assemble(out: BinaryIO, entries: dict[str, tuple[BinaryIO, int]], layout: La
             iso.make_hybrid(loaded[bootloaders.ISOHDPFX], derive_u32(seed_bytes, "mbr-id"),
                             efi=layout.efi)
         iso.write(out)
-
-
-def boot_files(rootfs: Path, tmp: Path, name: str, fmt: str, gzip_level: int,
-               compression: str = "gzip") -> str:
-    """``kernel``, ``initrd.img`` (microcode first, as ``kernel+initrd`` writes it) and
-    ``cmdline`` (empty if the rootfs has none) in ``tmp``; returns the command line."""
-    with contextlib.ExitStack() as stack:
-        files: dict[str, BinaryIO] = {
-            KERNEL: stack.enter_context(open(tmp / "kernel", "wb")),
-            CMDLINE: stack.enter_context(open(tmp / "cmdline", "wb")),
-            UCODE: stack.enter_context(open(tmp / "initrd.img", "wb")),
-        }
-        links = split_boot(rootfs, files.__getitem__, name, fmt)
-        write_initrd(rootfs, links, files[UCODE], gzip_level, tmp, compression)
-    return command_line((tmp / "cmdline").read_bytes())
 
 
 def parents(paths: Iterable[str]) -> list[str]:

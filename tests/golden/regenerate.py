@@ -23,7 +23,8 @@ DIGESTS = HERE / "digests.json"
 # Outputs that carry the gzip'd initrd: their bytes depend on the zlib build too, so the golden
 # file names the compressor that made them and keeps the initrd's content digest as well.
 COMPRESSED = ("{name}-initrd.img", "{name}-initrd.tar", "{name}.iso", "{name}-efi.iso",
-              "{name}-efi-initrd.iso", "{name}-hybrid.iso")
+              "{name}-efi-initrd.iso", "{name}-hybrid.iso", "{name}-bios.img", "{name}-efi.img",
+              "{name}.raw")
 
 
 def build_golden(workdir: Path, formats: tuple[str, ...]) -> dict[str, Path]:

@@ -23,7 +23,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs import FORMATS, Options, bootloaders, output_files
+from outputs import FORMATS, Options, boot, bootloaders, output_files
 from outputs.iso import formats as iso
 from outputs.iso import iso9660
 
@@ -301,11 +301,11 @@ def test_isolinux_and_grub_configs(isos) -> None:
 
 
 def test_command_line_words_and_quoting() -> None:
-    assert iso.command_line(b"  a=1\n\tb  c\n") == "a=1 b c"
-    assert iso.command_line(b"") == ""
+    assert boot.command_line(b"  a=1\n\tb  c\n") == "a=1 b c"
+    assert boot.command_line(b"") == ""
     with pytest.raises(ComposerError, match="UTF-8"):
-        iso.command_line(b"\xff")
-    assert iso.grub_quote("it's $x;#") == "'it'\\''s $x;#'"
+        boot.command_line(b"\xff")
+    assert boot.grub_quote("it's $x;#") == "'it'\\''s $x;#'"
     assert iso.isolinux_cfg("").decode().splitlines()[-1] == "  APPEND"
     assert iso.grub_cfg("", "00").decode().splitlines()[2] == "linux /boot/kernel"
 
