@@ -1,0 +1,1 @@
+"""Disk outputs: partitioned raw disks and the virtual-disk containers that wrap them."""
