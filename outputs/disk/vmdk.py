@@ -12,11 +12,13 @@ Layout (sectors of 512 bytes; markers are ``u64 val, u32 size, u32 type`` padded
               GD offset), end-of-stream marker
 
 All-zero grains are not stored (GTE 0) and a grain table with no grain is not written (GD
-entry 0). Grains are zlib streams (RFC 1950, as VMware and qemu's ``uncompress`` expect) at a
-fixed level with zlib's default window, memory level and strategy (``outputs.gz``'s rules),
-compressed on a bounded thread pool and written in order, so the thread count never changes a
-byte. The bytes do depend on the zlib build, recorded by :func:`compressor_id`. The descriptor
-is written last (the output is seeked back to sector 1): it needs the content's CID.
+entry 0). When the size is not a whole number of grains, the last grain holds only the sectors
+up to the capacity, as qemu writes it. Grains are zlib streams (RFC 1950, as VMware and qemu's
+``uncompress`` expect) at a fixed level with zlib's default window, memory level and strategy
+(``outputs.gz``'s rules), compressed on a bounded thread pool and written in order, so the
+thread count never changes a byte; they equal qemu-img's grains (tested). The bytes do depend
+on the zlib build, recorded by :func:`compressor_id`. The descriptor is written last (the
+output is seeked back to sector 1): it needs the content's CID.
 """
 
 from __future__ import annotations
@@ -156,8 +158,8 @@ def write_vmdk(raw: Path, out: BinaryIO, *, seed: bytes, extent_name: str = "dis
             try:
                 for offset, data in data_chunks(fd, size, GRAIN):
                     content.update(offset, data)
-                    grain = data if len(data) == GRAIN else data.ljust(GRAIN, b"\0")
-                    inflight.append((offset, pool.submit(compress_grain, grain, level)))
+                    # a short last grain is compressed as it is (qemu does the same)
+                    inflight.append((offset, pool.submit(compress_grain, data, level)))
                     while len(inflight) >= 2 * workers:
                         done_offset, future = inflight.popleft()
                         put(done_offset, future.result())
