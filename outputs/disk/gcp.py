@@ -32,7 +32,7 @@ RECORD = 20 * BLOCK
 MEMBER = "disk.raw"
 GNU_MAGIC = b"ustar  \0"
 IN_HEADER, PER_EXTENSION = 4, 21  # sparse map entries in the header and in each extension
-COPY = 4 << 20
+COPY = 1 << 20
 
 
 def number(value: int, width: int) -> bytes:

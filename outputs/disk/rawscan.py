@@ -23,7 +23,7 @@ from pathlib import Path
 from composer.errors import ComposerError
 
 CHUNK = 64 * 1024  # the zero-detection unit: part of every container's identity
-READ = 4 << 20  # bytes per read while walking a data region
+READ = 1 << 20  # bytes per read while walking a data region
 _ZERO = bytes(CHUNK)
 
 MiB = 1 << 20
@@ -74,8 +74,9 @@ def data_chunks(fd: int, size: int, chunk: int = CHUNK) -> Iterator[tuple[int, b
     """``(offset, data)`` of every ``chunk``-aligned chunk of the first ``size`` bytes of ``fd``
     that holds a non-zero byte, in offset order. ``data`` is ``chunk`` bytes long except for a
     short last chunk when ``size`` is not a multiple of ``chunk``. Memory: one read buffer."""
-    if chunk % 512 or READ % chunk:
-        raise ValueError(f"chunk size {chunk} must divide {READ} and be a multiple of 512")
+    if chunk <= 0 or chunk % 512:
+        raise ValueError(f"chunk size {chunk} must be a positive multiple of 512")
+    step = round_up(READ, chunk)
     zero = _ZERO if chunk == CHUNK else bytes(chunk)
     done = 0  # everything before this offset has been yielded or found zero
     for start, end in _data_regions(fd, size):
@@ -83,7 +84,7 @@ def data_chunks(fd: int, size: int, chunk: int = CHUNK) -> Iterator[tuple[int, b
         end = min(size, round_up(end, chunk))
         pos = start
         while pos < end:
-            want = min(READ, end - pos)
+            want = min(step, end - pos)
             buf = os.pread(fd, want, pos)
             if len(buf) != want:
                 raise ComposerError(f"the disk image changed while it was read (short read at "
@@ -92,6 +93,7 @@ def data_chunks(fd: int, size: int, chunk: int = CHUNK) -> Iterator[tuple[int, b
                 piece = buf[i:i + chunk]
                 if piece != zero[:len(piece)]:
                     yield pos + i, piece
+            del buf, piece  # one buffer alive at a time, not two
             pos += want
         done = max(done, end)
 
