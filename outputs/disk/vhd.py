@@ -111,6 +111,7 @@ class _Writer:
 
     def __init__(self, out: BinaryIO):
         self.out, self.base = out, out.tell()
+        out.truncate()  # a hole must read as zeros, not as what a reused file held
         self.pos = 0  # relative to base
 
     def at(self, offset: int, data: bytes) -> None:
