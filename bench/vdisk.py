@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.__main__ import Measure, machine, timed
+from bench.__main__ import machine
 
 HERE = Path(__file__).resolve().parent
 MiB, GiB = 1 << 20, 1 << 30
@@ -56,6 +59,24 @@ def workload(path: Path) -> Path:
     return path
 
 
+@dataclass
+class Measure:
+    seconds: float
+    cpu: float  # user + system seconds: steadier than wall time on a shared machine
+    rss_mb: float
+
+
+def timed(argv: list[str], cwd: Path | None = None) -> Measure:
+    with tempfile.NamedTemporaryFile("r") as out:
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", out.name, *argv],
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+        wall, user, system, kb = out.read().split()[-4:]
+    return Measure(float(wall), float(user) + float(system), int(kb) / 1024)
+
+
 def digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -71,6 +92,7 @@ def run(argv: list[str], out: Path, n: int, cwd: Path | None = None) -> tuple[Me
         measures.append(timed(argv, cwd=cwd))
         digests.add(digest(out))
     median = Measure(statistics.median(m.seconds for m in measures),
+                     statistics.median(m.cpu for m in measures),
                      statistics.median(m.rss_mb for m in measures))
     return median, out.stat().st_size, len(digests) == 1
 
@@ -104,17 +126,21 @@ def main() -> int:
             rows.append((fmt, what, ours, theirs))
     lines = ["# Virtual-disk containers: 1 GiB raw (256 MiB data, the rest holes)", "",
              machine(), "",
-             "| format | ours s | ours RSS MB | ours MiB | same bytes | tool | tool s | "
-             "tool RSS MB | tool MiB | same bytes | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| format | ours wall s | ours CPU s | ours RSS MB | ours MiB | same bytes | tool | "
+             "tool wall s | tool CPU s | tool RSS MB | tool MiB | same bytes | wall ratio | "
+             "CPU ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fmt, what, (m, size, same), (tm, tsize, tsame) in rows:
         lines.append(
-            f"| {fmt} | {m.seconds:.2f} | {m.rss_mb:.0f} | {size / MiB:.1f} | "
-            f"{'yes' if same else 'no'} | {what} | {tm.seconds:.2f} | {tm.rss_mb:.0f} | "
-            f"{tsize / MiB:.1f} | {'yes' if tsame else 'no'} | "
-            f"{m.seconds / tm.seconds:.2f} |")
-    lines += ["", f"`python -m bench.vdisk --runs {args.runs}`; medians; ratio = ours / tool "
-              "(below 1 is faster); \"same bytes\": every run wrote identical bytes."]
+            f"| {fmt} | {m.seconds:.2f} | {m.cpu:.2f} | {m.rss_mb:.0f} | {size / MiB:.1f} | "
+            f"{'yes' if same else 'no'} | {what} | {tm.seconds:.2f} | {tm.cpu:.2f} | "
+            f"{tm.rss_mb:.0f} | {tsize / MiB:.1f} | {'yes' if tsame else 'no'} | "
+            f"{m.seconds / tm.seconds:.2f} | {m.cpu / max(tm.cpu, 0.01):.2f} |")
+    lines += ["", f"`python -m bench.vdisk --runs {args.runs}`; medians; ratios = ours / tool "
+              "(below 1 is faster); CPU = user + system seconds of the process tree; "
+              "\"same bytes\": every run wrote identical bytes.",
+              "", f"Load average when done: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+              "(wall times on a shared machine are noisy)."]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

@@ -102,7 +102,8 @@ def _read(fd: int, offset: int, length: int) -> Iterator[bytes]:
         offset += want
 
 
-def write_gcp_tar(raw: Path, out: BinaryIO, *, epoch: int, sparse: bool = True) -> None:
+def write_gcp_tar(raw: Path, out: BinaryIO | GzipWriter, *, epoch: int,
+                  sparse: bool = True) -> None:
     """The uncompressed tar (what :func:`write_gcp` gzips), written to ``out``."""
     with open(raw, "rb") as src:
         fd = src.fileno()
@@ -131,4 +132,4 @@ def write_gcp(raw: Path, out: BinaryIO, *, epoch: int, sparse: bool = True, leve
     """Write ``raw`` as ``NAME.img.tar.gz`` content into ``out``; gzip -9 by default, as
     linuxkit's ``gzip -9``."""
     with GzipWriter(out, check_level(level), threads=threads) as gz:
-        write_gcp_tar(raw, gz, epoch=epoch, sparse=sparse)  # type: ignore[arg-type]
+        write_gcp_tar(raw, gz, epoch=epoch, sparse=sparse)
