@@ -25,7 +25,9 @@ from typing import BinaryIO
 
 from composer.errors import ComposerError
 from outputs.disk.rawscan import CHUNK, GiB, data_chunks, disk_size
-from outputs.gz import GzipWriter, check_level
+from outputs.gz import GzipWriter, check_level, compressor_id
+
+__all__ = ["LEVEL", "compressor_id", "write_gcp", "write_gcp_tar"]
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -33,6 +35,7 @@ MEMBER = "disk.raw"
 GNU_MAGIC = b"ustar  \0"
 IN_HEADER, PER_EXTENSION = 4, 21  # sparse map entries in the header and in each extension
 COPY = 1 << 20
+LEVEL = 9  # linuxkit's gzip -9
 
 
 def number(value: int, width: int) -> bytes:
@@ -127,7 +130,7 @@ def write_gcp_tar(raw: Path, out: BinaryIO | GzipWriter, *, epoch: int,
         out.write(bytes(trailer))
 
 
-def write_gcp(raw: Path, out: BinaryIO, *, epoch: int, sparse: bool = True, level: int = 9,
+def write_gcp(raw: Path, out: BinaryIO, *, epoch: int, sparse: bool = True, level: int = LEVEL,
               threads: int | None = None) -> None:
     """Write ``raw`` as ``NAME.img.tar.gz`` content into ``out``; gzip -9 by default, as
     linuxkit's ``gzip -9``."""

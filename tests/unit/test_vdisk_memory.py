@@ -5,6 +5,8 @@ and one 48 MiB run converts with a small, bounded Python heap (tracemalloc peak;
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -56,3 +58,16 @@ def test_peak_heap_stays_small(big_raw: Path, tmp_path: Path, fmt: str) -> None:
     assert peak < BOUND, f"{fmt}: peak {peak / MiB:.1f} MiB"
     if qemu_format:
         assert qemu_info(out, qemu_format)["virtual-size"] == 4 * GiB
+
+
+def test_peak_rss_of_a_whole_process(big_raw: Path, tmp_path: Path) -> None:
+    """The issue's bound (250 MB peak RSS for a 1 GiB workload), for the two compressing
+    writers on the 4 GiB disk, measured on the process as the OS sees it."""
+    code = ("import sys; from pathlib import Path; from outputs.disk.containers import CONTAINERS;"
+            "c = CONTAINERS[sys.argv[1]]; f = open(sys.argv[3], 'wb');"
+            "c.write(Path(sys.argv[2]), f, 0, b''); f.close();"
+            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    for fmt in ("vmdk", "gcp"):
+        out = subprocess.run([sys.executable, "-c", code, fmt, str(big_raw), str(tmp_path / fmt)],
+                             check=True, capture_output=True, text=True).stdout
+        assert int(out) * 1024 < 100 * MiB, f"{fmt}: {int(out) // 1024} MiB"
