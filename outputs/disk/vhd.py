@@ -2,9 +2,11 @@
 
 Fixed (Azure's format): the raw bytes, then a 512-byte footer. Azure wants the virtual size a
 whole number of MiB and read exactly, so the footer is what ``qemu-img convert -o
-subformat=fixed,force_size`` writes: creator "qem2" 5.3 on "Wi2k", CHS 65535/16/255 (the "use
-current_size" geometry that qemu, Hyper-V and Azure honour), original = current size. Zero
-chunks are written as holes, so the file is as sparse as the raw.
+subformat=fixed,force_size`` writes (the option qemu has for Azure): creator "qem2" 5.3 on
+"Wi2k", CHS 65535/16/255 (the maximum geometry, which makes qemu read the footer's current size;
+Hyper-V reads the current size anyway), original = current size. Zero chunks are written as
+holes, so the file is as sparse as the raw. Byte-identical to qemu-img 7.2's output apart from
+the timestamp, UUID and checksum (tested).
 
 Dynamic: footer copy at 0, dynamic header ("cxsparse") at 512, the BAT at 1536 (padded to a
 sector), then one 512-byte sector bitmap (all ones) + 2 MiB of data per block that holds a
