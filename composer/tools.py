@@ -80,6 +80,22 @@ def describe_failure(argv: Sequence[str | Path], returncode: int, stderr: bytes 
     return f"{Path(str(argv[0])).name} {how}{last} (command: {command_line(argv)})"
 
 
+def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+          inherit: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``argv`` and return at once, for a program the caller supervises (``run qemu``):
+    the same lookup, environment, /dev/null stdin and ``--debug`` line as :func:`run`."""
+    words = [str(a) for a in argv]
+    words[0] = find_tool(words[0])
+    if _debug:
+        print(f"+ {command_line(words)}", file=sys.stderr, flush=True)
+    try:
+        return subprocess.Popen(words, env=tool_env(env, inherit=inherit),
+                                stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise ComposerError(f"{Path(words[0]).name} could not be started: {exc.strerror} "
+                            f"(command: {command_line(words)})") from None
+
+
 def run(argv: Sequence[str | Path], *, capture: bool = False, check: bool = True,
         cwd: Path | None = None, timeout: float | None = None,
         env: Mapping[str, str] | None = None, inherit: bool = False,

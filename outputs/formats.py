@@ -102,6 +102,18 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            pins=_DISK_PINS),
     Format("aws", ("{name}.raw",), "outputs.disk.formats:write_aws", "disk",
            "raw disk AWS imports: MBR, FAT and syslinux filling --size", pins=_DISK_PINS),
+    Format("qcow2-bios", ("{name}.qcow2",), "outputs.disk.formats:write_qcow2_bios", "disk",
+           "qcow2 of an MBR, FAT and syslinux disk of --size (BIOS)", pins=_DISK_PINS),
+    Format("qcow2-efi", ("{name}-efi.qcow2",), "outputs.disk.formats:write_qcow2_efi", "disk",
+           "qcow2 of a GPT disk with an ESP and GRUB (UEFI)", pins=_DISK_PINS),
+    Format("vhd", ("{name}.vhd",), "outputs.disk.formats:write_vhd", "disk",
+           "fixed VHD, 1 GiB, 1 MiB-aligned (Azure): MBR, FAT and syslinux", pins=_DISK_PINS),
+    Format("dynamic-vhd", ("{name}.vhd",), "outputs.disk.formats:write_dynamic_vhd", "disk",
+           "dynamic VHD, 25 GiB: MBR, FAT and syslinux", pins=_DISK_PINS),
+    Format("vmdk", ("{name}.vmdk",), "outputs.disk.formats:write_vmdk", "disk",
+           "streamOptimized VMDK, 1 GiB (vSphere): MBR, FAT and syslinux", pins=_DISK_PINS),
+    Format("gcp", ("{name}.img.tar.gz",), "outputs.disk.formats:write_gcp", "disk",
+           "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", pins=_DISK_PINS),
 )}
 
 

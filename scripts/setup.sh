@@ -17,7 +17,7 @@ packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf 
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
-               time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk)
+               time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils)
 fi
 
 missing=()

@@ -152,13 +152,13 @@ def supervise(argv: Sequence[str], *, timeout: float, shutdown_after: float | No
     fail after ``timeout`` s. Returns qemu's exit status."""
     say = log or (lambda text: print(f"image-composer: {text}", file=sys.stderr, flush=True))
     argv = [str(a) for a in argv]
-    argv[0] = tools.find_tool(argv[0])
     requested = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
     try:
-        proc = subprocess.Popen(argv, env=tools.tool_env())
+        # a VM shapes no output bytes: it sees the user's environment (inherit)
+        proc = tools.spawn(argv, inherit=True)
         try:
             return _wait(proc, timeout, shutdown_after, qmp, requested, say)
         finally:

@@ -36,10 +36,18 @@ from outputs.disk.layouts import LAYOUTS, build_raw_disk, seed
 from outputs.formats import FORMATS
 from outputs.options import Options
 
+# the raw layer inside each container format: linuxkit's "mkimage" formats are all MBR +
+# syslinux (qcow2-bios at --size; vhd, vmdk, gcp at 1 GiB; dynamic-vhd at 25 GiB), qcow2-efi
+# is GPT + ESP with GRUB
+LAYER = {"qcow2-bios": "qcow2-bios", "qcow2-efi": "qcow2-efi", "vhd": "qcow2-bios",
+         "dynamic-vhd": "qcow2-bios", "vmdk": "qcow2-bios", "gcp": "qcow2-bios"}
+CONTAINER = {"qcow2-bios": "qcow2", "qcow2-efi": "qcow2", "vhd": "vhd",
+             "dynamic-vhd": "dynamic-vhd", "vmdk": "vmdk", "gcp": "gcp"}
+
 
 def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
     """The bootloader files (and digests) format ``fmt`` (or its raw layer) uses."""
-    return bootloaders.resolve(LAYOUTS[fmt].roles, options.bootloaders)
+    return bootloaders.resolve(LAYOUTS[LAYER.get(fmt, fmt)].roles, options.bootloaders)
 
 
 def size_mib(options: Options) -> int:
@@ -94,3 +102,40 @@ def _converter(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
 write_raw_bios = _converter("raw-bios")
 write_raw_efi = _converter("raw-efi")
 write_aws = _converter("aws")
+
+
+def write_container(rootfs: Path, name: str, outset: OutputSet, options: Options,
+                    fmt: str) -> None:
+    """A container format: its raw layer (at linuxkit's fixed size, or ``--size``), grown to
+    the container's virtual size with a hole, then written by the container's writer."""
+    import dataclasses
+    import hashlib
+
+    from outputs.disk.containers import CONTAINERS, fit
+
+    container = CONTAINERS[CONTAINER[fmt]]
+    if container.fixed_size is not None:
+        options = dataclasses.replace(options, disk_size_mib=container.fixed_size >> 20)
+    rootfs_sha256 = (outset.known_digest(rootfs) or sha256_file(rootfs))[0]
+    seed_bytes = hashlib.sha256(f"image-composer container 1:{fmt}:{rootfs_sha256}:"
+                                f"{options.mtime}:{options.disk_size_mib}".encode()).digest()
+    with raw_layer(rootfs, name, outset, options, LAYER[fmt]) as raw:
+        fit(raw, container)
+        with outset.create(FORMATS[fmt].output_files(name)[0]) as out:
+            container.write(raw, out, options.mtime, seed_bytes)
+
+
+def _container(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
+    def convert(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
+        write_container(rootfs, name, outset, options, fmt)
+
+    convert.__name__ = f"write_{fmt.replace('-', '_')}"
+    return convert
+
+
+write_qcow2_bios = _container("qcow2-bios")
+write_qcow2_efi = _container("qcow2-efi")
+write_vhd = _container("vhd")
+write_dynamic_vhd = _container("dynamic-vhd")
+write_vmdk = _container("vmdk")
+write_gcp = _container("gcp")

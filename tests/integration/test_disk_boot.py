@@ -5,7 +5,12 @@ the example init's banner. One boot per boot chain:
 - ``raw-bios``: SeaBIOS -> mbr.bin -> syslinux on FAT16 -> kernel + initrd;
 - ``aws`` (default 1024M): the same chain on FAT32;
 - ``raw-efi``: OVMF -> systemd-boot -> the UKI (systemd-stub) -> kernel + initrd;
-- the raw layer of ``qcow2-efi``: OVMF -> GRUB (Debian's gcdx64.efi) -> kernel + initrd.
+- ``qcow2-efi``: OVMF -> GRUB (Debian's gcdx64.efi) -> kernel + initrd, through QEMU's qcow2
+  driver;
+- the containers of the MBR + syslinux disk, each through QEMU's own driver for it:
+  ``qcow2-bios`` (qcow2), ``vhd`` and ``dynamic-vhd`` (vpc), ``vmdk``, and ``gcp``'s
+  ``disk.raw`` taken out of its tar.gz. ``aws`` is that disk raw (its validators run in the
+  unit tests).
 
 Needs apt (examples/fetch-debs), qemu-system-x86_64, OVMF, syslinux, syslinux-common, mtools,
 systemd-boot-efi and grub-efi-amd64-bin; under CI=true a missing one fails the test.
@@ -19,9 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.atomic import OutputSet
 from composer.run import qemu
-from outputs import Options, bootloaders, output_files
+from outputs import bootloaders, output_files
 from tests.integration.conftest import banner_lines, require_tool
 from tests.integration.test_iso_boot import BANNER, EXAMPLES, SPEC_CMDLINE, composer, require_file
 
@@ -29,7 +33,9 @@ pytestmark = pytest.mark.integration
 
 ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|c)")
 BOOT_TIMEOUT = 900  # seconds; a TCG boot takes about 30 s
-DISK_FORMATS = ("raw-bios", "raw-efi", "aws", "tar")
+DISK_FORMATS = ("raw-bios", "raw-efi", "aws", "qcow2-bios", "qcow2-efi", "vhd", "vmdk", "gcp")
+DRIVER = {"qcow2-bios": "qcow2", "qcow2-efi": "qcow2", "vhd": "vpc", "dynamic-vhd": "vpc",
+          "vmdk": "vmdk"}
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +55,18 @@ def disks(cache: Path, tmp_path_factory) -> dict[str, Path]:
     composer("build", "--offline", "--cache", cache, "-f", ",".join(DISK_FORMATS), "-o", out,
              EXAMPLES / "hello.yml")
     built = {fmt: out / output_files(fmt, "hello")[0] for fmt in DISK_FORMATS}
-    with OutputSet(out / "grub") as outset:  # the GRUB raw layer, from the same rootfs tar
-        from outputs.disk.formats import raw_layer
-
-        with raw_layer(built["tar"], "hello", outset, Options(mtime=0), "qcow2-efi") as raw:
-            dest = out / "hello-grub-efi.raw"
-            raw.rename(dest)
-            built["qcow2-efi"] = dest
+    dyn = tmp_path_factory.mktemp("dynamic-vhd")  # writes NAME.vhd too: a build of its own
+    composer("build", "--offline", "--cache", cache, "-f", "dynamic-vhd", "-o", dyn,
+             EXAMPLES / "hello.yml")
+    built["dynamic-vhd"] = dyn / "hello.vhd"
+    gcp = out / "gcp"
+    gcp.mkdir()
+    subprocess.run(["tar", "-xzf", built["gcp"], "-C", gcp], check=True)
+    built["gcp"] = gcp / "disk.raw"
     return built
 
 
-def boot(image: Path, uefi: bool) -> subprocess.CompletedProcess[str]:
+def boot(image: Path, uefi: bool, driver: str = "raw") -> subprocess.CompletedProcess[str]:
     require_tool("qemu-system-x86_64", "qemu-system-x86")
     if uefi:
         require_file(str(qemu.OVMF_CODE), "ovmf")
@@ -67,7 +74,7 @@ def boot(image: Path, uefi: bool) -> subprocess.CompletedProcess[str]:
     with qemu.ovmf_vars_copy(uefi) as ovmf_vars:
         argv = [qemu.QEMU, "-accel", accel, "-m", "512", "-nographic", "-no-reboot",
                 "-net", "none", *qemu.firmware_args(ovmf_vars),
-                "-drive", f"file={image},format=raw,if=ide,media=disk,snapshot=on"]
+                "-drive", f"file={image},format={driver},if=ide,media=disk,snapshot=on"]
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               errors="replace", check=False, timeout=BOOT_TIMEOUT)
 
@@ -77,9 +84,14 @@ def boot(image: Path, uefi: bool) -> subprocess.CompletedProcess[str]:
     ("aws", False, "SYSLINUX 6.04"),
     ("raw-efi", True, "EFI stub: Loaded initrd"),
     ("qcow2-efi", True, "BOOT_IMAGE=/kernel"),
+    ("qcow2-bios", False, "SYSLINUX 6.04"),
+    ("vhd", False, "SYSLINUX 6.04"),
+    ("dynamic-vhd", False, "SYSLINUX 6.04"),
+    ("vmdk", False, "SYSLINUX 6.04"),
+    ("gcp", False, "SYSLINUX 6.04"),
 ])
 def test_disk_boots(disks: dict[str, Path], fmt: str, uefi: bool, loader_says: str) -> None:
-    proc = boot(disks[fmt], uefi)
+    proc = boot(disks[fmt], uefi, DRIVER.get(fmt, "raw"))
     console = [ANSI.sub("", ln).strip() for ln in proc.stdout.splitlines()]
     tail = "\n".join(console[-60:]) + proc.stderr[-2000:]
     assert banner_lines(console, BANNER) == BANNER, tail

@@ -64,6 +64,10 @@ def test_bad_option_text_is_a_usage_error() -> None:
         _parse_build(["--bootloader", "nonsense"])
 
 
+DISKS = {"raw-bios", "raw-efi", "aws", "qcow2-bios", "qcow2-efi", "vhd", "dynamic-vhd", "vmdk",
+         "gcp"}
+
+
 def test_format_rows() -> None:
     for name, fmt in FORMATS.items():
         assert fmt.name == name and fmt.files and fmt.help
@@ -72,8 +76,7 @@ def test_format_rows() -> None:
     assert {f for f in FORMATS if FORMATS[f].pushable} == {"docker", "oci", "oci-dir"}
     assert {f for f in FORMATS if FORMATS[f].loadable} == {"docker"}
     assert {f for f in FORMATS if FORMATS[f].pins} == {"iso-bios", "iso-efi", "iso-efi-initrd",
-                                                         "iso-hybrid", "raw-bios", "raw-efi",
-                                                         "aws"}
+                                                         "iso-hybrid"} | DISKS
 
 
 def test_every_converter_resolves() -> None:

@@ -92,10 +92,11 @@ def test_no_subprocess_bypasses_tools_run() -> None:
         if path == ROOT / "composer" / "tools.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and (node.value.id, node.attr) in _SPAWNERS):
+            func = node.func if isinstance(node, ast.Call) else None
+            if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                    and (func.value.id, func.attr) in _SPAWNERS):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: "
-                                 f"{node.value.id}.{node.attr}")
+                                 f"{func.value.id}.{func.attr}")
             if isinstance(node, ast.ImportFrom) and node.module in ("subprocess", "os") and \
                     any((node.module, a.name) in _SPAWNERS for a in node.names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module}")
