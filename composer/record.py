@@ -93,6 +93,10 @@ def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
         if hasattr(options, key):
             value = getattr(options, key)
             out[key] = list(value) if isinstance(value, tuple) else value
+    from outputs.fsimage import tool_versions
+
+    if tools := tool_versions(tuple(formats)):
+        out["tools"] = tools
     try:
         from outputs.iso import bootloader_pins
     except ImportError:  # no ISO formats in this build of the composer

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from composer.atomic import OutputSet
+from composer.errors import UsageError
+from outputs.fsimage import CONVERTERS as FS_CONVERTERS
+from outputs.fsimage import FS_FILES
 from outputs.gz import compressor_id
 from outputs.image import CONVERTERS as IMAGE_CONVERTERS
 from outputs.image import IMAGE_FILES
@@ -35,6 +38,7 @@ FORMATS: dict[str, Converter] = {
     "tar-kernel-initrd": write_tar_kernel_initrd,
     **ISO_CONVERTERS,
     **IMAGE_CONVERTERS,
+    **FS_CONVERTERS,
 }
 
 FORMAT_FILES: dict[str, tuple[str, ...]] = {
@@ -43,7 +47,11 @@ FORMAT_FILES: dict[str, tuple[str, ...]] = {
     "tar-kernel-initrd": TAR_KERNEL_INITRD_FILES,
     **ISO_FILES,
     **IMAGE_FILES,
+    **FS_FILES,
 }
+# Files that every format writing them writes with the same bytes (boot/kernel and boot/cmdline
+# verbatim), so formats may share them; any other file two formats write is a clash.
+SHARED_FILES = frozenset({"{name}-kernel", "{name}-cmdline"})
 
 
 def output_files(fmt: str, name: str) -> tuple[str, ...]:
@@ -51,4 +59,21 @@ def output_files(fmt: str, name: str) -> tuple[str, ...]:
     return tuple(pattern.format(name=name) for pattern in FORMAT_FILES[fmt])
 
 
-__all__ = ["FORMATS", "FORMAT_FILES", "Converter", "Options", "compressor_id", "output_files"]
+def check_clashes(formats: tuple[str, ...] | list[str]) -> None:
+    """A usage error if two of ``formats`` would write the same file with different bytes
+    (``vhd``/``dynamic-vhd``, ``kernel+iso``/``iso-bios``), instead of one overwriting the
+    other."""
+    owner: dict[str, str] = {}
+    for fmt in formats:
+        for pattern in FORMAT_FILES[fmt]:
+            if pattern in SHARED_FILES:
+                continue
+            if pattern in owner and owner[pattern] != fmt:
+                raise UsageError(f"formats {owner[pattern]} and {fmt} both write "
+                                 f"{pattern.format(name='NAME')}: build them separately "
+                                 "(or into different -o directories)")
+            owner[pattern] = fmt
+
+
+__all__ = ["FORMATS", "FORMAT_FILES", "SHARED_FILES", "Converter", "Options", "check_clashes",
+           "compressor_id", "output_files"]

@@ -54,6 +54,9 @@ def formats(values: list[str] | None) -> list[str]:
                 raise UsageError(f"unknown format {fmt!r} (known: {', '.join(sorted(FORMATS))})")
             if fmt not in out:
                 out.append(fmt)
+    from outputs import check_clashes
+
+    check_clashes(out)
     return out
 
 

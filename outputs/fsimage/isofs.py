@@ -1,0 +1,230 @@
+"""Format ``kernel+iso``: ``NAME-kernel``, ``NAME-cmdline`` and ``NAME.iso``, the rootfs minus
+``boot/`` as a plain ISO 9660 image (no El Torito) with Rock Ridge and Joliet, to mount as
+``root=/dev/sr0``. linuxkit runs ``genisoimage -l -J -R -joliet-long`` on an unpacked tree;
+this one is written by the project's pinned pycdlib wrapper (:mod:`outputs.iso9660`) straight
+from the tar: file contents are read in place from the rootfs tar when the image is written.
+
+- Rock Ridge (1.09) carries the real names, modes (setuid, sticky), uid/gid, link counts,
+  symlink targets, fifos and each entry's mtime (every date of a record is its mtime).
+- ISO 9660: interchange level 4 (ISO 9660:1999: no depth limit, so no ``RR_MOVED``); names are
+  the Rock Ridge names upper-cased, other characters as ``_``, cut to 30 characters and made
+  unique within a directory with a ``_N`` suffix.
+- Joliet: names cut to 64 UCS-2 characters (Joliet's limit), ``* / : ; ? \\`` as ``_``, made
+  unique the same way.
+- Volume dates: ``Options.mtime``; identifiers from :func:`outputs.iso.seed`.
+
+Not representable, as with genisoimage: extended attributes are left out (Rock Ridge has no
+xattrs); device nodes are an error (pycdlib writes no Rock Ridge ``PN`` records).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from composer.atomic import OutputSet
+from composer.errors import ComposerError
+from composer.record import sha256_file
+from composer.tarcanon import Entry, Kind
+from outputs.fsimage.rootfs import ROOT_MODE, kernel_files
+from outputs.initrd import CMDLINE, KERNEL, in_initrd
+from outputs.iso import Layout, seed
+from outputs.options import Options
+
+LAYOUT = Layout("kernel+iso", bios=False, efi=False, isohybrid=False)
+INTERCHANGE_LEVEL = 4
+JOLIET_LEVEL = 3
+ISO_NAME_MAX = 30
+JOLIET_NAME_MAX = 64
+_NOT_D = re.compile(r"[^A-Z0-9_]")
+_NOT_JOLIET = re.compile(r"[*/:;?\\]")
+S_IFMT = {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK,
+          Kind.FIFO: stat.S_IFIFO}
+
+
+class TarSlice(io.RawIOBase):
+    """``size`` bytes at ``offset`` of an open file, seekable, read with ``pread`` (so many
+    slices share one descriptor): a file's content inside the rootfs tar, for pycdlib."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        super().__init__()
+        self._fd, self._offset, self._size, self._pos = fd, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._offset + self._pos)
+        if len(data) != n:
+            raise ComposerError("the rootfs tar changed while the ISO was written")
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+
+class Names:
+    """Unique ISO 9660 and Joliet names per directory, chosen in tar (sorted) order."""
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[str, str], set[str]] = {}
+
+    def _unique(self, space: str, parent: str, name: str, limit: int) -> str:
+        used = self._used.setdefault((space, parent), set())
+        candidate, n = name[:limit], 0
+        while candidate.upper() in used:
+            n += 1
+            suffix = f"_{n}"
+            candidate = name[:limit - len(suffix)] + suffix
+        used.add(candidate.upper())
+        return candidate
+
+    def iso(self, parent: str, name: str) -> str:
+        return self._unique("iso", parent, _NOT_D.sub("_", name.upper()) or "_", ISO_NAME_MAX)
+
+    def joliet(self, parent: str, name: str) -> str:
+        return self._unique("joliet", parent, _NOT_JOLIET.sub("_", name) or "_",
+                            JOLIET_NAME_MAX)
+
+
+def _members(fh: BinaryIO):
+    """(entry, content offset) of every member, by the fast reader or else tarfile."""
+    import tarfile
+
+    from composer import tarread
+    from composer.tarcanon import entry_from_tarinfo, tarfile_members
+
+    start = fh.tell()
+    done = 0
+    try:
+        for member in tarread.members(fh):
+            yield member.entry, member.offset_data
+            done += 1
+        return
+    except tarread.GiveUp:
+        fh.seek(start)
+    with tarfile.open(fileobj=fh, mode="r:", encoding="utf-8",
+                      errors="surrogateescape") as tf:
+        for info in tarfile_members(tf):
+            if done:
+                done -= 1
+                continue
+            yield entry_from_tarinfo(info), info.offset_data
+
+
+def _px(record):
+    rr = record.rock_ridge
+    return rr.dr_entries.px_record or rr.ce_entries.px_record
+
+
+def _records(iso, iso_path: str, directory: bool) -> list:
+    """The records that carry a path's attributes: its entry in the parent and, for a
+    directory, its own ``.`` (which is all the root has)."""
+    record = iso.get_record(iso_path=iso_path)
+    out = [] if record.rock_ridge is None else [record]
+    if directory:
+        out.append(record.children[0])
+    return out
+
+
+def _own(iso, iso_path: str, entry: Entry, mode: int) -> None:
+    for record in _records(iso, iso_path, entry.kind is Kind.DIR):
+        px = _px(record)
+        px.posix_file_mode = mode
+        px.posix_user_id, px.posix_group_id = entry.uid, entry.gid
+
+
+def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, *,
+              name: str = "rootfs", sinks: dict[str, BinaryIO] | None = None) -> None:
+    """The ISO of the rootfs minus ``boot/``; ``boot/kernel`` and ``boot/cmdline`` to ``sinks``."""
+    from outputs.iso9660 import PinnedIso
+
+    fmt = "kernel+iso"
+    names = Names()
+    iso_of: dict[str, str] = {"": ""}
+    joliet_of: dict[str, str] = {"": ""}
+    links: dict[str, list[str]] = {}  # hard-link target -> ISO paths of all its names
+    found = set()
+    with open(rootfs, "rb") as tar, \
+            PinnedIso(mtime=options.mtime, seed=seed_bytes, interchange_level=INTERCHANGE_LEVEL,
+                      joliet=JOLIET_LEVEL) as pinned:
+        iso = pinned.iso
+        fd = tar.fileno()
+        _own(iso, "/", Entry("", Kind.DIR), stat.S_IFDIR | ROOT_MODE)
+        for entry, offset in _members(tar):
+            path = entry.path
+            if not in_initrd(path):
+                if sinks is not None and path in sinks and entry.kind is Kind.FILE:
+                    sinks[path].write(os.pread(fd, entry.size, offset))  # kernel: ~10 MiB
+                    found.add(path)
+                continue
+            if entry.kind is Kind.HARDLINK and not in_initrd(entry.linkname):
+                raise ComposerError(f"{path}: hard link into boot/ ({entry.linkname}), which "
+                                    f"format {fmt} leaves out")
+            parent, _, base = path.rpartition("/")
+            iso_path = f"{iso_of[parent]}/{names.iso(parent, base)}"
+            joliet_path = f"{joliet_of[parent]}/{names.joliet(parent, base)}"
+            if entry.kind is Kind.HARDLINK:
+                iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
+                                  iso_new_path=iso_path + ";1", rr_name=base)
+                iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
+                                  joliet_new_path=joliet_path)
+                links.setdefault(entry.linkname, [iso_of[entry.linkname]]).append(iso_path)
+                continue
+            if entry.kind not in S_IFMT:
+                raise ComposerError(f"{path}: format {fmt} cannot store a "
+                                    f"{entry.kind.name.lower()} (no Rock Ridge PN records)")
+            pinned.clock.set(entry.mtime)
+            mode = S_IFMT[entry.kind] | (entry.mode & 0o7777)
+            if entry.kind is Kind.DIR:
+                iso.add_directory(iso_path, rr_name=base, joliet_path=joliet_path,
+                                  file_mode=mode, creation_time=entry.mtime)
+                record = iso_path
+            elif entry.kind is Kind.SYMLINK:
+                record = iso_path + ";1"
+                iso.add_symlink(symlink_path=record, rr_symlink_name=base,
+                                rr_path=entry.linkname, joliet_path=joliet_path,
+                                creation_time=entry.mtime)
+            else:
+                record = iso_path + ";1"
+                size = entry.size if entry.kind is Kind.FILE else 0
+                iso.add_fp(TarSlice(fd, offset, size), size, record, rr_name=base,
+                           joliet_path=joliet_path, file_mode=mode, creation_time=entry.mtime)
+            _own(iso, record, entry, mode)
+            iso_of[path], joliet_of[path] = record.removesuffix(";1"), joliet_path
+        for paths in links.values():
+            for iso_path in paths:
+                _px(iso.get_record(iso_path=iso_path + ";1")).posix_file_links = len(paths)
+        if sinks is not None and KERNEL not in found:
+            raise ComposerError(f"{name}: the root filesystem has no {KERNEL}: the spec needs a "
+                                f"kernel section for format {fmt}")
+        pinned.write(out)
+
+
+def write_kernel_iso(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
+    kernel, cmdline = kernel_files(name)
+    rootfs_sha256 = (outset.known_digest(rootfs) or sha256_file(rootfs))[0]
+    with contextlib.ExitStack() as stack:
+        sinks = {KERNEL: stack.enter_context(outset.create(kernel)),
+                 CMDLINE: stack.enter_context(outset.create(cmdline))}
+        out = stack.enter_context(outset.create(f"{name}.iso"))
+        build_iso(rootfs, out, options, seed(rootfs_sha256, LAYOUT, (), options), name=name,
+                  sinks=sinks)
