@@ -162,6 +162,7 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
     iso_of: dict[str, str] = {"": ""}
     joliet_of: dict[str, str] = {"": ""}
     links: dict[str, list[str]] = {}  # hard-link target -> ISO paths of all its names
+    mtime_of: dict[str, int] = {}
     found = set()
     with open(rootfs, "rb") as tar, \
             PinnedIso(mtime=options.mtime, seed=seed_bytes, interchange_level=INTERCHANGE_LEVEL,
@@ -183,6 +184,7 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
             iso_path = f"{iso_of[parent]}/{names.iso(parent, base)}"
             joliet_path = f"{joliet_of[parent]}/{names.joliet(parent, base)}"
             if entry.kind is Kind.HARDLINK:
+                pinned.clock.set(mtime_of[entry.linkname])  # one inode: the target's dates
                 iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
                                   iso_new_path=iso_path + ";1", rr_name=base)
                 iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
@@ -209,6 +211,7 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 iso.add_fp(TarSlice(fd, offset, size), size, record, rr_name=base,
                            joliet_path=joliet_path, file_mode=mode, creation_time=entry.mtime)
             _own(iso, record, entry, mode)
+            mtime_of[path] = entry.mtime
             iso_of[path], joliet_of[path] = record.removesuffix(";1"), joliet_path
         for paths in links.values():
             for iso_path in paths:
