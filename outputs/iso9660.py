@@ -109,10 +109,9 @@ class Patch:
     value: object
 
 
-def patches(mtime: int, seed: bytes, clock: PinnedClock | None = None
-            ) -> dict[str, list[Patch]]:
+def patches(mtime: int, seed: bytes) -> dict[str, list[Patch]]:
     """Every replacement :class:`PinnedIso` makes, by the leak it closes."""
-    clock = clock or PinnedClock(mtime)
+    clock = PinnedClock(mtime)
     return {
         "clock": [Patch(m, "time", clock) for m in (
             pycdlib.pycdlib, pycdlib.headervd, pycdlib.inplaceeditor, pycdlib.udf)],
@@ -175,8 +174,10 @@ class PinnedIso:
         _LOCK.acquire()
         self._locked = True
         try:
-            for patch in (p for group in patches(self.mtime, self.seed, self.clock).values()
-                          for p in group):
+            chosen = [p for group in patches(self.mtime, self.seed).values() for p in group]
+            self.clock = next((p.value for p in chosen if isinstance(p.value, PinnedClock)),
+                              self.clock)
+            for patch in chosen:
                 self._saved.append(Patch(patch.module, patch.attr,
                                          getattr(patch.module, patch.attr)))
                 setattr(patch.module, patch.attr, patch.value)
