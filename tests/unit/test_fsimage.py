@@ -362,3 +362,37 @@ def test_shared_files_must_have_the_same_bytes(tmp_path):
             f.write(b"two")
         assert [p.name for p in outs.commit()] == ["t-kernel"]
     assert sorted(os.listdir(tmp_path)) == ["t-kernel"]
+
+
+def _tar(path: Path, entries) -> Path:
+    from composer.tarcanon import CanonicalTarWriter
+
+    with open(path, "wb") as f:
+        w = CanonicalTarWriter(f)
+        for entry, data in entries:
+            w.add(entry, data)
+        w.close()
+    return path
+
+
+@pytest.mark.parametrize("fmt", FS_FORMATS)
+def test_no_kernel_is_an_error_and_no_output(fmt, tmp_path):
+    from composer.tarcanon import Entry, Kind
+
+    tar = _tar(tmp_path / "r.tar", [(Entry("etc", Kind.DIR, mode=0o755), None)])
+    with pytest.raises(ComposerError, match="has no boot/kernel"):
+        build(fmt, tar, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("fmt", FS_FORMATS)
+def test_hard_link_into_boot_is_an_error(fmt, tmp_path):
+    from composer.tarcanon import Entry, Kind
+
+    tar = _tar(tmp_path / "r.tar", [
+        (Entry("boot", Kind.DIR, mode=0o755), None),
+        (Entry("boot/kernel", Kind.FILE, size=1), b"k"),
+        (Entry("vmlinuz", Kind.HARDLINK, linkname="boot/kernel"), None)])
+    with pytest.raises(ComposerError, match="hard link into boot/"):
+        build(fmt, tar, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
