@@ -163,13 +163,14 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
     joliet_of: dict[str, str] = {"": ""}
     links: dict[str, list[str]] = {}  # hard-link target -> ISO paths of all its names
     mtime_of: dict[str, int] = {}
+    owner_of: dict[str, tuple[Entry, int]] = {}
     found = set()
     with open(rootfs, "rb") as tar, \
             PinnedIso(mtime=options.mtime, seed=seed_bytes, interchange_level=INTERCHANGE_LEVEL,
                       joliet=JOLIET_LEVEL) as pinned:
         iso = pinned.iso
         fd = tar.fileno()
-        _own(iso, "/", Entry("", Kind.DIR), stat.S_IFDIR | ROOT_MODE)
+        owners = [("/", Entry("", Kind.DIR), stat.S_IFDIR | ROOT_MODE)]
         for entry, offset in _members(tar):
             path = entry.path
             if not in_initrd(path):
@@ -190,6 +191,7 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
                                   joliet_new_path=joliet_path)
                 links.setdefault(entry.linkname, [iso_of[entry.linkname]]).append(iso_path)
+                owners.append((iso_path + ";1", *owner_of[entry.linkname]))
                 continue
             if entry.kind not in S_IFMT:
                 raise ComposerError(f"{path}: format {fmt} cannot store a "
@@ -210,9 +212,14 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 size = entry.size if entry.kind is Kind.FILE else 0
                 iso.add_fp(TarSlice(fd, offset, size), size, record, rr_name=base,
                            joliet_path=joliet_path, file_mode=mode, creation_time=entry.mtime)
-            _own(iso, record, entry, mode)
+            owners.append((record, entry, mode))
+            owner_of[path] = (entry, mode)
             mtime_of[path] = entry.mtime
             iso_of[path], joliet_of[path] = record.removesuffix(";1"), joliet_path
+        # after every add: pycdlib lays out all extents again on the first lookup that
+        # follows an add, so looking records up as we go would cost O(n^2)
+        for record, entry, mode in owners:
+            _own(iso, record, entry, mode)
         for paths in links.values():
             for iso_path in paths:
                 _px(iso.get_record(iso_path=iso_path + ";1")).posix_file_links = len(paths)
