@@ -30,7 +30,7 @@ from typing import BinaryIO
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.record import sha256_file
-from composer.tarcanon import Entry, Kind
+from composer.tarcanon import Kind
 from outputs.fsimage.rootfs import ROOT_MODE, kernel_files
 from outputs.initrd import CMDLINE, KERNEL, in_initrd
 from outputs.iso import Layout, seed
@@ -50,6 +50,8 @@ S_IFMT = {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_
 class TarSlice(io.RawIOBase):
     """``size`` bytes at ``offset`` of an open file, seekable, read with ``pread`` (so many
     slices share one descriptor): a file's content inside the rootfs tar, for pycdlib."""
+
+    __slots__ = ("_fd", "_offset", "_pos", "_size")
 
     def __init__(self, fd: int, offset: int, size: int):
         super().__init__()
@@ -145,11 +147,11 @@ def _records(iso, iso_path: str, directory: bool) -> list:
     return out
 
 
-def _own(iso, iso_path: str, entry: Entry, mode: int) -> None:
-    for record in _records(iso, iso_path, entry.kind is Kind.DIR):
+def _own(iso, iso_path: str, mode: int, uid: int, gid: int) -> None:
+    for record in _records(iso, iso_path, stat.S_ISDIR(mode)):
         px = _px(record)
         px.posix_file_mode = mode
-        px.posix_user_id, px.posix_group_id = entry.uid, entry.gid
+        px.posix_user_id, px.posix_group_id = uid, gid
 
 
 def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, *,
@@ -159,18 +161,18 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
 
     fmt = "kernel+iso"
     names = Names()
-    iso_of: dict[str, str] = {"": ""}
-    joliet_of: dict[str, str] = {"": ""}
-    links: dict[str, list[str]] = {}  # hard-link target -> ISO paths of all its names
-    mtime_of: dict[str, int] = {}
-    owner_of: dict[str, tuple[Entry, int]] = {}
+    dirs: dict[str, tuple[str, str]] = {"": ("", "")}  # path -> ISO 9660 and Joliet paths
+    # (record, mode, uid, gid, mtime) of every record, owners set once all are added; files
+    # maps a non-directory's path to its row (hard links need the target's record and dates)
+    owners: list[tuple[str, int, int, int, int]] = [("/", stat.S_IFDIR | ROOT_MODE, 0, 0, 0)]
+    files: dict[str, int] = {}
+    links: dict[str, list[str]] = {}  # hard-link target -> the records of all its names
     found = set()
     with open(rootfs, "rb") as tar, \
             PinnedIso(mtime=options.mtime, seed=seed_bytes, interchange_level=INTERCHANGE_LEVEL,
                       joliet=JOLIET_LEVEL) as pinned:
         iso = pinned.iso
         fd = tar.fileno()
-        owners = [("/", Entry("", Kind.DIR), stat.S_IFDIR | ROOT_MODE)]
         for entry, offset in _members(tar):
             path = entry.path
             if not in_initrd(path):
@@ -182,16 +184,17 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 raise ComposerError(f"{path}: hard link into boot/ ({entry.linkname}), which "
                                     f"format {fmt} leaves out")
             parent, _, base = path.rpartition("/")
-            iso_path = f"{iso_of[parent]}/{names.iso(parent, base)}"
-            joliet_path = f"{joliet_of[parent]}/{names.joliet(parent, base)}"
+            iso_parent, joliet_parent = dirs[parent]
+            iso_path = f"{iso_parent}/{names.iso(parent, base)}"
+            joliet_path = f"{joliet_parent}/{names.joliet(parent, base)}"
             if entry.kind is Kind.HARDLINK:
-                pinned.clock.set(mtime_of[entry.linkname])  # one inode: the target's dates
-                iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
-                                  iso_new_path=iso_path + ";1", rr_name=base)
-                iso.add_hard_link(iso_old_path=iso_of[entry.linkname] + ";1",
-                                  joliet_new_path=joliet_path)
-                links.setdefault(entry.linkname, [iso_of[entry.linkname]]).append(iso_path)
-                owners.append((iso_path + ";1", *owner_of[entry.linkname]))
+                target = owners[files[entry.linkname]]
+                record = iso_path + ";1"
+                pinned.clock.set(target[4])  # one inode: the target's dates
+                iso.add_hard_link(iso_old_path=target[0], iso_new_path=record, rr_name=base)
+                iso.add_hard_link(iso_old_path=target[0], joliet_new_path=joliet_path)
+                links.setdefault(entry.linkname, [target[0]]).append(record)
+                owners.append((record, *target[1:]))
                 continue
             if entry.kind not in S_IFMT:
                 raise ComposerError(f"{path}: format {fmt} cannot store a "
@@ -202,6 +205,7 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 iso.add_directory(iso_path, rr_name=base, joliet_path=joliet_path,
                                   file_mode=mode, creation_time=entry.mtime)
                 record = iso_path
+                dirs[path] = (iso_path, joliet_path)
             elif entry.kind is Kind.SYMLINK:
                 record = iso_path + ";1"
                 iso.add_symlink(symlink_path=record, rr_symlink_name=base,
@@ -212,17 +216,18 @@ def build_iso(rootfs: Path, out: BinaryIO, options: Options, seed_bytes: bytes, 
                 size = entry.size if entry.kind is Kind.FILE else 0
                 iso.add_fp(TarSlice(fd, offset, size), size, record, rr_name=base,
                            joliet_path=joliet_path, file_mode=mode, creation_time=entry.mtime)
-            owners.append((record, entry, mode))
-            owner_of[path] = (entry, mode)
-            mtime_of[path] = entry.mtime
-            iso_of[path], joliet_of[path] = record.removesuffix(";1"), joliet_path
+            if entry.kind is not Kind.DIR:
+                files[path] = len(owners)
+            owners.append((record, mode, entry.uid, entry.gid, entry.mtime))
+        files.clear()
         # after every add: pycdlib lays out all extents again on the first lookup that
         # follows an add, so looking records up as we go would cost O(n^2)
-        for record, entry, mode in owners:
-            _own(iso, record, entry, mode)
-        for paths in links.values():
-            for iso_path in paths:
-                _px(iso.get_record(iso_path=iso_path + ";1")).posix_file_links = len(paths)
+        for record, mode, uid, gid, _ in owners:
+            _own(iso, record, mode, uid, gid)
+        owners.clear()
+        for records in links.values():
+            for record in records:
+                _px(iso.get_record(iso_path=record)).posix_file_links = len(records)
         if sinks is not None and KERNEL not in found:
             raise ComposerError(f"{name}: the root filesystem has no {KERNEL}: the spec needs a "
                                 f"kernel section for format {fmt}")
