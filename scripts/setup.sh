@@ -10,13 +10,14 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO formats read
+# runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO formats read,
+# tar2sqfs for kernel+squashfs
 packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio
-          isolinux syslinux-common grub-efi-amd64-bin)
+          isolinux syslinux-common grub-efi-amd64-bin squashfs-tools-ng)
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
-               time tar docker.io apache2-utils)
+               time tar docker.io apache2-utils squashfs-tools erofs-utils)
 fi
 
 missing=()
