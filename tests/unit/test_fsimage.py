@@ -152,9 +152,8 @@ def test_squashfs_pins_matter(rootfs, tmp_path, monkeypatch):
     unpinned = tmp_path / "unpinned.img"
     argv = [a for a in squashfs.tar2sqfs_args(unpinned, MTIME) if not a.startswith("uid=0")]
     argv.remove("--defaults")
-    with open(os.devnull, "wb"):
-        subprocess.run(argv, input=_tree_tar(rootfs), check=True,
-                       env={**os.environ, "SOURCE_DATE_EPOCH": "12345"})
+    subprocess.run(argv, input=_tree_tar(rootfs), check=True,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "12345"})
     assert sha(unpinned) != sha(ours)
     other = tmp_path / "other.img"
     squashfs.write_squashfs(rootfs, other, MTIME + 1)
@@ -347,9 +346,30 @@ def test_reproducible_across_tz_umask_cwd(fmt, rootfs, rootfs_nodev, tmp_path, m
 
 
 def test_clashing_formats_are_a_usage_error():
+    from composer.commands.build import formats
+
     with pytest.raises(UsageError, match=r"kernel\+iso and iso-bios both write NAME\.iso"):
         check_clashes(["kernel+iso", "iso-bios"])
+    with pytest.raises(UsageError, match=r"both write NAME\.iso"):  # what -f goes through
+        formats(["kernel+iso,tar", "iso-bios"])
     check_clashes(["kernel+initrd", "kernel+squashfs", "kernel+erofs", "kernel+iso"])
+
+
+def test_fed_program_errors_are_clean():
+    def lots(pipe):
+        for _ in range(64):
+            pipe.write(bytes(1 << 16))
+
+    assert tools.run(["head", "-c", "1"], feed=lots, capture=True).stdout == bytes(1)
+    with pytest.raises(ComposerError, match="false exited with status 1"):
+        tools.run(["false"], feed=lots)
+
+    def broken(pipe):
+        pipe.write(b"x")
+        raise ComposerError("feeder failed")
+
+    with pytest.raises(ComposerError, match="feeder failed"):
+        tools.run(["cat"], feed=broken, capture=True)
 
 
 def test_shared_files_must_have_the_same_bytes(tmp_path):
