@@ -15,9 +15,7 @@ from composer.atomic import OutputSet
 from outputs.fsimage import erofs, squashfs
 from outputs.options import Options
 
-ISO_FILES = ("{name}-kernel", "{name}-cmdline", "{name}.iso")
-ROOT_DEVICE = {"kernel+squashfs": "/dev/sda", "kernel+erofs": "/dev/sda",
-               "kernel+iso": "/dev/sr0"}  # what `run qemu` appends as root= (linuxkit's)
+ISO_FILES = ("{name}-kernel", "{name}-cmdline", "{name}.iso")  # root=: composer.qemu_fsimage
 
 
 def write_kernel_iso(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:

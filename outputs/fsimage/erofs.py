@@ -2,9 +2,9 @@
 
 linuxkit runs ``mkfs.erofs`` (erofs-utils 1.8) on an unpacked tree; Debian 12's erofs-utils 1.5
 cannot read a tar, so the image is written here, in Python, from two streaming passes over the
-canonical rootfs tar (metadata first, then file contents in tar order). It is the plain,
-uncompressed EROFS layout that ``mkfs.erofs`` writes by default (linuxkit's too), reduced to
-the parts every kernel since 5.4 reads:
+canonical rootfs tar (metadata first, then file contents in tar order). Uncompressed, like
+linuxkit's ``mkfs.erofs`` with its defaults, but laid out more simply (no compact inodes, no
+tail packing), using only what every kernel since 5.4 reads:
 
 - 4 KiB blocks; superblock at byte 1024 of block 0; ``meta_blkaddr`` 0, so inodes follow the
   superblock (the root is nid 36);

@@ -13,7 +13,7 @@ xattrs) and pin everything the tool would otherwise take from the host:
   it too); ``SOURCE_DATE_EPOCH`` in the caller's environment is overridden;
 - the thread count: ``-j`` is fixed at ``JOBS`` (tar2sqfs orders blocks itself, so the bytes
   do not depend on it; tested);
-- the compressor level: gzip level 9, window 15 (tar2sqfs's defaults, spelt out).
+- the compressor settings: gzip level 9, window 15, given explicitly.
 
 squashfs stores 32-bit times: an entry dated after 2106 is an error, not silently clamped.
 The gzip bytes come from the system's zlib, as with every distribution's squashfs image.
