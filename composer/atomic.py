@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import os
 import shutil
 import tempfile
@@ -98,14 +99,27 @@ class OutputSet:
 
     @contextlib.contextmanager
     def create(self, name: str) -> Iterator[BinaryIO]:
+        """A file to fill that becomes ``name`` on commit. Two formats may both write a file
+        (``NAME-kernel``) only with the same bytes: the second copy is compared and dropped."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        earlier = next((t for n, t in self._pending if n == name and not t.is_dir()), None)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_temp_prefix(name),
                                    suffix=".partial")
-        self._pending.append((name, Path(tmp)))
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        if earlier is None:
+            self._pending.append((name, Path(tmp)))
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            if earlier is not None and not filecmp.cmp(earlier, tmp, shallow=False):
+                from composer.errors import ComposerError
+
+                raise ComposerError(f"{name}: two formats of this build write it with "
+                                    "different bytes")
+        finally:
+            if earlier is not None:
+                os.unlink(tmp)
 
     def known_digest(self, source: Path) -> tuple[str, int] | None:
         """(sha256, size) of ``source`` if the caller vouched for it (the rootfs tar)."""
@@ -126,6 +140,16 @@ class OutputSet:
         allows, else an in-kernel copy. A large tar output thus costs no read, write or hash of
         its bytes (the digest of a ``known`` source, or the ``digest`` given, is carried over)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        earlier = next((t for n, t in self._pending if n == name and not t.is_dir()), None)
+        if earlier is not None:  # a file two formats share: the same bytes, or an error
+            same = (digest is not None and self.digests.get(earlier) == digest) or \
+                filecmp.cmp(earlier, source, shallow=False)
+            if not same:
+                from composer.errors import ComposerError
+
+                raise ComposerError(f"{name}: two formats of this build write it with "
+                                    "different bytes")
+            return
         fd, name_tmp = tempfile.mkstemp(dir=self.directory, prefix=_temp_prefix(name),
                                         suffix=".partial")
         tmp = Path(name_tmp)

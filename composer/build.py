@@ -105,9 +105,9 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
         kept.place(outs, hit)
         log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
         return
-    mark = outs.created()
     fmt.convert(stored.path, name, outs, options)
-    made = outs.since(mark)
+    wanted = set(fmt.output_files(name))  # a shared file (NAME-kernel) may be an earlier one's
+    made = [(n, tmp) for n, tmp in outs.since(0) if n in wanted]
     if any(tmp.is_dir() for _, tmp in made):
         return
     files = []

@@ -16,14 +16,17 @@ and the disk tools to come); nothing else calls :mod:`subprocess`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from composer.errors import ComposerError
 
@@ -101,18 +104,24 @@ def run(argv: Sequence[str | Path], *, capture: bool = False, check: bool = True
         env: Mapping[str, str] | None = None, inherit: bool = False,
         base_env: Mapping[str, str] | None = None,
         input: bytes | None = None, umask: int | None = None,
-        stdout=None) -> subprocess.CompletedProcess[bytes]:
+        stdout=None, feed: Callable[[BinaryIO], None] | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` (its first word looked up on ``PATH``) and wait for it.
 
     ``capture``: collect stdout and stderr (else they go to ours, or stdout to ``stdout``).
     ``check``: a non-zero exit is a :class:`ComposerError` naming the command. ``umask``: the
     child's (``verify`` perturbs it). ``input``: bytes for its stdin (else /dev/null).
     ``base_env``: what the allowlist (or ``inherit``) draws from, instead of ``os.environ``.
+    ``feed(pipe)``, if given, streams the program's standard input (a tar of a whole rootfs,
+    say) without holding it in memory or on disk.
     """
     words = [str(a) for a in argv]
     words[0] = find_tool(words[0])
     if _debug:
         print(f"+ {command_line(words)}", file=sys.stderr, flush=True)
+    if feed is not None:
+        return _run_fed(words, feed, capture=capture, check=check, cwd=cwd,
+                        env=tool_env(env, inherit=inherit, base=base_env))
     preexec = (lambda: os.umask(umask)) if umask is not None else None
     try:
         proc = subprocess.run(
@@ -130,3 +139,34 @@ def run(argv: Sequence[str | Path], *, capture: bool = False, check: bool = True
     if check and proc.returncode != 0:
         raise ComposerError(describe_failure(words, proc.returncode, proc.stderr))
     return proc
+
+
+def _run_fed(argv: list[str], feed: Callable[[BinaryIO], None], *, capture: bool, check: bool,
+             cwd: Path | None, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """Output goes to spool files, not pipes, so a chatty program cannot block our writes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                stdout=out if capture else None, stderr=err)
+        stdin = proc.stdin
+        assert stdin is not None  # stdin=PIPE
+        try:
+            try:
+                feed(cast(BinaryIO, stdin))
+                stdin.close()
+            except BrokenPipeError:  # the program stopped reading: its status says why
+                pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+        returncode = proc.wait()
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(argv, returncode, out.read() if capture else None,
+                                           err.read())
+    if check and returncode != 0:
+        raise ComposerError(describe_failure(argv, returncode, done.stderr))
+    return done

@@ -42,6 +42,8 @@ class Format:
     formats may both name them (``NAME-kernel``); any other common file is a clash.
     ``kept``: its files are kept in the cache for unchanged rebuilds (not ``tar``, which is
     the phase-one result itself, nor directory outputs).
+    ``tools``: ``module:function(fmt)`` naming the external programs (and versions) its bytes
+    depend on, for the record.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Format:
     pins: str | None = None
     shared: frozenset[str] = frozenset()
     kept: bool = True
+    tools: str | None = None
 
     def output_files(self, name: str) -> tuple[str, ...]:
         return tuple(pattern.format(name=name) for pattern in self.files)
@@ -61,18 +64,34 @@ class Format:
     def convert(self, rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
         _load(self.converter)(rootfs, name, outset, options)
 
+    def tool_versions(self) -> dict[str, str]:
+        return dict(_load(self.tools)(self.name)) if self.tools else {}
+
     def bootloader_pins(self, options: Options) -> tuple:
         """The pinned bootloader files this format reads (for the record), or ()."""
         return tuple(_load(self.pins)(self.name, options)) if self.pins else ()
 
 
 _KI = ("{name}-kernel", "{name}-initrd.img", "{name}-cmdline")
+# boot/kernel and boot/cmdline verbatim: the same bytes whichever format writes them
+_SHARED = frozenset({"{name}-kernel", "{name}-cmdline"})
 _ISO_PINS = "outputs.iso.formats:bootloader_pins"
 _DISK_PINS = "outputs.disk.formats:bootloader_pins"
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
-           "kernel, gzip'd newc initrd and command line (the default)"),
+           "kernel, gzip'd newc initrd and command line (the default)", shared=_SHARED),
+    Format("kernel+squashfs", ("{name}-kernel", "{name}-cmdline", "{name}-squashfs.img"),
+           "outputs.fsimage.squashfs:write_kernel_squashfs", "fsimage",
+           "kernel, command line and the rootfs as squashfs (root=/dev/sda)", shared=_SHARED,
+           tools="outputs.fsimage:tool_versions"),
+    Format("kernel+erofs", ("{name}-kernel", "{name}-cmdline", "{name}-erofs.img"),
+           "outputs.fsimage.erofs:write_kernel_erofs", "fsimage",
+           "kernel, command line and the rootfs as erofs", shared=_SHARED),
+    Format("kernel+iso", ("{name}-kernel", "{name}-cmdline", "{name}.iso"),
+           "outputs.fsimage.isofs:write_kernel_iso", "fsimage",
+           "kernel, command line and the rootfs as ISO 9660 + Rock Ridge + Joliet "
+           "(root=/dev/sr0)", shared=_SHARED),
     Format("tar", ("{name}.tar",), "outputs.tar:write_tar", "tar",
            "the canonical rootfs tar", kept=False),
     Format("tar-kernel-initrd", ("{name}-initrd.tar",),

@@ -11,13 +11,16 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO and disk formats read
-# (syslinux's mtools installer and mtools for raw-bios/aws, systemd-boot for raw-efi)
+# (syslinux's mtools installer and mtools for raw-bios/aws, systemd-boot for raw-efi), tar2sqfs
+# for kernel+squashfs
 packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio
-          isolinux syslinux-common grub-efi-amd64-bin syslinux mtools systemd-boot-efi)
+          isolinux syslinux-common grub-efi-amd64-bin syslinux mtools systemd-boot-efi
+          squashfs-tools-ng)
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
-               time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils)
+               time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
+               squashfs-tools erofs-utils)
 fi
 
 missing=()

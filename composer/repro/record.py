@@ -82,12 +82,17 @@ class RecordingOutputSet(OutputSet):
 
 
 def options_record(options: Any, formats: tuple[str, ...]) -> dict[str, Any]:
-    """The converter options that shape output bytes (:func:`outputs.options.record`)."""
+    """The converter options that shape output bytes (:func:`outputs.options.record`), and
+    the versions of the pinned tools the formats ran (``tools``)."""
     from outputs import FORMATS
     from outputs.options import record
 
     pins = (pin for fmt in formats for pin in FORMATS[fmt].bootloader_pins(options))
-    return record(options, pins, formats)
+    out = record(options, pins, formats)
+    tools = {k: v for fmt in formats for k, v in FORMATS[fmt].tool_versions().items()}
+    if tools:
+        out["tools"] = dict(sorted(tools.items()))
+    return out
 
 
 def rebuild_arguments(recorded_options: dict[str, Any]) -> list[str]:

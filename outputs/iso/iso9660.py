@@ -69,6 +69,10 @@ class PinnedClock:
     def time(self) -> float:
         return float(self._epoch)
 
+    def set(self, epoch: int) -> None:
+        """Date what is added next (a record's own mtime); restored for the volume dates."""
+        self._epoch = epoch
+
     def localtime(self, secs: float | None = None) -> _time.struct_time:
         return _time.gmtime(self._epoch if secs is None else secs)
 
@@ -146,10 +150,14 @@ class PinnedIso:
     GPT GUIDs. Add directories before their contents; add files in sorted order.
     """
 
-    def __init__(self, *, mtime: int, seed: bytes, volume_id: str = VOLUME_ID):
+    def __init__(self, *, mtime: int, seed: bytes, volume_id: str = VOLUME_ID,
+                 interchange_level: int = INTERCHANGE_LEVEL, joliet: int | None = None):
         self.mtime = mtime
         self.seed = seed
         self.volume_id = volume_id
+        self.interchange_level = interchange_level
+        self.joliet = joliet
+        self.clock = PinnedClock(mtime)
         self._iso: pycdlib.PyCdlib | None = None
         self._saved: list[Patch] = []
         self._locked = False
@@ -166,13 +174,16 @@ class PinnedIso:
         _LOCK.acquire()
         self._locked = True
         try:
-            for patch in (p for group in patches(self.mtime, self.seed).values() for p in group):
+            chosen = [p for group in patches(self.mtime, self.seed).values() for p in group]
+            self.clock = next((p.value for p in chosen if isinstance(p.value, PinnedClock)),
+                              self.clock)
+            for patch in chosen:
                 self._saved.append(Patch(patch.module, patch.attr,
                                          getattr(patch.module, patch.attr)))
                 setattr(patch.module, patch.attr, patch.value)
             self._iso = pycdlib.PyCdlib()
-            self._iso.new(interchange_level=INTERCHANGE_LEVEL, vol_ident=self.volume_id,
-                          app_ident_str=APPLICATION_ID, rock_ridge="1.09")
+            self._iso.new(interchange_level=self.interchange_level, vol_ident=self.volume_id,
+                          app_ident_str=APPLICATION_ID, rock_ridge="1.09", joliet=self.joliet)
         except BaseException:
             self._restore()
             raise
@@ -241,6 +252,7 @@ class PinnedIso:
 
     def write(self, out: BinaryIO) -> None:
         """Write the ISO to ``out`` (seekable; written from offset 0)."""
+        self.clock.set(self.mtime)
         self.iso.write_fp(out)
 
 

@@ -24,7 +24,7 @@ DIGESTS = HERE / "digests.json"
 # file names the compressor that made them and keeps the initrd's content digest as well.
 COMPRESSED = ("{name}-initrd.img", "{name}-initrd.tar", "{name}.iso", "{name}-efi.iso",
               "{name}-efi-initrd.iso", "{name}-hybrid.iso", "{name}-bios.img", "{name}-efi.img",
-              "{name}.raw")
+              "{name}.raw", "{name}-squashfs.img")
 
 
 def build_golden(workdir: Path, formats: tuple[str, ...]) -> dict[str, Path]:
@@ -60,12 +60,28 @@ def digests(outputs: dict[str, Path], formats: tuple[str, ...]) -> dict:
     return doc
 
 
+def one_build(formats) -> list[str]:
+    """The formats in order, leaving out any whose files clash with an earlier one's."""
+    from composer.errors import UsageError
+    from outputs import check_clashes
+
+    chosen: list[str] = []
+    for fmt in formats:
+        try:
+            check_clashes([*chosen, fmt])
+        except UsageError:
+            continue
+        chosen.append(fmt)
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     from outputs import FORMATS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help="comma-separated formats (default: every registered format)")
+    parser.add_argument("--formats", default=",".join(one_build(FORMATS)),
+                        help="comma-separated formats (default: every registered format that "
+                             "one build can make: kernel+iso and iso-bios both write NAME.iso)")
     args = parser.parse_args(argv)
     formats = tuple(f for f in args.formats.split(",") if f)
     with tempfile.TemporaryDirectory() as tmp:

@@ -99,8 +99,12 @@ def test_two_formats_writing_one_file_clash(monkeypatch) -> None:
                    shared=frozenset({"{name}-kernel"}))
     monkeypatch.setitem(FORMATS, extra.name, extra)
     with pytest.raises(UsageError, match="kernel\\+initrd and kernel\\+thing both write "
-                                         "NAME-kernel"):
-        check_clashes(["kernel+initrd", "kernel+thing"])  # shared only on one side
+                                         "NAME-cmdline"):
+        check_clashes(["kernel+initrd", "kernel+thing"])  # its cmdline is not shared
+    with pytest.raises(UsageError, match=r"formats iso-bios and kernel\+iso both write NAME\.iso"):
+        check_clashes(["iso-bios", "kernel+iso"])
+    with pytest.raises(UsageError, match=r"formats vhd and dynamic-vhd both write NAME\.vhd"):
+        check_clashes(["vhd", "dynamic-vhd"])
     both = Format("kernel+initrd", FORMATS["kernel+initrd"].files, "x:write_x", "initrd", "h",
                   shared=frozenset({"{name}-kernel", "{name}-cmdline"}))
     monkeypatch.setitem(FORMATS, "kernel+initrd", both)
