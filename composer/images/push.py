@@ -34,6 +34,7 @@ from composer.images.cache import CHUNK, VerifyingReader, check_digest
 from composer.images.model import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from composer.images.registry import RegistryClient, RegistryError
 from composer.refs import Ref
+from composer.targuard import StrictTarInfo
 
 MAX_JSON = 4 << 20
 DEFAULT_CHUNK = 64 << 20  # larger blobs go up in PATCH chunks of this size
@@ -50,15 +51,17 @@ class Layout:
         if self.path.is_dir():
             return
         try:
-            self._tar = tarfile.open(self.path, "r:")  # noqa: SIM115 - closed by close()
+            # StrictTarInfo: a hostile header is an error, not a short archive or a loop
+            self._tar = tarfile.open(self.path, "r:",  # noqa: SIM115 - closed by close()
+                                     tarinfo=StrictTarInfo)
+            for info in self._tar:
+                self._tar.members.clear()  # headers of a huge wrong file must not pile up
+                if info.isfile():
+                    self._members[info.name.removeprefix("./")] = info
         except FileNotFoundError:
             raise ComposerError(f"{self.path}: no such file") from None
         except (tarfile.TarError, OSError) as exc:
             raise ComposerError(f"{self.path}: not a tar archive or directory: {exc}") from None
-        for info in self._tar:
-            self._tar.members.clear()  # headers of a huge wrong file must not pile up
-            if info.isfile():
-                self._members[info.name.removeprefix("./")] = info
 
     def close(self) -> None:
         if self._tar is not None:
