@@ -132,8 +132,9 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
                        outs: RecordingOutputSet,
                        packages: list[dict[str, str]] | None = None) -> None:
-    """NAME.spdx.json, NAME.build.json and NAME.SHA256SUMS, through the build's OutputSet."""
-    import outputs
+    """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json, through the
+    build's OutputSet."""
+    import outputs.gz
     from composer import canonjson, record
 
     image_list = [{"ref": ref.text, "name": images[ref.text].ref,
@@ -152,7 +153,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     doc = record.build_record(
         name=req.name, arch=req.arch, formats=req.formats,
         source_date_epoch=epoch.source_date_epoch,
-        compressor=outputs.compressor_id(options.gzip_level),
+        compressor=outputs.gz.compressor_settings(options.gzip_level),
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
         options=record.options_record(options, req.formats))
@@ -163,6 +164,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     sums.append((record.record_name(req.name), hashlib.sha256(data).hexdigest()))
     with outs.create(record.sums_name(req.name)) as fh:
         fh.write(record.sha256sums(sums))
+    with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
+        fh.write(canonjson.pretty(record.build_environment()))
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:

@@ -33,6 +33,7 @@ from composer import canonjson
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
 from composer.record import (
+    env_name,
     load_record,
     parse_sha256sums,
     record_name,
@@ -265,6 +266,14 @@ def compare(record: dict[str, Any], rebuilt_dir: Path, originals: Path) -> Outco
             outcome.lines.append("inputs or tools that differ from the record:")
             outcome.lines += ["  " + d.text() for d in notes]
         outcome.details["record_differences"] = [d.text() for d in notes]
+    env = env_name(record["build"]["name"])
+    if (originals / env).is_file() and (rebuilt_dir / env).is_file():
+        notes = diff_json(canonjson.load_file(originals / env, "a build environment file"),
+                          canonjson.loads((rebuilt_dir / env).read_bytes()))
+        if notes:  # they explain, never decide
+            outcome.lines.append("the building machines differ in (not inputs):")
+            outcome.lines += ["  " + d.text() for d in notes]
+        outcome.details["environment_differences"] = [d.text() for d in notes]
     return outcome
 
 

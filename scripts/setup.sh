@@ -10,9 +10,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO formats read
-packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio
-          isolinux syslinux-common grub-efi-amd64-bin)
+# runtime: QEMU and OVMF for `run qemu` (the ISO bootloaders are pinned Debian packages that
+# image-composer fetches itself, whatever the host runs)
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio)
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
