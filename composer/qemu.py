@@ -1,6 +1,8 @@
 """``run qemu``: boot ``NAME-kernel`` + ``NAME-initrd.img``, or an ISO, in qemu-system-x86_64.
 
-The serial console is the user's terminal (``-nographic``: Ctrl-A X quits). ``-no-reboot`` with
+The serial console is the user's terminal (``-nographic``: Ctrl-A X quits), its output passed
+through :mod:`composer.console` so the firmware cannot reset the terminal or leave line wrapping
+off. ``-no-reboot`` with
 ``panic=-1`` makes a guest that powers off, reboots or panics end qemu, so a smoke test always
 terminates; the exit status is qemu's own.
 
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from composer import tools
+from composer.console import run_filtered
 from composer.errors import ComposerError, UsageError
 
 QEMU = "qemu-system-x86_64"
@@ -182,5 +185,5 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
             argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
                              ovmf_vars=ovmf_vars)
         with _terminal_restored():
-            proc = tools.run(argv, check=False, timeout=timeout)
-    return proc.returncode
+            # the console through a filter: no terminal reset, line wrapping left on
+            return run_filtered(argv, timeout=timeout)
