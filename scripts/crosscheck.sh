@@ -12,6 +12,10 @@
 # from a stock system; downloaded .debs (apt) and wheels (pip) are cached there too. What is
 # compared is the committed HEAD (git clone), not uncommitted changes.
 #
+# A network that intercepts TLS: the host's extra CA certificates (/usr/local/share/
+# ca-certificates) are trusted in the roots too, and pip and requests told to use the system
+# store there, as the host does.
+#
 # Environment: CROSSCHECK_SUITES (default "bookworm trixie"), CROSSCHECK_MIRROR (debootstrap's
 # mirror, default Debian's), CROSSCHECK_KEEP=1 (keep the work directory), CROSSCHECK_TESTS=0
 # (skip the unit tests), CROSSCHECK_PYTEST (extra pytest arguments).
@@ -64,15 +68,23 @@ for f in $FORMATS; do args+=(-f "$f"); done
 image-composer build "${args[@]}" -o "$OUT" examples/hello.yml
 '
 
+extra_cas=(/usr/local/share/ca-certificates/*.crt)
+[ -e "${extra_cas[0]}" ] || extra_cas=()
+ca_env=()
+if [ "${#extra_cas[@]}" -gt 0 ]; then
+    bundle=/etc/ssl/certs/ca-certificates.crt
+    ca_env=(PIP_CERT=$bundle REQUESTS_CA_BUNDLE=$bundle SSL_CERT_FILE=$bundle)
+fi
+
 in_root() {  # SUITE USER COMMAND...: run a command in the root, as root or the test user
     local root=$work/$1 user=$2
     shift 2
     if [ "$user" = root ]; then
         chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-            LANG=C.UTF-8 "$@"
+            LANG=C.UTF-8 "${ca_env[@]}" "$@"
     else
         chroot "$root" /usr/sbin/runuser -u "$user" -- /usr/bin/env -i HOME="/home/$user" \
-            PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"
+            PATH=/usr/bin:/bin LANG=C.UTF-8 "${ca_env[@]}" "$@"
     fi
 }
 
@@ -97,6 +109,10 @@ prepare_root() {  # SUITE: a fresh copy of the cached stock root, mounted, with 
     mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"; mounted+=("$root/dev")
     mount --bind "$cache/apt-$suite" "$root/var/cache/apt/archives"
     mounted+=("$root/var/cache/apt/archives")
+    if [ "${#extra_cas[@]}" -gt 0 ]; then
+        cp "${extra_cas[@]}" "$root/usr/local/share/ca-certificates/"
+        in_root "$suite" root update-ca-certificates > /dev/null 2>&1
+    fi
     in_root "$suite" root useradd -m -s /bin/bash builder
     mkdir -p "$root/home/builder/.cache/pip"
     mount --bind "$cache/pip-$suite" "$root/home/builder/.cache/pip"
