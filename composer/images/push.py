@@ -61,6 +61,7 @@ class Layout:
         except FileNotFoundError:
             raise ComposerError(f"{self.path}: no such file") from None
         except (tarfile.TarError, OSError) as exc:
+            self.close()
             raise ComposerError(f"{self.path}: not a tar archive or directory: {exc}") from None
 
     def close(self) -> None:

@@ -564,7 +564,7 @@ def test_override_is_used_and_changes_the_bytes(rootfs, tmp_path: Path) -> None:
     assert iso.bootloader_pins("iso-efi", options) == (grub,)
     path = build(rootfs, tmp_path / "out", "iso-efi", options)
     esp = extract_esp(path, tmp_path / "esp.img")
-    from pyfatfs.PyFatFS import PyFatFS
+    from outputs.fatfs_shim import PyFatFS
 
     with PyFatFS(str(esp), read_only=True) as fs:
         assert fs.readbytes("/EFI/BOOT/BOOTX64.EFI") == b"MZ a different GRUB"
