@@ -5,6 +5,8 @@
 # compare every output byte (records included) across the roots and this host.
 #
 #   sudo scripts/crosscheck.sh            # needs root: debootstrap, chroot, mounts
+#   sudo scripts/crosscheck.sh --demo     # only time the README's scripts/demo.sh in each
+#                                         # fresh root, as root, nothing cached but the root
 #
 # Only this test machinery uses root; inside each root the builds and tests run as an
 # unprivileged user. The stock roots are cached under $CROSSCHECK_CACHE (default
@@ -20,6 +22,8 @@
 # mirror, default Debian's), CROSSCHECK_KEEP=1 (keep the work directory), CROSSCHECK_TESTS=0
 # (skip the unit tests), CROSSCHECK_PYTEST (extra pytest arguments).
 set -euo pipefail
+mode=check
+if [ "${1:-}" = --demo ]; then mode=demo; fi
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 cache=${CROSSCHECK_CACHE:-/var/cache/image-composer-crosscheck}
 mirror=${CROSSCHECK_MIRROR:-http://deb.debian.org/debian}
@@ -103,20 +107,21 @@ prepare_root() {  # SUITE: a fresh copy of the cached stock root, mounted, with 
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"  # no daemons start in it
     chmod 755 "$root/usr/sbin/policy-rc.d"
-    mkdir -p "$cache/apt-$suite" "$cache/pip-$suite"
     mount -t proc proc "$root/proc"; mounted+=("$root/proc")
     mount -t sysfs sys "$root/sys"; mounted+=("$root/sys")
     mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"; mounted+=("$root/dev")
-    mount --bind "$cache/apt-$suite" "$root/var/cache/apt/archives"
-    mounted+=("$root/var/cache/apt/archives")
     if [ "${#extra_cas[@]}" -gt 0 ]; then
         cp "${extra_cas[@]}" "$root/usr/local/share/ca-certificates/"
         in_root "$suite" root update-ca-certificates > /dev/null 2>&1
     fi
     in_root "$suite" root useradd -m -s /bin/bash builder
-    mkdir -p "$root/home/builder/.cache/pip"
-    mount --bind "$cache/pip-$suite" "$root/home/builder/.cache/pip"
-    mounted+=("$root/home/builder/.cache/pip")
+    if [ "$mode" != demo ]; then  # downloads cached between runs
+        mkdir -p "$cache/apt-$suite" "$cache/pip-$suite" "$root/home/builder/.cache/pip"
+        mount --bind "$cache/apt-$suite" "$root/var/cache/apt/archives"
+        mounted+=("$root/var/cache/apt/archives")
+        mount --bind "$cache/pip-$suite" "$root/home/builder/.cache/pip"
+        mounted+=("$root/home/builder/.cache/pip")
+    fi
     git clone -q --no-hardlinks "$repo" "$root/home/builder/src"
     in_root "$suite" root chown -R builder:builder /home/builder
 }
@@ -177,6 +182,21 @@ listing() {  # DIR: "sha256  path" of every file under DIR, sorted (the env file
     (cd "$1/" && find . -type f ! -name '*.build-env.json' -print0 | LC_ALL=C sort -z \
         | xargs -0 sha256sum)
 }
+
+if [ "$mode" = demo ]; then
+    for suite in $suites; do
+        prepare_root "$suite"
+        stamp "$suite: scripts/demo.sh (as root, as on a fresh machine)"
+        t0=$SECONDS
+        in_root "$suite" root /bin/bash -c 'cd /home/builder/src && scripts/demo.sh' \
+            < /dev/null > "$work/$suite-demo.log" 2>&1 \
+            || { tail -30 "$work/$suite-demo.log" >&2; exit 1; }
+        grep -q "hello from the onboot container" "$work/$suite-demo.log" \
+            || { tail -30 "$work/$suite-demo.log" >&2; exit 1; }
+        echo "crosscheck: $suite: scripts/demo.sh took $((SECONDS - t0)) s on a fresh root" >&2
+    done
+    exit 0
+fi
 
 for suite in $suites; do
     prepare_root "$suite"
