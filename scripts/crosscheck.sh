@@ -24,7 +24,7 @@
 set -euo pipefail
 mode=check
 if [ "${1:-}" = --demo ]; then mode=demo; fi
-repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+repo=${CROSSCHECK_REPO:-$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)}
 cache=${CROSSCHECK_CACHE:-/var/cache/image-composer-crosscheck}
 mirror=${CROSSCHECK_MIRROR:-http://deb.debian.org/debian}
 suites=${CROSSCHECK_SUITES:-bookworm trixie}
