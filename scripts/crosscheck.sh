@@ -132,8 +132,9 @@ setup_root() {  # SUITE: the README's setup, as a new user would (root for apt, 
     # setup.sh installs the packages (needs root) and makes .venv; as root here, so the venv
     # is then rebuilt by the user who runs everything else
     in_root "$suite" root /bin/bash -c 'cd /home/builder/src && apt-get update -qq &&
-        scripts/setup.sh --test && rm -rf .venv' > "$work/$suite-setup-root.log" 2>&1 \
-        || { tail -30 "$work/$suite-setup-root.log" >&2; exit 1; }
+        scripts/setup.sh --test && rm -rf .venv ./*.egg-info' > "$work/$suite-setup-root.log" \
+        2>&1 || { tail -30 "$work/$suite-setup-root.log" >&2; exit 1; }
+    in_root "$suite" root chown -R builder:builder /home/builder
     stamp "$suite: scripts/setup.sh --test (the .venv, as the user)"
     in_root "$suite" builder /bin/bash -c 'cd ~/src && scripts/setup.sh --test' \
         > "$work/$suite-setup.log" 2>&1 || { tail -30 "$work/$suite-setup.log" >&2; exit 1; }
