@@ -164,7 +164,8 @@ test_root() {  # SUITE: the unit tests
     local suite=$1
     stamp "$suite: unit tests"
     # shellcheck disable=SC2086
-    in_root "$suite" builder /bin/bash -c "cd ~/src && CI=true .venv/bin/python -m pytest \
+    in_root "$suite" builder /bin/bash -c "cd ~/src && PATH=\$PATH:/usr/sbin:/sbin CI=true \
+        .venv/bin/python -m pytest \
         tests/unit -q -p no:cacheprovider -x $pytest_args" > "$work/$suite-tests.log" 2>&1 \
         || { tail -40 "$work/$suite-tests.log" >&2; exit 1; }
     tail -1 "$work/$suite-tests.log" >&2

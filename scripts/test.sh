@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-export PATH="$PWD/.venv/bin:$PATH"
+# fsck.fat, sfdisk and friends are in /usr/sbin, not on a Debian user's PATH
+export PATH="$PWD/.venv/bin:$PATH:/usr/sbin:/sbin"
 ruff check .
 python -m pytest -q -p no:cacheprovider "$@"
