@@ -113,7 +113,14 @@ def xorriso(tree: Path, out: Path) -> list[str]:
     return ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-R", "-V", "BENCH",
             "-b", "isolinux/isolinux.bin", "-c", "boot/boot.cat", "-no-emul-boot",
             "-boot-load-size", "4", "-boot-info-table",
-            "-isohybrid-mbr", str(bootloaders.DEFAULTS[bootloaders.ISOHDPFX].path), str(tree)]
+            "-isohybrid-mbr", str(_isohdpfx(out.parent)), str(tree)]
+
+
+def _isohdpfx(directory: Path) -> Path:
+    """The pinned isohybrid MBR code as a file, for xorriso."""
+    path = directory / "isohdpfx.bin"
+    path.write_bytes(bootloaders.load(bootloaders.DEFAULTS[bootloaders.ISOHDPFX]))
+    return path
 
 
 def iso(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Measure, Measure]]:

@@ -183,10 +183,11 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
                        outs: RecordingOutputSet,
                        packages: list[dict[str, str]] | None = None) -> None:
-    """NAME.spdx.json, NAME.build.json and NAME.SHA256SUMS, through the build's OutputSet."""
-    import outputs
+    """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json, through the
+    build's OutputSet."""
     from composer import canonjson
     from composer.repro import record
+    from composer.streams.gz import compressor_settings
 
     image_list = [{"ref": ref.text, "name": images[ref.text].ref,
                    "digest": images[ref.text].digest,
@@ -204,7 +205,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     doc = record.build_record(
         name=req.name, arch=req.arch, formats=req.formats,
         source_date_epoch=epoch.source_date_epoch,
-        compressor=outputs.compressor_id(options.gzip_level),
+        compressor=compressor_settings(options.gzip_level),
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
         options=record.options_record(options, req.formats))
@@ -215,6 +216,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     sums.append((record.record_name(req.name), hashlib.sha256(data).hexdigest()))
     with outs.create(record.sums_name(req.name)) as fh:
         fh.write(record.sha256sums(sums))
+    with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
+        fh.write(canonjson.pretty(record.build_environment()))
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:

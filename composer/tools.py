@@ -84,7 +84,7 @@ def describe_failure(argv: Sequence[str | Path], returncode: int, stderr: bytes 
 
 
 def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
-          inherit: bool = False) -> subprocess.Popen[bytes]:
+          inherit: bool = False, stdout=None) -> subprocess.Popen[bytes]:
     """Start ``argv`` and return at once, for a program the caller supervises (``run qemu``):
     the same lookup, environment, /dev/null stdin and ``--debug`` line as :func:`run`."""
     words = [str(a) for a in argv]
@@ -93,7 +93,7 @@ def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         print(f"+ {command_line(words)}", file=sys.stderr, flush=True)
     try:
         return subprocess.Popen(words, env=tool_env(env, inherit=inherit),
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stdout=stdout)
     except OSError as exc:
         raise ComposerError(f"{Path(words[0]).name} could not be started: {exc.strerror} "
                             f"(command: {command_line(words)})") from None

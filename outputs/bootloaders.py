@@ -2,28 +2,29 @@
 
 An ISO's bytes depend on the bootloaders copied into it as much as on the rootfs, so each one is
 a *pin*: a role (what it is used for), a file, and the sha256 that file must have. The default
-pins are the files Debian 12 (bookworm) installs, so ISO builds work offline on a Debian host
-with ``apt-get install isolinux syslinux-common grub-efi-amd64-bin`` (the disk formats of
-:mod:`outputs.disk` also use ``syslinux`` and ``systemd-boot-efi``):
+pins are files of Debian 12 (bookworm) packages, listed in :mod:`outputs.bootloader_debs` (role,
+package, exact version, sha256 of the .deb, path in it, sha256 of the file). They are fetched
+from Debian's archive by :mod:`composer.debian.pool` once per machine and cached, whatever
+distribution the host runs; the host's ``/usr/lib`` is never read (the disk formats of
+:mod:`outputs.disk` also use the ``syslinux`` and ``systemd-boot-efi`` rows):
 
 ==============  =================================================  ============================
-role            default file                                       package
+role            file in the package                                package
 ==============  =================================================  ============================
-isolinux.bin    /usr/lib/ISOLINUX/isolinux.bin                     isolinux
-isohdpfx.bin    /usr/lib/ISOLINUX/isohdpfx.bin (isohybrid MBR)     isolinux
-ldlinux.c32     /usr/lib/syslinux/modules/bios/ldlinux.c32         syslinux-common
-bootx64.efi     /usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi     grub-efi-amd64-bin
-syslinux        /usr/bin/syslinux (mtools installer; carries        syslinux
+isolinux.bin    usr/lib/ISOLINUX/isolinux.bin                      isolinux
+isohdpfx.bin    usr/lib/ISOLINUX/isohdpfx.bin (isohybrid MBR)      isolinux
+ldlinux.c32     usr/lib/syslinux/modules/bios/ldlinux.c32          syslinux-common
+bootx64.efi     usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi      grub-efi-amd64-bin
+syslinux        usr/bin/syslinux (mtools installer; carries         syslinux
                 ldlinux.sys and ldlinux.c32)
-mbr.bin         /usr/lib/syslinux/mbr/mbr.bin (BIOS disk MBR code)  syslinux-common
-sd-boot.efi     /usr/lib/systemd/boot/efi/systemd-bootx64.efi       systemd-boot-efi
-efi.stub        /usr/lib/systemd/boot/efi/linuxx64.efi.stub         systemd-boot-efi
+mbr.bin         usr/lib/syslinux/mbr/mbr.bin (BIOS disk MBR code)  syslinux-common
+sd-boot.efi     usr/lib/systemd/boot/efi/systemd-bootx64.efi       systemd-boot-efi
+efi.stub        usr/lib/systemd/boot/efi/linuxx64.efi.stub         systemd-boot-efi
 ==============  =================================================  ============================
 
 ``gcdx64.efi`` is Debian's prebuilt GRUB for CDs (every module it needs built in, prefix
 ``/boot/grub``), so no ``grub-mkstandalone`` runs at build time (its memdisk tar would carry
-the build's time). A host whose files differ (another release, a security update, Ubuntu) gets
-an error naming the file's actual digest; it can then pin it explicitly with an override
+the build's time). Other bootloader files can be pinned explicitly with an override
 (:func:`parse_pin`, the CLI's ``--bootloader ROLE=PATH@sha256:HEX``). An override must carry its
 digest: a bootloader is never taken unpinned.
 
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from composer.errors import ComposerError, UsageError
 from composer.streams.digest import DigestMismatch, VerifyingReader, check_digest, sha256_file
+from outputs.bootloader_debs import FILES
 
 ISOLINUX = "isolinux.bin"
 ISOHDPFX = "isohdpfx.bin"
@@ -66,27 +68,11 @@ class Pin:
         check_digest(self.digest)
 
 
-DEFAULTS: dict[str, Pin] = {pin.role: pin for pin in (
-    Pin(ISOLINUX, "/usr/lib/ISOLINUX/isolinux.bin",
-        "sha256:f3e2c1786564e148fb394e2321666ddccccedc18f7cf9db3e2416d45d13ea492"),
-    Pin(ISOHDPFX, "/usr/lib/ISOLINUX/isohdpfx.bin",
-        "sha256:7b43a4dd2061e95da55af51d57a2385c257d64444ee2a62264bcf634a1d0945b"),
-    Pin(LDLINUX, "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-        "sha256:26cbd44c3a3dacbf3971cfbc04db539da07767fa00797f505044e2f68dcfae89"),
-    Pin(GRUB_EFI, "/usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi",
-        "sha256:737a90c9e0e71ff8d1da67d38b47f9a616e02c004c8f30b5c95fb2efbef5f3be"),
-    Pin(SYSLINUX, "/usr/bin/syslinux",
-        "sha256:18e7f81692f20f3f849bbb5230d52fa4bbe915bb0200d8c5bf2b22180e1650c7"),
-    Pin(MBR, "/usr/lib/syslinux/mbr/mbr.bin",
-        "sha256:4746f74bc9b9d3d579c41988a4a29bb7ac932ad1c70470ea779ea161eb799b64"),
-    Pin(SYSTEMD_BOOT, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
-        "sha256:10288fece5e90ce3ba3e7160f49695b022d648f7ef41774678db8c77774db167"),
-    Pin(EFI_STUB, "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
-        "sha256:c62ae56ffaf49d1a61de4434f4f531dd1d4ed3b5aee46c934c56e3f809b22cc4"),
-)}
-PACKAGES = {ISOLINUX: "isolinux", ISOHDPFX: "isolinux", LDLINUX: "syslinux-common",
-            GRUB_EFI: "grub-efi-amd64-bin", SYSLINUX: "syslinux", MBR: "syslinux-common",
-            SYSTEMD_BOOT: "systemd-boot-efi", EFI_STUB: "systemd-boot-efi"}
+# the default pins, one per row of bootloader_debs.FILES; their "path" names the package file
+DEFAULTS: dict[str, Pin] = {role: Pin(role, f"debian:{f.label}", f"sha256:{f.sha256}")
+                            for role, f in sorted(FILES.items())}
+_FROM_DEBS = {DEFAULTS[role]: f for role, f in FILES.items()}
+PACKAGES = {role: f.deb.package for role, f in FILES.items()}
 BIOS_ROLES = (ISOLINUX, LDLINUX)
 HYBRID_ROLES = (ISOHDPFX,)
 EFI_ROLES = (GRUB_EFI,)
@@ -122,16 +108,41 @@ def resolve(roles: tuple[str, ...], overrides: tuple[Pin, ...] = ()) -> tuple[Pi
     return tuple(chosen.get(role, DEFAULTS[role]) for role in sorted(roles))
 
 
+def load_all(pins: tuple[Pin, ...]) -> dict[str, bytes]:
+    """Every pin's bytes by role: default pins out of their pinned Debian packages, overrides
+    from their files. Whatever is missing or different, for every pin, is one ComposerError."""
+    from composer.debian.pool import extract
+
+    problems = []
+    got: dict[str, bytes] = {}
+    from_debs = {pin.role: _FROM_DEBS[pin] for pin in pins if pin in _FROM_DEBS}
+    if from_debs:
+        try:
+            got.update(extract(from_debs))
+        except ComposerError as exc:
+            problems.append(str(exc))
+    for pin in pins:
+        if pin not in _FROM_DEBS:
+            try:
+                got[pin.role] = load(pin)
+            except ComposerError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ComposerError("bootloaders: " + " | ".join(problems))
+    return got
+
+
 def load(pin: Pin) -> bytes:
-    """The pinned file's bytes; a missing file or a different digest is a ComposerError."""
+    """An override's bytes, read from its file; a missing file or a different digest is a
+    ComposerError."""
+    if pin in _FROM_DEBS:
+        return load_all((pin,))[pin.role]
     path = Path(pin.path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 (VerifyingReader closes it)
     except OSError as exc:
-        hint = (f": apt-get install {PACKAGES[pin.role]}" if pin == DEFAULTS.get(pin.role)
-                else "")
         raise ComposerError(f"bootloader {pin.role}: cannot read {path} "
-                            f"({exc.strerror or exc}){hint}") from None
+                            f"({exc.strerror or exc})") from None
     with VerifyingReader(raw, pin.digest, None, f"bootloader {pin.role} {path}") as reader:
         buf = io.BytesIO()
         try:

@@ -46,9 +46,9 @@ import pyfatfs.PyFat
 from pyfatfs import PyFATException
 from pyfatfs.DosDateTime import DosDateTime
 from pyfatfs.PyFat import PyFat
-from pyfatfs.PyFatFS import PyFatFS
 
 from composer.errors import ComposerError
+from outputs.fatfs_shim import PyFatFS  # without pkg_resources
 
 PYFATFS_VERSION = "1.1.0"
 FAT_MIN_EPOCH = 315532800  # 1980-01-01T00:00:00Z: FAT dates start in 1980

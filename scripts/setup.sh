@@ -10,11 +10,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# runtime: QEMU and OVMF for `run qemu`, the pinned bootloaders the ISO and disk formats read
-# (syslinux's mtools installer and mtools for raw-bios/aws, systemd-boot for raw-efi), tar2sqfs
-# for kernel+squashfs
-packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio
-          isolinux syslinux-common grub-efi-amd64-bin syslinux mtools systemd-boot-efi
+# runtime: QEMU and OVMF for `run qemu`, mtools (syslinux's installer writes raw-bios/aws through
+# it), tar2sqfs for kernel+squashfs. The bootloaders are pinned Debian packages that
+# image-composer fetches itself, whatever the host runs.
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio mtools
           squashfs-tools-ng)
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-export PATH="$PWD/.venv/bin:$PATH"
+# fsck.fat, sfdisk and friends are in /usr/sbin, not on a Debian user's PATH
+export PATH="$PWD/.venv/bin:$PATH:/usr/sbin:/sbin"
 ruff check .
 lint-imports --no-cache  # the layering contracts in pyproject.toml
 mypy                     # non-strict to start ([tool.mypy] in pyproject.toml)

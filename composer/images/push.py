@@ -35,6 +35,7 @@ from composer.images.registry import RegistryClient, RegistryError
 from composer.oci.media import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from composer.oci.refs import Ref
 from composer.streams.digest import CHUNK, VerifyingReader, check_digest
+from composer.tar.guard import StrictTarInfo
 
 MAX_JSON = 4 << 20
 DEFAULT_CHUNK = 64 << 20  # larger blobs go up in PATCH chunks of this size
@@ -51,16 +52,19 @@ class Layout:
         if self.path.is_dir():
             return
         try:
-            self._tar = tarfile.open(self.path, "r:")  # noqa: SIM115 - closed by close()
+            # StrictTarInfo: a hostile header is an error, not a short archive or a loop
+            self._tar = tarfile.open(self.path, "r:",  # noqa: SIM115 - closed by close()
+                                     tarinfo=StrictTarInfo)
+            for info in self._tar:
+                # headers of a huge wrong file must not pile up (typeshed omits TarFile.members)
+                self._tar.members.clear()  # type: ignore[attr-defined]
+                if info.isfile():
+                    self._members[info.name.removeprefix("./")] = info
         except FileNotFoundError:
             raise ComposerError(f"{self.path}: no such file") from None
         except (tarfile.TarError, OSError) as exc:
+            self.close()
             raise ComposerError(f"{self.path}: not a tar archive or directory: {exc}") from None
-        for info in self._tar:
-            # headers of a huge wrong file must not pile up (typeshed omits TarFile.members)
-            self._tar.members.clear()  # type: ignore[attr-defined]
-            if info.isfile():
-                self._members[info.name.removeprefix("./")] = info
 
     def close(self) -> None:
         if self._tar is not None:

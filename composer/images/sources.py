@@ -26,6 +26,7 @@ from composer.images.cache import Cache
 from composer.oci.media import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES
 from composer.oci.refs import RefError, parse_registry_ref
 from composer.streams.digest import check_digest
+from composer.tar.guard import StrictTarInfo
 
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 PREFIXES = ("oci-archive:", "docker-archive:", "docker-daemon:")
@@ -94,13 +95,17 @@ class ArchiveReader:
     @contextlib.contextmanager
     def open(cls, path: Path) -> Iterator[ArchiveReader]:
         try:
-            tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
+            tar = tarfile.open(path, "r:*", tarinfo=StrictTarInfo)  # noqa: SIM115 - closed below
         except FileNotFoundError:
             raise ComposerError(f"{path}: no such file") from None
         except (tarfile.TarError, OSError) as exc:
             raise ComposerError(f"{path}: not a readable tar archive: {exc}") from None
         with tar:
-            yield cls(tar, path)
+            try:
+                reader = cls(tar, path)
+            except (tarfile.TarError, OSError) as exc:
+                raise ComposerError(f"{path}: not a readable tar archive: {exc}") from None
+            yield reader
 
     def has(self, name: str) -> bool:
         return name in self._members
@@ -168,7 +173,7 @@ def ingest_docker_save(stream: BinaryIO, cache: Cache, what: str) -> Ingested:
     links: dict[str, str] = {}
     manifest = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=StrictTarInfo) as tar:
             for member in tar:
                 name = _member_name(member.name)
                 if member.issym():

@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from composer.debian import deb
 from composer.epoch import Epoch
 from composer.errors import ComposerError, SpecError
 from composer.images.cache import Cache
 from composer.images.write import Written, export_layout, write_image
 from composer.oci.refs import Ref, parse_ref
-from composer.pkg import deb
 from composer.pkg.package import (
     DEBIAN_ARCH,
     OVERRIDES_FILE,

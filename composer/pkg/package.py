@@ -9,6 +9,8 @@ A package directory holds a ``build.yml`` (small and strict; unknown keys are er
         version: 6.1.176-1
         sha256: 7b5597...          # of the .deb file; checked before it is read
         arch: amd64                # optional; default: the build's architecture (Debian name)
+        source: linux-signed-amd64 # optional: its source package (Debian's pool directory),
+                                   # default the name; examples/fetch-debs downloads by it
         include: ["boot/vmlinuz-*", "lib/modules/*/modules.order"]   # default ["**"]
         exclude: ["usr/share/doc/**"]                                # default []
     rootfs: rootfs                 # a directory in the package copied in (optional)
@@ -40,9 +42,9 @@ from pathlib import Path
 
 import yaml
 
+from composer.debian import deb
 from composer.errors import ComposerError, Position, SpecError
 from composer.oci.refs import RefError, parse_ref
-from composer.pkg import deb
 from composer.tar.canon import normalise, sort_key
 
 BUILD_FILE = "build.yml"
@@ -64,6 +66,7 @@ class DebPin:
     version: str
     sha256: str
     arch: str | None = None
+    source: str | None = None  # the source package, where Debian's pool keeps the file
     include: tuple[str, ...] = ("**",)
     exclude: tuple[str, ...] = ()
     pos: Position | None = field(default=None, compare=False)
@@ -201,7 +204,8 @@ def _debs(y: _Yaml, node: yaml.Node) -> tuple[DebPin, ...]:
     out = []
     for i, item in enumerate(_list(y, node, "debs")):
         what = f"debs[{i}]"
-        m = y.mapping(item, what, ("name", "version", "sha256"), ("arch", "include", "exclude"))
+        m = y.mapping(item, what, ("name", "version", "sha256"), ("arch", "source", "include",
+                                                                    "exclude"))
         sha = y.text(m["sha256"], f"{what}.sha256")
         if not _HEX64.match(sha):
             raise y.fail(m["sha256"], f"{what}.sha256 must be 64 lowercase hex digits")
@@ -210,6 +214,7 @@ def _debs(y: _Yaml, node: yaml.Node) -> tuple[DebPin, ...]:
             version=y.text(m["version"], f"{what}.version"),
             sha256=sha,
             arch=y.text(m["arch"], f"{what}.arch") if "arch" in m else None,
+            source=y.text(m["source"], f"{what}.source") if "source" in m else None,
             include=_globs(y, m["include"], f"{what}.include") if "include" in m else ("**",),
             exclude=_globs(y, m["exclude"], f"{what}.exclude") if "exclude" in m else (),
             pos=y.pos(item)))

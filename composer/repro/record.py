@@ -7,8 +7,10 @@ copied in by ``files: source``, ``SOURCE_DATE_EPOCH``, the compressor, the canon
 sha256 (the build's identity) and the sha256 and size of every output.
 
 It holds no host path, time or host name, and is serialised with :func:`canonjson.pretty`: the
-same build gives the same record bytes. The record does not list itself or ``SHA256SUMS``;
-``SHA256SUMS`` lists every other file of the build, the record included.
+same build gives the same record bytes, on any machine that makes the same outputs. The record
+does not list itself or ``SHA256SUMS``; ``SHA256SUMS`` lists every other file of the build, the
+record included, except ``NAME.build-env.json``: facts about the machine that built (Python and
+zlib versions, platform), which explain a difference but are neither inputs nor reproducible.
 """
 
 from __future__ import annotations
@@ -42,6 +44,29 @@ def sbom_name(name: str) -> str:
     return f"{name}.spdx.json"
 
 
+def env_name(name: str) -> str:
+    return f"{name}.build-env.json"
+
+
+ENV_SCHEMA = "image-composer/build-env/v1"
+
+
+def build_environment() -> dict[str, Any]:
+    """What the building machine ran: not inputs, not reproducible, never in SHA256SUMS."""
+    import platform
+    import sys
+
+    return {
+        "schema": ENV_SCHEMA,
+        "note": "facts about the machine that built; they differ between machines that make "
+                "identical outputs, so they are kept out of the build record and SHA256SUMS",
+        "python": {"implementation": sys.implementation.name, "version": platform.python_version()},
+        "zlib": {"runtime": zlib.ZLIB_RUNTIME_VERSION, "compiled": zlib.ZLIB_VERSION},
+        "machine": platform.machine(),
+        "libraries": library_versions(),
+    }
+
+
 def library_versions() -> dict[str, str | None]:
     """The installed versions of the libraries whose behaviour shapes output bytes."""
     out: dict[str, str | None] = {}
@@ -50,7 +75,6 @@ def library_versions() -> dict[str, str | None]:
             out[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             out[lib] = None
-    out["zlib"] = zlib.ZLIB_RUNTIME_VERSION
     return out
 
 

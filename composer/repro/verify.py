@@ -34,6 +34,7 @@ from composer.images.cache import Cache
 from composer.oci.refs import LayoutRef, Ref, parse_ref
 from composer.repro.record import (
     default_bootloaders,
+    env_name,
     load_record,
     parse_sha256sums,
     rebuild_arguments,
@@ -263,6 +264,14 @@ def compare(record: dict[str, Any], rebuilt_dir: Path, originals: Path) -> Outco
             outcome.lines.append("inputs or tools that differ from the record:")
             outcome.lines += ["  " + d.text() for d in notes]
         outcome.details["record_differences"] = [d.text() for d in notes]
+    env = env_name(record["build"]["name"])
+    if (originals / env).is_file() and (rebuilt_dir / env).is_file():
+        notes = list(diff_json(canonjson.load_file(originals / env, "a build environment file"),
+                               canonjson.loads((rebuilt_dir / env).read_bytes())))
+        if notes:  # they explain, never decide
+            outcome.lines.append("the building machines differ in (not inputs):")
+            outcome.lines += ["  " + d.text() for d in notes]
+        outcome.details["environment_differences"] = [d.text() for d in notes]
     return outcome
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import tarfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
@@ -22,6 +21,7 @@ from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
 from composer.rootfs.tree import Node, Span, SparseSpan, Tree
+from composer.tar import guard as targuard
 from composer.tar.canon import CanonError, Entry, Kind, entry_from_tarinfo, normalise
 from composer.tar.headers import GiveUp, members
 from composer.tar.read import tarfile_errors, tarfile_members
@@ -138,7 +138,7 @@ def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
     """The layer's headers through :mod:`composer.tar.headers` (GiveUp: ask tarfile instead)."""
     sorter = _Sorter(what, whiteouts)
     entries = sorter.entries
-    # it ends only at a zero block or at the end of the data: nothing for _check_end to see
+    # it ends only at a zero block or at the end of the data: nothing for check_end to see
     for member in members(fh):
         entry = member.entry  # entry.path is normalise(member.name)
         if not sorter.is_whiteout(member.name, entry.path):
@@ -148,28 +148,15 @@ def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
 
 def _scan_tarfile(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
     sorter = _Sorter(what, whiteouts)
-    with tarfile_errors(LayerError, f"{what}: "), \
-            tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
-        for info in tarfile_members(tf):
+    with tarfile_errors(LayerError, f"{what}: "), targuard.open_tar(fh, "r:") as tf:
+        for info in tarfile_members(tf, fh):
             if sorter.is_whiteout(info.name, normalise(info.name)):
                 continue
             entry = entry_from_tarinfo(info)
             segments = cast("list[tuple[int, int]] | None", info.sparse)  # typeshed says bytes
             sparse = tuple((o, n) for o, n in segments or () if n) if segments else None
             sorter.entries.append((entry, base_offset + info.offset_data, sparse))
-        _check_end(fh, tf.offset, what)
     return sorter.result()
-
-
-def _check_end(fh, offset: int, what: str) -> None:
-    """tarfile stops quietly at the first header it cannot parse; only a zero block (or the
-    end of the data) may end a layer, so a corrupt later header is an error, not a short
-    layer."""
-    fh.seek(offset)
-    block = fh.read(512)
-    if block.strip(b"\0"):
-        raise LayerError(f"{what}: corrupt tar header at byte {offset} (bad checksum or "
-                         "garbage); the layer cannot be read past it")
 
 
 def prepare_layers(images: Iterable[Image], cache: Cache, workers: int | None = None) -> None:

@@ -1,6 +1,8 @@
 """``run qemu``: boot ``NAME-kernel`` + ``NAME-initrd.img``, or an ISO, in qemu-system-x86_64.
 
-The serial console is the user's terminal (``-nographic``: Ctrl-A X quits). ``-no-reboot`` with
+The serial console is the user's terminal (``-nographic``: Ctrl-A X quits), its output passed
+through :mod:`composer.run.console` so the firmware cannot reset the terminal or leave line wrapping
+off. ``-no-reboot`` with
 ``panic=-1`` makes a guest that powers off, reboots or panics end qemu, so a smoke test always
 terminates; the exit status is qemu's own.
 
@@ -188,6 +190,7 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
             argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
                              ovmf_vars=ovmf_vars)
         with vmctl.qmp_path() as qmp, _terminal_restored():
+            # the console through a filter: no terminal reset, line wrapping left on
             argv += vmctl.machine_args(machine, qmp)
             return vmctl.supervise(argv, timeout=timeout, shutdown_after=machine.shutdown_after,
                                    qmp=qmp)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError, UsageError
+from composer.run import console
 
 _PUBLISH = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?$")
 _FORMAT = re.compile(r"^[a-z0-9]+$")
@@ -157,14 +158,19 @@ def supervise(argv: Sequence[str], *, timeout: float, shutdown_after: float | No
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
     try:
-        # a VM shapes no output bytes: it sees the user's environment (inherit)
-        proc = tools.spawn(argv, inherit=True)
+        # a VM shapes no output bytes: it sees the user's environment (inherit); its console
+        # reaches ours through the filter that keeps the terminal as it was (console.pump)
+        proc = tools.spawn(argv, inherit=True, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        pumping = threading.Thread(target=console.pump, args=(proc.stdout,), daemon=True)
+        pumping.start()
         try:
             return _wait(proc, timeout, shutdown_after, qmp, requested, say)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            pumping.join(timeout=10)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

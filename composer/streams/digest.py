@@ -109,7 +109,10 @@ class HashingWriter(io.RawIOBase):
         return len(data)
 
     def flush(self) -> None:
-        self._out.flush()
+        # also called when this wrapper is closed or collected, often after ``out`` (the
+        # caller's file) is closed: nothing is left to flush then
+        if not self._out.closed:
+            self._out.flush()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

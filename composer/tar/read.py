@@ -32,16 +32,25 @@ def tarfile_errors(error: Callable[[str], Exception], prefix: str = "") -> Itera
         raise error(f"{prefix}unreadable tar: {exc}") from exc
 
 
-def tarfile_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+def tarfile_members(tf: tarfile.TarFile, fh: BinaryIO | None = None
+                    ) -> Iterator[tarfile.TarInfo]:
     """tarfile's members one at a time, none kept (memory stays flat). A member whose size
     would send tarfile back to an earlier header (a hostile negative size) is an error: tarfile
-    itself would read the same members again forever."""
+    itself would read the same members again forever. Given the seekable file ``fh`` the tar
+    was opened on, the archive must end where the last member does
+    (:func:`composer.tar.guard.check_end`): tarfile never silently drops the rest of it."""
+    from composer.tar import guard
+
+    after = None
     for info in tf:
         tf.members.clear()  # type: ignore[attr-defined]  # typeshed omits TarFile.members
         if tf.offset <= info.offset:
             raise CanonError(f"{info.name}: negative size (the next header would not come "
                              "after this one)")
+        after = tf.offset
         yield info
+    if fh is not None and after is not None:
+        guard.check_end(fh, after)
 
 
 def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, IO[bytes] | io.RawIOBase | None]]:
@@ -68,10 +77,10 @@ def read_entries(stream: BinaryIO) -> Iterator[tuple[Entry, IO[bytes] | io.RawIO
             return
         except headers.GiveUp:
             stream.seek(start)
-    with tarfile_errors(CanonError), \
-            tarfile.open(fileobj=stream, mode="r:" if seekable else "r|", encoding="utf-8",
-                         errors="surrogateescape") as tf:
-        for info in tarfile_members(tf):
+    from composer.tar import guard
+
+    with tarfile_errors(CanonError), guard.open_tar(stream, "r:" if seekable else "r|") as tf:
+        for info in tarfile_members(tf, stream if seekable else None):
             if done:
                 done -= 1  # already yielded by the fast reader: the same entry
                 continue

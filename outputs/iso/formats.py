@@ -118,7 +118,7 @@ def grub_cfg(cmdline: str, image_id: str) -> bytes:
 def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str) -> None:
     layout = LAYOUTS[fmt]
     pins = bootloader_pins(fmt, options)
-    loaded = {pin.role: bootloaders.load(pin) for pin in pins}
+    loaded = bootloaders.load_all(pins)
     rootfs_sha256 = (outset.known_digest(rootfs) or sha256_file(rootfs))[0]
     seed_bytes = seed(rootfs_sha256, layout, pins, options)
     image_id = derive(seed_bytes, "image-id", 8).hex()

@@ -29,7 +29,7 @@ def built(tmp_path_factory):
     try:
         return build_golden(tmp_path_factory.mktemp("golden"), formats)
     except ComposerError as exc:
-        # the ISO formats need the pinned Debian bootloader files installed on the host
+        # the ISO formats need the pinned Debian bootloader packages (fetched once, cached)
         if "bootloader" in str(exc) and os.environ.get("CI") != "true":
             pytest.skip(f"cannot build the ISO goldens here: {exc}")
         raise

@@ -40,8 +40,7 @@ DRIVER = {"qcow2-bios": "qcow2", "qcow2-efi": "qcow2", "vhd": "vpc", "dynamic-vh
 
 @pytest.fixture(scope="module")
 def cache(debs_dir: Path, tmp_path_factory) -> Path:
-    for pin in bootloaders.DEFAULTS.values():
-        require_file(pin.path, bootloaders.PACKAGES[pin.role])
+    bootloaders.load_all(tuple(bootloaders.DEFAULTS.values()))  # pinned debs, fetched once
     require_tool("mcopy", "mtools")
     cache = tmp_path_factory.mktemp("disk-cache")
     composer("pkg", "build", "--cache", cache,

@@ -21,8 +21,8 @@ import pytest
 from composer import canonjson
 from composer.epoch import DEFAULT_EPOCH
 from composer.images.cache import Cache
-from composer.pkg.build import build as pkg
-from composer.pkg.build import package as pkgdir
+from composer.pkg import build as pkg
+from composer.pkg import package as pkgdir
 from composer.tar.canon import Entry, Kind
 from composer.tar.read import read_entries
 from tests.integration.conftest import require_tool

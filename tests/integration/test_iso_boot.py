@@ -55,8 +55,7 @@ def composer(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = N
 @pytest.fixture(scope="module")
 def cache(debs_dir: Path, tmp_path_factory) -> Path:
     """The example packages (kernel, init, hello) built with `pkg build` into a fresh cache."""
-    for pin in bootloaders.DEFAULTS.values():
-        require_file(pin.path, bootloaders.PACKAGES[pin.role])
+    bootloaders.load_all(tuple(bootloaders.DEFAULTS.values()))  # fetched from Debian once
     cache = tmp_path_factory.mktemp("iso-cache")
     composer("pkg", "build", "--cache", cache,
              *(EXAMPLES / "packages" / p for p in ("kernel", "init", "hello")))

@@ -116,9 +116,9 @@ def test_two_builds_in_different_environments_give_identical_bytes(tmp_path, lay
         assert proc.returncode == 0, proc.stderr
         results.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert sorted(results[0]) == ["demo-cmdline", "demo-initrd.img", "demo-initrd.tar",
-                                  "demo-kernel", "demo.SHA256SUMS", "demo.build.json",
-                                  "demo.spdx.json", "demo.tar"]
-    for name in results[0]:
+                                  "demo-kernel", "demo.SHA256SUMS", "demo.build-env.json",
+                                  "demo.build.json", "demo.spdx.json", "demo.tar"]
+    for name in results[0]:  # the environment file too: the same machine built both
         assert results[0][name] == results[1][name], f"{name} differs"
     assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out1").iterdir()} == {"0o644"}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.debian import deb
 from composer.errors import ComposerError
-from composer.pkg import deb
 from composer.tar.canon import Kind, normalise
 from composer.tools import run
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pyfatfs.PyFatFS import PyFatFS
 
 from composer.errors import ComposerError
 from composer.tools import run
 from outputs import fat
+from outputs.fatfs_shim import PyFatFS
 
 MTIME = 1492533000  # 2017-04-18T16:30:00Z
 FILES = {

@@ -23,7 +23,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from composer.tools import run
-from outputs import FORMATS, Options, boot, bootloaders, output_files
+from outputs import FORMATS, Options, boot, bootloader_debs, bootloaders, output_files
 from outputs.iso import formats as iso
 from outputs.iso import iso9660
 
@@ -47,13 +47,14 @@ def need(tool: str, package: str) -> None:
 
 @pytest.fixture(autouse=True)
 def need_bootloaders() -> None:
-    """The default pins are Debian's files; without them no ISO can be built here."""
-    missing = [p for p in bootloaders.DEFAULTS.values() if not Path(p.path).is_file()]
-    if missing:
-        packages = " ".join(sorted({bootloaders.PACKAGES[p.role] for p in missing}))
+    """The default pins are files of pinned Debian packages, fetched once into the deb cache;
+    without Debian's archive (and no cache) no ISO can be built here."""
+    try:
+        bootloaders.load_all(tuple(bootloaders.DEFAULTS.values()))
+    except ComposerError as exc:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"bootloaders missing: apt-get install {packages}")
-        pytest.skip(f"bootloaders missing: apt-get install {packages}")
+            pytest.fail(f"bootloaders unavailable: {exc}")
+        pytest.skip(f"bootloaders unavailable: {exc}")
 
 
 def make_rootfs(path: Path, *, kernel: bytes | None = KERNEL, cmdline: bytes | None = CMDLINE,
@@ -229,7 +230,7 @@ def test_boot_info_table(isos, fmt: str) -> None:
     lba, length = rec.extent_location(), rec.get_data_length()
     reader.close()
     on_disc = data[lba * 2048:lba * 2048 + length]
-    original = Path(bootloaders.DEFAULTS["isolinux.bin"].path).read_bytes()
+    original = bootloaders.load(bootloaders.DEFAULTS["isolinux.bin"])
     assert struct.unpack_from("<III", on_disc, 8) == (16, lba, length)
     assert on_disc[:8] == original[:8] and on_disc[64:] == original[64:]
 
@@ -237,7 +238,7 @@ def test_boot_info_table(isos, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["iso-bios", "iso-hybrid"])
 def test_isohybrid_mbr(isos, fmt: str) -> None:
     data = isos[fmt].read_bytes()
-    isohdpfx = Path(bootloaders.DEFAULTS["isohdpfx.bin"].path).read_bytes()
+    isohdpfx = bootloaders.load(bootloaders.DEFAULTS["isohdpfx.bin"])
     assert data[:432] == isohdpfx  # the pinned MBR code, not pycdlib's older copy
     assert data[510:512] == b"\x55\xaa"
     assert len(data) % (1 << 20) == 0  # padded to whole cylinders (64 heads x 32 sectors)
@@ -370,7 +371,7 @@ def test_esp_passes_fsck_and_mdir(isos, tmp_path: Path, fmt: str) -> None:
     proc = run(["fsck.fat", "-n", esp], capture=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     listing = run(["mdir", "-i", esp, "::/EFI/BOOT"], capture=True).stdout.decode()
-    grub = Path(bootloaders.DEFAULTS["bootx64.efi"].path).stat().st_size
+    grub = len(bootloaders.load(bootloaders.DEFAULTS["bootx64.efi"]))
     assert f"BOOTX64  EFI {grub:>9} 2017-04-18  16:30" in listing
     assert "grub.cfg" in listing
     tree, reader = read_iso(isos[fmt])
@@ -439,7 +440,7 @@ def test_random_mbr_id_cannot_happen(tmp_path: Path) -> None:
     so a forgotten mbr_id fails every hybrid build instead of leaking."""
     with iso9660.PinnedIso(mtime=0, seed=b"s") as pinned:
         pinned.add_directory("isolinux")
-        data = Path(bootloaders.DEFAULTS["isolinux.bin"].path).read_bytes()
+        data = bootloaders.load(bootloaders.DEFAULTS["isolinux.bin"])
         pinned.add_file("isolinux/isolinux.bin", io.BytesIO(data), len(data))
         pinned.add_bios_boot("isolinux/isolinux.bin", "boot.cat")
         with pytest.raises(RuntimeError, match="random"):
@@ -528,9 +529,16 @@ def fake_pin(tmp_path: Path, role: str, data: bytes) -> bootloaders.Pin:
     return bootloaders.Pin(role, str(path), "sha256:" + hashlib.sha256(data).hexdigest())
 
 
-def test_default_pins_match_the_host_files() -> None:
-    for pin in bootloaders.DEFAULTS.values():
-        assert bootloaders.load(pin) == Path(pin.path).read_bytes()
+def test_default_pins_are_files_of_the_pinned_debs() -> None:
+    """Never the host's /usr/lib: each default names its Debian package and has its digest."""
+    import hashlib
+
+    got = bootloaders.load_all(tuple(bootloaders.DEFAULTS.values()))
+    for role, pin in bootloaders.DEFAULTS.items():
+        row = bootloader_debs.FILES[role]
+        assert pin.path == f"debian:{row.deb.package}={row.deb.version}:/{row.member}"
+        assert "sha256:" + hashlib.sha256(got[role]).hexdigest() == pin.digest
+        assert bootloaders.load(pin) == got[role]
 
 
 def test_pins_reported_per_format() -> None:
@@ -549,7 +557,7 @@ def test_override_is_used_and_changes_the_bytes(rootfs, tmp_path: Path) -> None:
     assert iso.bootloader_pins("iso-efi", options) == (grub,)
     path = build(rootfs, tmp_path / "out", "iso-efi", options)
     esp = extract_esp(path, tmp_path / "esp.img")
-    from pyfatfs.PyFatFS import PyFatFS
+    from outputs.fatfs_shim import PyFatFS
 
     with PyFatFS(str(esp), read_only=True) as fs:
         assert fs.readbytes("/EFI/BOOT/BOOTX64.EFI") == b"MZ a different GRUB"
@@ -568,11 +576,15 @@ def test_wrong_digest_names_the_actual_one(tmp_path: Path) -> None:
     assert f"--bootloader ldlinux.c32={tmp_path / 'ldlinux.c32'}@{actual}" in str(info.value)
 
 
-def test_missing_default_says_which_package(tmp_path: Path, monkeypatch) -> None:
+def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
+    """A missing override and a wrong one: one error naming both."""
     missing = bootloaders.Pin("isolinux.bin", str(tmp_path / "nope"), "sha256:" + "0" * 64)
-    monkeypatch.setitem(bootloaders.DEFAULTS, "isolinux.bin", missing)
-    with pytest.raises(ComposerError, match="apt-get install isolinux"):
-        bootloaders.load(missing)
+    wrong = fake_pin(tmp_path, "ldlinux.c32", b"abc")
+    (tmp_path / "ldlinux.c32").write_bytes(b"abd")
+    with pytest.raises(ComposerError) as info:
+        bootloaders.load_all((missing, wrong))
+    assert f"cannot read {tmp_path / 'nope'}" in str(info.value)
+    assert "bootloader ldlinux.c32" in str(info.value) and "not the pinned" in str(info.value)
 
 
 def test_bad_isohybrid_code_is_refused(rootfs, tmp_path: Path) -> None:

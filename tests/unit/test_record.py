@@ -28,7 +28,8 @@ def test_every_build_writes_record_sums_and_sbom(builds):
     names = sorted(builds[0])
     assert names == sorted([f"{NAME}-cmdline", f"{NAME}-initrd.img", f"{NAME}-initrd.tar",
                             f"{NAME}-kernel", f"{NAME}.tar", f"{NAME}.build.json",
-                            f"{NAME}.spdx.json", f"{NAME}.SHA256SUMS"])
+                            f"{NAME}.spdx.json", f"{NAME}.SHA256SUMS",
+                            f"{NAME}.build-env.json"])
 
 
 def test_record_is_byte_identical_across_builds_and_holds_no_host_path(builds):
@@ -47,8 +48,8 @@ def test_record_names_inputs_and_outputs(builds):
     assert record["build"] == {"arch": "amd64", "compressor": record["build"]["compressor"],
                                "formats": list(FORMATS), "name": NAME,
                                "source_date_epoch": SOURCE_DATE_EPOCH}
-    assert record["build"]["compressor"].startswith("zlib-")
-    assert set(record["composer"]["libraries"]) >= {"pycdlib", "pyfatfs", "zstandard", "zlib"}
+    assert record["build"]["compressor"] == "gzip -6 blocks 256KiB"  # no host zlib version
+    assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard"}
     spec = out[f"{NAME}.tar"].parent.parent / "inputs" / f"{NAME}.yml"
     assert record["specs"] == [{"name": f"{NAME}.yml",
                                 "sha256": hashlib.sha256(spec.read_bytes()).hexdigest(),
@@ -61,7 +62,8 @@ def test_record_names_inputs_and_outputs(builds):
         ("oci:oci:app", tags["app"])]
     listed = {o["name"]: (o["sha256"], o["size"]) for o in record["outputs"]}
     assert sorted(listed) == sorted(n for n in out if not n.endswith((".build.json",
-                                                                        ".SHA256SUMS")))
+                                                                        ".SHA256SUMS",
+                                                                        ".build-env.json")))
     for name, (digest, size) in listed.items():
         data = out[name].read_bytes()
         assert (hashlib.sha256(data).hexdigest(), len(data)) == (digest, size)
@@ -107,3 +109,23 @@ def test_load_record_refuses_other_json(tmp_path):
     path.write_bytes(canonjson.pretty({"schema": "something else"}))
     with pytest.raises(ComposerError, match="not an image-composer build record"):
         load_record(path)
+
+
+def test_the_machine_goes_into_the_env_file_not_the_record(tmp_path, monkeypatch):
+    """Two machines with another zlib (and Python) that make the same outputs: the same record
+    and SHA256SUMS; only NAME.build-env.json, listed nowhere, tells them apart."""
+    import platform
+    import zlib
+
+    first = build_golden(tmp_path / "here", ("tar",))
+    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.1")
+    monkeypatch.setattr(platform, "python_version", lambda: "3.13.5")
+    second = build_golden(tmp_path / "there", ("tar",))
+    for name in (f"{NAME}.build.json", f"{NAME}.SHA256SUMS", f"{NAME}.tar"):
+        assert first[name].read_bytes() == second[name].read_bytes(), name
+    env = canonjson.loads(second[f"{NAME}.build-env.json"].read_bytes())
+    assert env["zlib"]["runtime"] == "1.3.1" and env["python"]["version"] == "3.13.5"
+    assert first[f"{NAME}.build-env.json"].read_bytes() != \
+        second[f"{NAME}.build-env.json"].read_bytes()
+    sums = first[f"{NAME}.SHA256SUMS"].read_text()
+    assert "build-env" not in sums and "1.3.1" not in first[f"{NAME}.build.json"].read_text()

@@ -1,0 +1,61 @@
+"""Where the default bootloader files come from: pinned Debian 12 (bookworm) packages.
+
+One row per file: the role it plays, the pinned .deb (package, exact version, architecture,
+sha256 of the .deb as Debian's signed indices list it, source package) and the file's path in
+the package with its own sha256. :mod:`composer.debian.pool` fetches each .deb from Debian's archive
+once (whatever the host runs, never through its apt sources), verifies it, and takes the files
+out in-process; the host's ``/usr/lib`` is never read. A new bootloader is a new row.
+"""
+
+from __future__ import annotations
+
+from composer.debian.pool import DebFile, PoolDeb
+
+SYSLINUX_VERSION = "3:6.04~git20190206.bf6db5b4+dfsg1-3"
+
+ISOLINUX = PoolDeb("isolinux", SYSLINUX_VERSION, "all",
+                   "cb14af88adc2c3844976cd2de61571d2af94d2fb65c277fe4acf3dc8a5d25aae",
+                   source="syslinux")
+SYSLINUX_COMMON = PoolDeb("syslinux-common", SYSLINUX_VERSION, "all",
+                          "f7e4ead7fdfe5cb6117d8d2485d75e53570a8cf680c81a432f92c1774f878875",
+                          source="syslinux")
+SYSLINUX = PoolDeb("syslinux", SYSLINUX_VERSION + "+b1", "amd64",
+                   "07a34a8b09e19ef44285d45c24aefd1119cf3c1580223cbca0dc58f8dd33ee33",
+                   source="syslinux")
+SYSTEMD_BOOT_EFI = PoolDeb("systemd-boot-efi", "252.39-1~deb12u2", "amd64",
+                           "8f2b81bdcfafc466882a0cae460272dbf10d8d97c6a3c1c6ea33038c155a2f5e",
+                           source="systemd")
+GRUB_EFI_AMD64_BIN = PoolDeb("grub-efi-amd64-bin", "2.06-13+deb12u2", "amd64",
+                             "c04786d9f64fbf7cd181013266a8af52b463599cc54189915d03f1459e743135",
+                             source="grub2")
+
+# role -> the pinned file (roles as in outputs.bootloaders)
+FILES: dict[str, DebFile] = {
+    "isolinux.bin": DebFile(
+        ISOLINUX, "usr/lib/ISOLINUX/isolinux.bin",
+        "f3e2c1786564e148fb394e2321666ddccccedc18f7cf9db3e2416d45d13ea492"),
+    "isohdpfx.bin": DebFile(
+        ISOLINUX, "usr/lib/ISOLINUX/isohdpfx.bin",
+        "7b43a4dd2061e95da55af51d57a2385c257d64444ee2a62264bcf634a1d0945b"),
+    "ldlinux.c32": DebFile(
+        SYSLINUX_COMMON, "usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "26cbd44c3a3dacbf3971cfbc04db539da07767fa00797f505044e2f68dcfae89"),
+    # Debian's prebuilt GRUB for CDs: every module built in, prefix /boot/grub
+    "bootx64.efi": DebFile(
+        GRUB_EFI_AMD64_BIN, "usr/lib/grub/x86_64-efi/monolithic/gcdx64.efi",
+        "737a90c9e0e71ff8d1da67d38b47f9a616e02c004c8f30b5c95fb2efbef5f3be"),
+    # the disk formats: syslinux's mtools installer (it carries ldlinux.sys and ldlinux.c32),
+    # the BIOS disk MBR code, systemd-boot and the UKI's EFI stub
+    "syslinux": DebFile(
+        SYSLINUX, "usr/bin/syslinux",
+        "18e7f81692f20f3f849bbb5230d52fa4bbe915bb0200d8c5bf2b22180e1650c7"),
+    "mbr.bin": DebFile(
+        SYSLINUX_COMMON, "usr/lib/syslinux/mbr/mbr.bin",
+        "4746f74bc9b9d3d579c41988a4a29bb7ac932ad1c70470ea779ea161eb799b64"),
+    "sd-boot.efi": DebFile(
+        SYSTEMD_BOOT_EFI, "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        "10288fece5e90ce3ba3e7160f49695b022d648f7ef41774678db8c77774db167"),
+    "efi.stub": DebFile(
+        SYSTEMD_BOOT_EFI, "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "c62ae56ffaf49d1a61de4434f4f531dd1d4ed3b5aee46c934c56e3f809b22cc4"),
+}
