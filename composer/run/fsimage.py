@@ -5,8 +5,7 @@ disk and ``root=/dev/sda`` (linuxkit's ``run qemu --squashfs``; erofs also gets
 ``rootfstype=erofs``); a ``NAME.iso`` without El Torito beside a ``NAME-kernel`` is a
 kernel+iso image, booted with the image as a CD and ``root=/dev/sr0``. The kernel must have the
 filesystem built in (linuxkit's has squashfs and isofs; Debian's has them as modules only).
-Not yet wired into ``run qemu`` (``composer/qemu.py`` is being changed for the disk formats):
-``run_qemu`` should call :func:`fsimage_format` first and boot :func:`fsimage_argv`.
+``run qemu FILE`` finds the format by :func:`fsimage_format` and boots :func:`fsimage_argv`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from composer.errors import ComposerError, UsageError
-from composer.run.qemu import QEMU, kernel_cmdline
+from composer.run.vmctl import QEMU, kernel_cmdline
 
 SUFFIXES = {"-squashfs.img": "kernel+squashfs", "-erofs.img": "kernel+erofs",
             ".iso": "kernel+iso"}

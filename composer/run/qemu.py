@@ -27,9 +27,9 @@ from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError, UsageError
-from composer.run import vmctl
+from composer.run import fsimage, vmctl
+from composer.run.vmctl import QEMU, kernel_cmdline
 
-QEMU = "qemu-system-x86_64"
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
 KVM_API_VERSION = 12
@@ -63,16 +63,6 @@ def kvm_usable(device: str = "/dev/kvm", sys_module: Path = Path("/sys/module"))
         return False
     finally:
         os.close(fd)
-
-
-def kernel_cmdline(text: str) -> str:
-    """The file's command line plus ``console=ttyS0`` (unless it names a console) and panic=-1."""
-    words = text.split()
-    if not any(w.startswith("console=") for w in words):
-        words.append("console=ttyS0")
-    if not any(w.startswith("panic=") for w in words):
-        words.append("panic=-1")
-    return " ".join(words)
 
 
 def boot_files(prefix: Path) -> tuple[Path, Path, str]:
@@ -119,6 +109,34 @@ def iso_argv(iso: Path, *, memory: str, accel: str, disk: bool,
 
 def is_iso(path: Path) -> bool:
     return path.suffix == ".iso"
+
+
+# disk formats by their file names: (suffix, qemu's driver, boots under UEFI)
+DISKS = (("-efi.qcow2", "qcow2", True), (".qcow2", "qcow2", False), ("-efi.img", "raw", True),
+         ("-bios.img", "raw", False), (".raw", "raw", False), (".vhd", "vpc", False),
+         (".vmdk", "vmdk", False))
+
+
+def disk_image(path: Path) -> tuple[str, bool] | None:
+    """(qemu's driver, UEFI?) for a disk format's file (``NAME-efi.qcow2``, ``NAME.vhd``, ...)."""
+    if path.name.endswith(".img.tar.gz"):
+        raise UsageError(f"{path}: a gcp image; boot the disk.raw inside it "
+                         f"(tar -xzf {path.name} disk.raw)")
+    for suffix, driver, uefi in DISKS:
+        if path.name.endswith(suffix):
+            return driver, uefi
+    return None
+
+
+def disk_argv(image: Path, driver: str, *, memory: str, accel: str,
+              ovmf_vars: Path | None = None) -> list[str]:
+    """Boot a disk image from its own file, through qemu's driver for its container; never
+    written (``snapshot=on``)."""
+    if "," in str(image):
+        raise UsageError(f"{image}: qemu cannot take a file name with a comma")
+    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
+            *firmware_args(ovmf_vars),
+            "-drive", f"file={image},format={driver},if=ide,media=disk,snapshot=on"]
 
 
 @contextlib.contextmanager
@@ -172,6 +190,16 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
     if machine.shutdown_after is not None and machine.shutdown_after <= 0:
         raise UsageError("--shutdown-after must be positive")
     prefix = Path(prefix)
+    fs_format = fsimage.fsimage_format(prefix) if prefix.is_file() else None
+    disk_format = disk_image(prefix)
+    if disk_format is not None or fs_format is not None:
+        if not prefix.is_file():
+            raise ComposerError(f"cannot boot {prefix}: no such file")
+        if disk is not None:
+            raise UsageError("--cdrom and --disk are for ISO files (NAME.iso)")
+        uefi = uefi or bool(disk_format and disk_format[1])  # implied by an EFI disk format
+        return _boot(prefix, memory=memory, timeout=timeout, accel=accel, uefi=uefi,
+                     machine=machine, disk_format=disk_format, fs_format=fs_format)
     iso = is_iso(prefix)
     if iso and not prefix.is_file():
         raise ComposerError(f"cannot boot {prefix}: no such file (build with -f iso-bios, "
@@ -180,13 +208,29 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
         raise UsageError("--cdrom and --disk are for ISO files (NAME.iso)")
     if not iso:
         kernel, initrd, cmdline = boot_files(prefix)
+    return _boot(prefix, memory=memory, timeout=timeout, accel=accel, uefi=uefi,
+                 machine=machine, iso=iso, as_disk=bool(disk),
+                 files=None if iso else (kernel, initrd, cmdline))
+
+
+def _boot(prefix: Path, *, memory: str, timeout: float, accel: str | None, uefi: bool,
+          machine: vmctl.Machine, iso: bool = False, as_disk: bool = False,
+          files: tuple[Path, Path, str] | None = None,
+          disk_format: tuple[str, bool] | None = None, fs_format: str | None = None) -> int:
     chosen = accel or ("kvm" if kvm_usable() else "tcg")
     tools.find_tool(QEMU, "install qemu-system-x86 (apt-get install qemu-system-x86)")
     with ovmf_vars_copy(uefi) as ovmf_vars:
-        if iso:
-            argv = iso_argv(prefix.resolve(), memory=memory, accel=chosen, disk=bool(disk),
+        if fs_format is not None:
+            argv = fsimage.fsimage_argv(prefix.resolve(), fs_format, memory=memory, accel=chosen)
+        elif disk_format is not None:
+            argv = disk_argv(prefix.resolve(), disk_format[0], memory=memory, accel=chosen,
+                             ovmf_vars=ovmf_vars)
+        elif iso:
+            argv = iso_argv(prefix.resolve(), memory=memory, accel=chosen, disk=as_disk,
                             ovmf_vars=ovmf_vars)
         else:
+            assert files is not None
+            kernel, initrd, cmdline = files
             argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
                              ovmf_vars=ovmf_vars)
         with vmctl.qmp_path() as qmp, _terminal_restored():

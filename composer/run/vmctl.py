@@ -31,6 +31,18 @@ from composer import tools
 from composer.errors import ComposerError, UsageError
 from composer.run import console
 
+QEMU = "qemu-system-x86_64"
+
+
+def kernel_cmdline(text: str) -> str:
+    """The file's command line plus ``console=ttyS0`` (unless it names a console) and panic=-1."""
+    words = text.split()
+    if not any(w.startswith("console=") for w in words):
+        words.append("console=ttyS0")
+    if not any(w.startswith("panic=") for w in words):
+        words.append("panic=-1")
+    return " ".join(words)
+
 _PUBLISH = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?$")
 _FORMAT = re.compile(r"^[a-z0-9]+$")
 POLL = 0.2  # seconds between looks at the child

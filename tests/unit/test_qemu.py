@@ -85,3 +85,24 @@ def test_exit_status_and_timeout(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_QEMU_HANG", "1")
     with pytest.raises(ComposerError, match="timed out"):
         qemu.run_qemu(prefix, memory="256", timeout=0.5, accel="tcg")
+
+
+def test_disk_formats_boot_by_their_file_names(tmp_path: Path) -> None:
+    """``run qemu FILE`` picks qemu's driver from a disk format's file name, and UEFI for the
+    EFI ones; a gcp image says to take its disk.raw out first."""
+    assert qemu.disk_image(Path("out/x-efi.qcow2")) == ("qcow2", True)
+    assert qemu.disk_image(Path("out/x.qcow2")) == ("qcow2", False)
+    assert qemu.disk_image(Path("out/x-efi.img")) == ("raw", True)
+    assert qemu.disk_image(Path("out/x-bios.img")) == ("raw", False)
+    assert qemu.disk_image(Path("out/x.raw")) == ("raw", False)
+    assert qemu.disk_image(Path("out/x.vhd")) == ("vpc", False)
+    assert qemu.disk_image(Path("out/x.vmdk")) == ("vmdk", False)
+    assert qemu.disk_image(Path("out/x")) is None
+    with pytest.raises(UsageError, match="disk.raw inside it"):
+        qemu.disk_image(Path("out/x.img.tar.gz"))
+    argv = qemu.disk_argv(tmp_path / "x.vhd", "vpc", memory="1G", accel="tcg")
+    assert argv[-1] == f"file={tmp_path / 'x.vhd'},format=vpc,if=ide,media=disk,snapshot=on"
+    with pytest.raises(UsageError, match="comma"):
+        qemu.disk_argv(tmp_path / "a,b.raw", "raw", memory="1G", accel="tcg")
+    with pytest.raises(ComposerError, match="no such file"):
+        qemu.run_qemu(tmp_path / "missing.qcow2", memory="512", timeout=10, accel="tcg")
