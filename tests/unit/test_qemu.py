@@ -98,7 +98,7 @@ def test_disk_formats_boot_by_their_file_names(tmp_path: Path) -> None:
     assert qemu.disk_image(Path("out/x.vhd")) == ("vpc", False)
     assert qemu.disk_image(Path("out/x.vmdk")) == ("vmdk", False)
     assert qemu.disk_image(Path("out/x")) is None
-    with pytest.raises(UsageError, match="disk.raw inside it"):
+    with pytest.raises(UsageError, match=r"disk\.raw inside it"):
         qemu.disk_image(Path("out/x.img.tar.gz"))
     argv = qemu.disk_argv(tmp_path / "x.vhd", "vpc", memory="1G", accel="tcg")
     assert argv[-1] == f"file={tmp_path / 'x.vhd'},format=vpc,if=ide,media=disk,snapshot=on"
