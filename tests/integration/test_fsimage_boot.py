@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.pkg.deb import open_deb
+from composer.debian.deb import open_deb
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 from outputs.initrd.cpio import tar_to_cpio
 from tests.fixtures.busybox_rootfs import busybox_binary
