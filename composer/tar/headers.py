@@ -140,7 +140,13 @@ def _text(field: bytes) -> str:
     return (field[:cut] if cut != -1 else field).decode("utf-8", "surrogateescape")
 
 
-def _header(block: bytes) -> tuple:
+# tarfile's 2025 security fixes (in Debian's 3.11.2-6+deb12u8 and 3.13.5, and newer CPythons) no
+# longer read an old-style directory (type "\0", name ending in "/") in a header that follows a
+# GNU long name or link or a pax header: like tarfile here, whichever this Python's is
+_FOLLOWUP_DIRCHECK = not hasattr(tarfile.TarInfo, "_frombuf")
+
+
+def _header(block: bytes, dircheck: bool = True) -> tuple:
     """tarfile's ``frombuf`` for one block that is neither short nor all zeros:
     (name, type, mode, uid, gid, size, mtime, linkname, devmajor, devminor)."""
     mode, uid, gid, size, mtime, chksum, devmajor, devminor = _numbers(block)
@@ -149,7 +155,7 @@ def _header(block: bytes) -> tuple:
         raise GiveUp("bad checksum")
     kind = block[156:157]
     name = _text(block[:100])
-    if kind == b"\0" and name.endswith("/"):
+    if dircheck and kind == b"\0" and name.endswith("/"):
         kind = b"5"  # v7 spelling of a directory
     if kind == b"5":
         name = name.rstrip("/")
@@ -259,6 +265,7 @@ def _walk(src: _Source, pos: int) -> Iterator[Member]:
             raise GiveUp("no header after an extended header")  # tarfile: an error
         return data, block
 
+    followup = False  # the header follows an extended one (g, x, X, L, K)
     while True:
         if pos >= size_of_file:
             if pos == size_of_file and pos:
@@ -280,8 +287,10 @@ def _walk(src: _Source, pos: int) -> Iterator[Member]:
                 raise GiveUp("global size record")
             plain, pos = _pax(dict(globals_)), data_at + len(data)
             parsed.clear()
+            followup = True
             continue
         if kind in _EXTENDED:  # x, X, L, K: tarfile applies them innermost first
+            followup = True
             while True:
                 data, block = extension(block, data_at)
                 data_at += len(data) + BLOCK
@@ -303,7 +312,9 @@ def _walk(src: _Source, pos: int) -> Iterator[Member]:
                     break
                 if kind == b"g":
                     raise GiveUp("global header inside a member")
-        name, kind, mode, uid, gid, size, mtime, linkname, devmajor, devminor = _header(block)
+        name, kind, mode, uid, gid, size, mtime, linkname, devmajor, devminor = _header(
+            block, dircheck=_FOLLOWUP_DIRCHECK or not followup)
+        followup = False
         if kind not in _BUILTIN:
             raise GiveUp(f"type {kind!r}")
         if pax.overrides:  # pax paths come without trailing slashes, like directory names

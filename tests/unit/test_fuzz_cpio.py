@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -104,6 +104,10 @@ def test_gnu_cpio_lists_every_path_in_order(entries) -> None:
 @FUZZ
 @given(trees(devices=False))
 def test_gnu_cpio_extracts_the_same_tree(entries) -> None:
+    # not root (a developer, the crosscheck's user): cpio cannot fill a directory whose mode
+    # shuts its owner out, nor can the temporary directory be removed afterwards
+    assume(os.geteuid() == 0 or all(e.mode & 0o700 == 0o700 for e, _ in entries
+                                    if e.kind is Kind.DIR))
     with tempfile.TemporaryDirectory() as tmp:
         archive = to_cpio(Path(tmp), entries)
         root = Path(tmp) / "x"

@@ -243,3 +243,33 @@ def test_layouts_to_push_fail_cleanly(tarfile_kind, name, tmp_path):
     path.write_bytes(HOSTILE[name])
     with pytest.raises(ComposerError, match="not a tar archive"):
         push.Layout(path)
+
+
+# -- the fast reader follows this Python's tarfile where the fixes changed a member's type -----
+
+def _v7_directory_after(extension: str) -> bytes:
+    """A member of type "\\0" whose name ends in "/", after a GNU long name or a pax header."""
+    long = "d" * 98 + "//" + "e" * 30 + "/"  # the header's own, cut name ends in "/" too
+    buf = io.BytesIO()
+    fmt = tarfile.GNU_FORMAT if extension == "gnu" else tarfile.PAX_FORMAT
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        info = tarfile.TarInfo(long if extension == "gnu" else "short/")
+        info.type = tarfile.AREGTYPE
+        if extension == "pax":
+            info.pax_headers = {"comment": "x"}
+        tf.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("extension", ["gnu", "pax"])
+def test_the_fast_reader_reads_types_as_this_tarfile_does(extension):
+    from composer import tarread
+    from composer.tarcanon import entry_from_tarinfo
+
+    data = _v7_directory_after(extension)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+        slow = [entry_from_tarinfo(m) for m in tf]
+    fast = [m.entry for m in tarread.members(io.BytesIO(data))]
+    assert fast == slow
+    patched = hasattr(tarfile.TarInfo, "_frombuf")
+    assert tarread._FOLLOWUP_DIRCHECK is not patched
