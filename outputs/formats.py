@@ -34,7 +34,8 @@ class Format:
     """One output format.
 
     ``files``: the names it always writes, as ``str.format`` patterns over ``name``.
-    ``converter``: ``module:function`` with the signature of :data:`Converter`.
+    ``converter``: ``module:function`` with the signature of :data:`Converter`, or, with
+    ``by_format``, a family's writer that is also told the format's name (``fmt=``).
     ``family``: the ``outputs`` sub-package that holds it (``initrd``, ``iso``, ``image``, ...).
     ``pushable``: an OCI image ``--push`` can send to a registry; ``loadable``: ``docker load``.
     ``pins``: ``module:function(fmt, options)`` giving the bootloader pins it uses (recorded).
@@ -57,12 +58,16 @@ class Format:
     shared: frozenset[str] = frozenset()
     kept: bool = True
     tools: str | None = None
+    by_format: bool = False
 
     def output_files(self, name: str) -> tuple[str, ...]:
         return tuple(pattern.format(name=name) for pattern in self.files)
 
     def convert(self, rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
-        _load(self.converter)(rootfs, name, outset, options)
+        if self.by_format:
+            _load(self.converter)(rootfs, name, outset, options, fmt=self.name)
+        else:
+            _load(self.converter)(rootfs, name, outset, options)
 
     def tool_versions(self) -> dict[str, str]:
         return dict(_load(self.tools)(self.name)) if self.tools else {}
@@ -77,6 +82,8 @@ _KI = ("{name}-kernel", "{name}-initrd.img", "{name}-cmdline")
 _SHARED = frozenset({"{name}-kernel", "{name}-cmdline"})
 _ISO_PINS = "outputs.iso.formats:bootloader_pins"
 _DISK_PINS = "outputs.disk.formats:bootloader_pins"
+_ISO: dict[str, Any] = {"pins": _ISO_PINS, "by_format": True}  # the iso family's write_iso
+_DISK: dict[str, Any] = {"pins": _DISK_PINS, "by_format": True}  # the disk family's writers
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
@@ -97,15 +104,19 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("tar-kernel-initrd", ("{name}-initrd.tar",),
            "outputs.initrd.formats:write_tar_kernel_initrd", "initrd",
            "one tar holding kernel, initrd.img and cmdline"),
-    Format("iso-bios", ("{name}.iso",), "outputs.iso.formats:write_iso_bios", "iso",
-           "ISO booting with isolinux (BIOS); a hybrid disk image too", pins=_ISO_PINS),
-    Format("iso-efi", ("{name}-efi.iso",), "outputs.iso.formats:write_iso_efi", "iso",
-           "ISO booting with GRUB (UEFI)", pins=_ISO_PINS),
+    Format("iso-bios", ("{name}.iso",), "outputs.iso.formats:write_iso", "iso",
+           "ISO booting with isolinux (BIOS); a hybrid disk image too", **_ISO),
+
+    Format("iso-efi", ("{name}-efi.iso",), "outputs.iso.formats:write_iso", "iso",
+           "ISO booting with GRUB (UEFI)", **_ISO),
+
     Format("iso-efi-initrd", ("{name}-efi-initrd.iso",),
-           "outputs.iso.formats:write_iso_efi_initrd", "iso",
-           "ISO booting with GRUB (UEFI), linuxkit's initrd variant", pins=_ISO_PINS),
-    Format("iso-hybrid", ("{name}-hybrid.iso",), "outputs.iso.formats:write_iso_hybrid", "iso",
-           "ISO booting under BIOS and UEFI, from a CD or as a disk", pins=_ISO_PINS),
+           "outputs.iso.formats:write_iso", "iso",
+           "ISO booting with GRUB (UEFI), linuxkit's initrd variant", **_ISO),
+
+    Format("iso-hybrid", ("{name}-hybrid.iso",), "outputs.iso.formats:write_iso", "iso",
+           "ISO booting under BIOS and UEFI, from a CD or as a disk", **_ISO),
+
     Format("docker", ("{name}-docker.tar",), "outputs.image.formats:write_docker", "image",
            "docker load-able image (manifest.json + OCI layout)", pushable=True, loadable=True),
     Format("oci", ("{name}-oci.tar",), "outputs.image.formats:write_oci", "image",
@@ -114,25 +125,33 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "OCI image layout in a directory", pushable=True, kept=False),
     Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",
            "image", "linuxkit's docker build context (rootfs + Dockerfile)"),
-    Format("raw-bios", ("{name}-bios.img",), "outputs.disk.formats:write_raw_bios", "disk",
-           "raw disk: MBR, FAT and syslinux (BIOS), sized to its content", pins=_DISK_PINS),
-    Format("raw-efi", ("{name}-efi.img",), "outputs.disk.formats:write_raw_efi", "disk",
+    Format("raw-bios", ("{name}-bios.img",), "outputs.disk.formats:write_disk", "disk",
+           "raw disk: MBR, FAT and syslinux (BIOS), sized to its content", **_DISK),
+
+    Format("raw-efi", ("{name}-efi.img",), "outputs.disk.formats:write_disk", "disk",
            "raw disk: GPT and an ESP with systemd-boot and a unified kernel image (UEFI)",
-           pins=_DISK_PINS),
-    Format("aws", ("{name}.raw",), "outputs.disk.formats:write_aws", "disk",
-           "raw disk AWS imports: MBR, FAT and syslinux filling --size", pins=_DISK_PINS),
-    Format("qcow2-bios", ("{name}.qcow2",), "outputs.disk.formats:write_qcow2_bios", "disk",
-           "qcow2 of an MBR, FAT and syslinux disk of --size (BIOS)", pins=_DISK_PINS),
-    Format("qcow2-efi", ("{name}-efi.qcow2",), "outputs.disk.formats:write_qcow2_efi", "disk",
-           "qcow2 of a GPT disk with an ESP and GRUB (UEFI)", pins=_DISK_PINS),
-    Format("vhd", ("{name}.vhd",), "outputs.disk.formats:write_vhd", "disk",
-           "fixed VHD, 1 GiB, 1 MiB-aligned (Azure): MBR, FAT and syslinux", pins=_DISK_PINS),
-    Format("dynamic-vhd", ("{name}.vhd",), "outputs.disk.formats:write_dynamic_vhd", "disk",
-           "dynamic VHD, 25 GiB: MBR, FAT and syslinux", pins=_DISK_PINS),
-    Format("vmdk", ("{name}.vmdk",), "outputs.disk.formats:write_vmdk", "disk",
-           "streamOptimized VMDK, 1 GiB (vSphere): MBR, FAT and syslinux", pins=_DISK_PINS),
-    Format("gcp", ("{name}.img.tar.gz",), "outputs.disk.formats:write_gcp", "disk",
-           "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", pins=_DISK_PINS),
+           **_DISK),
+
+    Format("aws", ("{name}.raw",), "outputs.disk.formats:write_disk", "disk",
+           "raw disk AWS imports: MBR, FAT and syslinux filling --size", **_DISK),
+
+    Format("qcow2-bios", ("{name}.qcow2",), "outputs.disk.formats:write_container", "disk",
+           "qcow2 of an MBR, FAT and syslinux disk of --size (BIOS)", **_DISK),
+
+    Format("qcow2-efi", ("{name}-efi.qcow2",), "outputs.disk.formats:write_container", "disk",
+           "qcow2 of a GPT disk with an ESP and GRUB (UEFI)", **_DISK),
+
+    Format("vhd", ("{name}.vhd",), "outputs.disk.formats:write_container", "disk",
+           "fixed VHD, 1 GiB, 1 MiB-aligned (Azure): MBR, FAT and syslinux", **_DISK),
+
+    Format("dynamic-vhd", ("{name}.vhd",), "outputs.disk.formats:write_container", "disk",
+           "dynamic VHD, 25 GiB: MBR, FAT and syslinux", **_DISK),
+
+    Format("vmdk", ("{name}.vmdk",), "outputs.disk.formats:write_container", "disk",
+           "streamOptimized VMDK, 1 GiB (vSphere): MBR, FAT and syslinux", **_DISK),
+
+    Format("gcp", ("{name}.img.tar.gz",), "outputs.disk.formats:write_container", "disk",
+           "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", **_DISK),
 )}
 
 

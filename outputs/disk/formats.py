@@ -26,7 +26,7 @@ come from :func:`outputs.disk.layouts.seed`; the bootloaders are pins of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from composer.atomic import OutputSet
@@ -91,19 +91,6 @@ def raw_layer(rootfs: Path, name: str, outset: OutputSet, options: Options,
         yield tmp / "disk.raw"
 
 
-def _converter(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
-    def convert(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
-        write_disk(rootfs, name, outset, options, fmt)
-
-    convert.__name__ = f"write_{fmt.replace('-', '_')}"
-    return convert
-
-
-write_raw_bios = _converter("raw-bios")
-write_raw_efi = _converter("raw-efi")
-write_aws = _converter("aws")
-
-
 def write_container(rootfs: Path, name: str, outset: OutputSet, options: Options,
                     fmt: str) -> None:
     """A container format: its raw layer (at linuxkit's fixed size, or ``--size``), grown to
@@ -123,19 +110,3 @@ def write_container(rootfs: Path, name: str, outset: OutputSet, options: Options
         fit(raw, container)
         with outset.create(FORMATS[fmt].output_files(name)[0]) as out:
             container.write(raw, out, options.mtime, seed_bytes)
-
-
-def _container(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
-    def convert(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
-        write_container(rootfs, name, outset, options, fmt)
-
-    convert.__name__ = f"write_{fmt.replace('-', '_')}"
-    return convert
-
-
-write_qcow2_bios = _container("qcow2-bios")
-write_qcow2_efi = _container("qcow2-efi")
-write_vhd = _container("vhd")
-write_dynamic_vhd = _container("dynamic-vhd")
-write_vmdk = _container("vmdk")
-write_gcp = _container("gcp")

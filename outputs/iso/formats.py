@@ -33,7 +33,7 @@ import contextlib
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -180,17 +180,3 @@ def parents(paths: Iterable[str]) -> list[str]:
         parts = path.split("/")[:-1]
         out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     return sorted(out)
-
-
-def _converter(fmt: str) -> Callable[[Path, str, OutputSet, Options], None]:
-    def convert(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:
-        write_iso(rootfs, name, outset, options, fmt)
-
-    convert.__name__ = f"write_{fmt.replace('-', '_')}"
-    return convert
-
-
-write_iso_bios = _converter("iso-bios")
-write_iso_efi = _converter("iso-efi")
-write_iso_efi_initrd = _converter("iso-efi-initrd")
-write_iso_hybrid = _converter("iso-hybrid")

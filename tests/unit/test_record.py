@@ -49,7 +49,7 @@ def test_record_names_inputs_and_outputs(builds):
                                "formats": list(FORMATS), "name": NAME,
                                "source_date_epoch": SOURCE_DATE_EPOCH}
     assert record["build"]["compressor"] == "gzip -6 blocks 256KiB"  # no host zlib version
-    assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard"}
+    assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard", "lz4"}
     spec = out[f"{NAME}.tar"].parent.parent / "inputs" / f"{NAME}.yml"
     assert record["specs"] == [{"name": f"{NAME}.yml",
                                 "sha256": hashlib.sha256(spec.read_bytes()).hexdigest(),

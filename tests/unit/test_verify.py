@@ -27,15 +27,18 @@ def build(tmp_path, formats, spec=None, cache=None, name=NAME):
 
 
 def every_format(tmp_path) -> tuple:
-    """All registered formats; the ISO ones only where their bootloaders are installed."""
+    """All registered formats that one build can make together (vhd and dynamic-vhd, iso-bios
+    and kernel+iso write the same file); the ISO ones only where their bootloaders are had."""
+    from tests.golden.regenerate import one_build
+
     try:
         build(tmp_path / "probe", [f for f in FORMATS if f.startswith("iso-")])
-        return tuple(FORMATS)
+        return tuple(one_build(FORMATS))
     except ComposerError as exc:
         if os.environ.get("CI") == "true":
             raise
         print(f"ISO formats left out: {exc}")
-        return tuple(f for f in FORMATS if not f.startswith("iso-"))
+        return tuple(one_build(f for f in FORMATS if not f.startswith("iso-")))
 
 
 def test_verify_reproduces_every_format(tmp_path, capsys):
