@@ -263,9 +263,8 @@ def _v7_directory_after(extension: str) -> bytes:
 
 @pytest.mark.parametrize("extension", ["gnu", "pax"])
 def test_the_fast_reader_reads_types_as_this_tarfile_does(extension):
-    from composer.tarcanon import entry_from_tarinfo
-
-    from composer import tarread
+    from composer.tar import headers as tarread
+    from composer.tar.canon import entry_from_tarinfo
 
     data = _v7_directory_after(extension)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
