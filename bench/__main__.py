@@ -1,6 +1,6 @@
 """Benchmarks: image-composer side by side with the C-tool pipelines a user would script.
 
-    python -m bench [--workload tiny|small|large|huge] [--runs N] [--only phase1,initrd,iso]
+    python -m bench [--workload tiny|small|large|huge] [--runs N] [--only phase1,initrd,iso,disk]
 
 Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its results):
 
@@ -12,7 +12,13 @@ Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its
   --reproducible | gzip -n -6`` on the unpacked tree;
 - iso: the whole ``iso-bios`` conversion (initrd included) vs that cpio pipeline plus
   ``xorriso -as mkisofs``; and the ISO writing alone vs ``xorriso -as mkisofs`` alone, on the
-  same kernel, initrd and isolinux files.
+  same kernel, initrd and isolinux files;
+- disk: ``build -f raw-efi`` with phase one cached (the phase-two output cache, CACHE/outputs,
+  removed before each timed build) vs cpio|gzip + ``objcopy --add-section`` (the UKI, as
+  systemd's docs show; Debian 12 has no ``ukify``) + ``mkfs.vfat -C`` + ``mmd``/``mcopy`` of
+  systemd-boot, the UKI and loader.conf + ``truncate`` + ``sgdisk`` + ``dd conv=notrunc``; and
+  ``build -f qcow2-efi`` vs the same with GRUB (gcdx64.efi + grub.cfg, kernel, initrd) plus
+  ``qemu-img convert -O qcow2``. Both sides use the project's pinned bootloader files.
 
 Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
 medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described.
@@ -33,12 +39,15 @@ from pathlib import Path
 
 from bench.workload import WORKLOADS, generate, kernel_file
 from outputs import bootloaders
+from outputs.disk.layouts import LAYOUTS as DISK_LAYOUTS
+from outputs.disk.layouts import grub_cfg
 from outputs.iso.formats import isolinux_cfg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 EPOCH = "1700000000"
 CMDLINE = "console=ttyS0"
+GROUPS = ("phase1", "initrd", "iso", "disk")
 
 
 @dataclass
@@ -153,6 +162,103 @@ def iso(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Me
             "ISO writing alone (xorriso -as mkisofs)": (assembly, xorriso_step)}
 
 
+def boot_spec(layout: Path, kernel: Path, scratch: Path) -> Path:
+    """The workload's image plus a kernel and command line: what the bootable formats need."""
+    spec = scratch / "iso.yml"
+    spec.write_text(f"init:\n  - oci:{layout}:bench\nfiles:\n  - path: boot/kernel\n"
+                    f"    source: {kernel}\n  - path: boot/cmdline\n    contents: \"{CMDLINE}\"\n")
+    return spec
+
+
+def build_format(fmt: str, spec: Path, cache: Path, out: Path) -> Measure:
+    """``build -f FMT`` with phase one cached and the phase-two output cache removed first."""
+    shutil.rmtree(cache / "outputs", ignore_errors=True)
+    return timed(composer("build", "-q", "-f", fmt, "-o", str(out), "--cache", str(cache),
+                          "--source-date-epoch", EPOCH, str(spec)), cwd=ROOT)
+
+
+def esp_and_disk(files: dict[str, Path], work: Path, disk: Path) -> list[list[str]]:
+    """mkfs.vfat + mmd + mcopy of ``files`` (ESP path -> host file), then a GPT disk of the ESP
+    (truncate + sgdisk + dd): what a user would script. Sized as ours: the files, 2% and 4 MiB."""
+    need = sum(p.stat().st_size for p in files.values())
+    esp_mib = -(-(need + need // 50 + (4 << 20)) // 2**20)
+    esp = work / "esp.img"
+    dirs = sorted({name.rsplit("/", i)[0] for name in files for i in range(1, name.count("/") + 1)},
+                  key=lambda d: (d.count("/"), d))
+    steps = [["mkfs.vfat", "-F", "32" if esp_mib >= 512 else "16", "-n", "ESP", "-i", "12345678",
+              "-C", str(esp), str(esp_mib * 1024)]]
+    if dirs:
+        steps.append(["mmd", "-i", str(esp), *(f"::/{d}" for d in dirs)])
+    steps += [["mcopy", "-i", str(esp), str(src), f"::/{name}"] for name, src in files.items()]
+    disk_mib = esp_mib + 4
+    steps += [["truncate", "-s", f"{disk_mib}M", str(disk)],
+              ["sgdisk", "-q", "-n", f"1:2048:+{esp_mib}M", "-t", "1:ef00", "-c", "1:EFI System",
+               str(disk)],
+              ["dd", "status=none", f"if={esp}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc"]]
+    return steps
+
+
+def objcopy_uki(stub: Path, kernel: Path, initrd: Path, cmdline: Path, osrel: Path,
+                out: Path) -> list[str]:
+    """The UKI as systemd's docs script it with binutils (fixed section addresses)."""
+    return ["objcopy",
+            "--add-section", f".osrel={osrel}", "--change-section-vma", ".osrel=0x20000",
+            "--add-section", f".cmdline={cmdline}", "--change-section-vma", ".cmdline=0x30000",
+            "--add-section", f".linux={kernel}", "--change-section-vma", ".linux=0x2000000",
+            "--add-section", f".initrd={initrd}", "--change-section-vma", ".initrd=0x3000000",
+            str(stub), str(out)]
+
+
+def disk(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Measure, Measure]]:
+    """raw-efi and qcow2-efi from the cached phase one vs the C-tool pipelines on the tree."""
+    spec = boot_spec(layout, kernel, scratch)
+    cache = scratch / "ours0" / "cache"
+    subprocess.run(composer("build", "-q", "-f", "tar", "-o", str(scratch / f"diskroot{n}"),
+                            "--cache", str(cache), "--source-date-epoch", EPOCH, str(spec)),
+                   check=True, stdout=subprocess.DEVNULL)
+    tree = scratch / "theirs0" / "rootfs"
+    rows: dict[str, tuple[Measure, Measure]] = {}
+    for fmt in ("raw-efi", "qcow2-efi"):
+        ours = build_format(fmt, spec, cache, scratch / f"disk-ours-{fmt}{n}")
+        work = scratch / f"disk-theirs-{fmt}{n}"
+        work.mkdir()
+        loaded = bootloaders.load_all(bootloaders.resolve(DISK_LAYOUTS[fmt].roles))
+        for role, data in loaded.items():
+            (work / role).write_bytes(data)
+        (work / "cmdline").write_text(CMDLINE)
+        initrd = work / "initrd.img"
+        steps = [["sh", "-c", CPIO_GZIP.format(out=initrd)]]
+        if fmt == "raw-efi":
+            (work / "os-release").write_text('NAME="image-composer"\n')
+            (work / "loader.conf").write_text("timeout 0\n")
+            steps.append(objcopy_uki(work / bootloaders.EFI_STUB, kernel, initrd,
+                                     work / "cmdline", work / "os-release", work / "uki.efi"))
+            files = {"EFI/BOOT/BOOTX64.EFI": work / bootloaders.SYSTEMD_BOOT,
+                     "loader/loader.conf": work / "loader.conf",
+                     "EFI/Linux/linuxkit.efi": work / "uki.efi"}
+        else:
+            (work / "grub.cfg").write_bytes(grub_cfg(CMDLINE))
+            files = {"EFI/BOOT/BOOTX64.EFI": work / bootloaders.GRUB_EFI,
+                     "EFI/BOOT/grub.cfg": work / "grub.cfg",
+                     "boot/grub/grub.cfg": work / "grub.cfg",
+                     "kernel": kernel, "initrd.img": initrd}
+        first = [timed(s, cwd=tree if i == 0 else work) for i, s in enumerate(steps)]
+        rest = esp_and_disk(files, work, work / "disk.img")  # sized once the files exist
+        if fmt == "qcow2-efi":
+            rest.append(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(work / "disk.img"),
+                         str(work / "disk.qcow2")])
+        parts = first + [timed(s, cwd=work, env=MTOOLS_ENV) for s in rest]
+        theirs = Measure(sum(p.seconds for p in parts), max(p.rss_mb for p in parts))
+        what = ("raw-efi (cpio+gzip -6, objcopy UKI, mkfs.vfat+mcopy, sgdisk+dd)"
+                if fmt == "raw-efi" else
+                "qcow2-efi (cpio+gzip -6, mkfs.vfat+mcopy GRUB, sgdisk+dd, qemu-img convert)")
+        rows[what] = (ours, theirs)
+    return rows
+
+
+MTOOLS_ENV = os.environ | {"MTOOLS_SKIP_CHECK": "1"}
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -172,12 +278,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--workload", default="small", choices=sorted(WORKLOADS))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="phase1,initrd,iso",
-                        help="row groups: phase1 (always run), initrd, iso")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help="row groups: phase1 (always run), initrd, iso, disk")
     parser.add_argument("--work-dir", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    for tool in ("skopeo", "umoci", "tar", "cpio", "gzip", "xorriso", "/usr/bin/time"):
+    only = set(args.only.split(","))
+    tools = ["skopeo", "umoci", "tar", "cpio", "gzip", "xorriso", "/usr/bin/time"]
+    if "disk" in only:
+        tools += ["objcopy", "mkfs.vfat", "mmd", "mcopy", "truncate", "sgdisk", "dd", "qemu-img"]
+    for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} is required (scripts/setup.sh --test installs it)")
     work = WORKLOADS[args.workload]
@@ -185,8 +295,7 @@ def main() -> int:
     layout = generate(work, args.work_dir / work.key)
     kernel = kernel_file(args.work_dir)
     rows: dict[str, list[tuple[Measure, Measure]]] = {}
-    only = set(args.only.split(","))
-    unknown = only - {"phase1", "initrd", "iso"}
+    unknown = only - set(GROUPS)
     if unknown:
         sys.exit(f"bench: unknown --only group(s): {', '.join(sorted(unknown))}")
     for n in range(args.runs):
@@ -197,6 +306,8 @@ def main() -> int:
                 results |= initrd(scratch, n)
             if "iso" in only:
                 results |= iso(layout, kernel, scratch, n)
+            if "disk" in only:
+                results |= disk(layout, kernel, scratch, n)
             for key, pair in results.items():
                 rows.setdefault(key, []).append(pair)
             print(f"bench: run {n + 1}/{args.runs} done", file=sys.stderr)
@@ -213,7 +324,7 @@ def main() -> int:
                      f"{rss_o:.0f} | {rss_t:.0f} |")
     lines += ["", f"Medians of {args.runs} runs; regenerate with "
               f"`python -m bench --workload {work.name} --runs {args.runs}"
-              + (f" --only {args.only}" if only != {"phase1", "initrd", "iso"} else "") + "`.",
+              + (f" --only {args.only}" if only != set(GROUPS) else "") + "`.",
               "", "Ratio: image-composer time / other time (below 1.00x, image-composer is "
               "faster). No-op rows compare a rebuild with the cold build."]
     text = "\n".join(lines) + "\n"
