@@ -162,9 +162,9 @@ def iso(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Me
             "ISO writing alone (xorriso -as mkisofs)": (assembly, xorriso_step)}
 
 
-def boot_spec(layout: Path, kernel: Path, scratch: Path) -> Path:
+def boot_spec(layout: Path, kernel: Path, scratch: Path, name: str = "iso") -> Path:
     """The workload's image plus a kernel and command line: what the bootable formats need."""
-    spec = scratch / "iso.yml"
+    spec = scratch / f"{name}.yml"
     spec.write_text(f"init:\n  - oci:{layout}:bench\nfiles:\n  - path: boot/kernel\n"
                     f"    source: {kernel}\n  - path: boot/cmdline\n    contents: \"{CMDLINE}\"\n")
     return spec
