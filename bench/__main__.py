@@ -54,23 +54,29 @@ GROUPS = ("phase1", "initrd", "iso", "disk")
 class Measure:
     seconds: float
     rss_mb: float
+    cpu: float = 0.0  # user + system seconds: steadier than wall time on a shared machine
 
 
 def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> Measure:
-    """Run under GNU time; wall clock and peak RSS of the process tree's largest member."""
+    """Run under GNU time; wall clock, peak RSS of the process tree's largest member, CPU."""
     with tempfile.NamedTemporaryFile("r") as out:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", out.name, *argv],
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out.name, *argv],
                               cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             sys.exit(f"bench: {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
-        seconds, kb = out.read().split()[-2:]
-    return Measure(float(seconds), int(kb) / 1024)
+        seconds, kb, user, system = out.read().split()[-4:]
+    return Measure(float(seconds), int(kb) / 1024, float(user) + float(system))
+
+
+def combined(parts: list[Measure]) -> Measure:
+    """Steps run one after another: times add up, the peak RSS is the largest step's."""
+    return Measure(sum(p.seconds for p in parts), max(p.rss_mb for p in parts),
+                   sum(p.cpu for p in parts))
 
 
 def pipeline(steps: list[list[str]], cwd: Path | None = None) -> Measure:
-    parts = [timed(s, cwd=cwd) for s in steps]
-    return Measure(sum(p.seconds for p in parts), max(p.rss_mb for p in parts))
+    return combined([timed(s, cwd=cwd) for s in steps])
 
 
 def composer(*args: str) -> list[str]:
@@ -125,10 +131,16 @@ def xorriso(tree: Path, out: Path) -> list[str]:
             "-isohybrid-mbr", str(_isohdpfx(out.parent)), str(tree)]
 
 
+def pinned(roles: tuple[str, ...]) -> dict[str, bytes]:
+    """The project's default bootloader files by role (out of their pinned Debian packages),
+    so both sides of a row boot the same bytes."""
+    return bootloaders.load_all(bootloaders.resolve(roles))
+
+
 def _isohdpfx(directory: Path) -> Path:
     """The pinned isohybrid MBR code as a file, for xorriso."""
     path = directory / "isohdpfx.bin"
-    path.write_bytes(bootloaders.load(bootloaders.DEFAULTS[bootloaders.ISOHDPFX]))
+    path.write_bytes(pinned((bootloaders.ISOHDPFX,))[bootloaders.ISOHDPFX])
     return path
 
 
@@ -148,14 +160,13 @@ def iso(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[Me
     (files / "isolinux").mkdir()
     shutil.copyfile(kernel, files / "boot" / "kernel")
     (files / "boot" / "cmdline").write_text(CMDLINE)
-    for role in (bootloaders.ISOLINUX, bootloaders.LDLINUX):
-        shutil.copyfile(bootloaders.DEFAULTS[role].path, files / "isolinux" / role)
+    for role, data in pinned((bootloaders.ISOLINUX, bootloaders.LDLINUX)).items():
+        (files / "isolinux" / role).write_bytes(data)
     (files / "isolinux" / "isolinux.cfg").write_bytes(isolinux_cfg(CMDLINE))
     initrd_step = timed(["sh", "-c", CPIO_GZIP.format(out=files / "boot" / "initrd.img")],
                         cwd=scratch / "theirs0" / "rootfs")
     xorriso_step = timed(xorriso(files, scratch / f"iso-theirs{n}.iso"))
-    theirs = Measure(initrd_step.seconds + xorriso_step.seconds,
-                     max(initrd_step.rss_mb, xorriso_step.rss_mb))
+    theirs = combined([initrd_step, xorriso_step])
     assembly = timed([sys.executable, "-m", "bench.iso_assemble", str(files),
                       str(scratch / f"iso-assembled{n}.iso")], cwd=ROOT)
     return {"iso-bios, initrd included (cpio+gzip -6 + xorriso)": (ours, theirs),
@@ -222,8 +233,7 @@ def disk(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[M
         ours = build_format(fmt, spec, cache, scratch / f"disk-ours-{fmt}{n}")
         work = scratch / f"disk-theirs-{fmt}{n}"
         work.mkdir()
-        loaded = bootloaders.load_all(bootloaders.resolve(DISK_LAYOUTS[fmt].roles))
-        for role, data in loaded.items():
+        for role, data in pinned(DISK_LAYOUTS[fmt].roles).items():
             (work / role).write_bytes(data)
         (work / "cmdline").write_text(CMDLINE)
         initrd = work / "initrd.img"
@@ -248,7 +258,9 @@ def disk(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[M
             rest.append(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(work / "disk.img"),
                          str(work / "disk.qcow2")])
         parts = first + [timed(s, cwd=work, env=MTOOLS_ENV) for s in rest]
-        theirs = Measure(sum(p.seconds for p in parts), max(p.rss_mb for p in parts))
+        theirs = combined(parts)
+        STEPS.setdefault(fmt, []).append(
+            [(_step_name(argv), m) for argv, m in zip(steps + rest, parts, strict=True)])
         what = ("raw-efi (cpio+gzip -6, objcopy UKI, mkfs.vfat+mcopy, sgdisk+dd)"
                 if fmt == "raw-efi" else
                 "qcow2-efi (cpio+gzip -6, mkfs.vfat+mcopy GRUB, sgdisk+dd, qemu-img convert)")
@@ -257,6 +269,23 @@ def disk(layout: Path, kernel: Path, scratch: Path, n: int) -> dict[str, tuple[M
 
 
 MTOOLS_ENV = os.environ | {"MTOOLS_SKIP_CHECK": "1"}
+STEPS: dict[str, list[list[tuple[str, Measure]]]] = {}  # the C side's steps, per run
+
+
+def _step_name(argv: list[str]) -> str:
+    return "cpio|gzip -6" if argv[0] == "sh" else argv[0]
+
+
+def step_lines() -> list[str]:
+    """Where the C pipelines' time goes (first run), for the notes under the table."""
+    lines = []
+    for fmt, runs in STEPS.items():
+        merged: dict[str, Measure] = {}
+        for name, m in runs[0]:
+            merged[name] = combined([merged[name], m]) if name in merged else m
+        lines.append(f"C-side steps of {fmt} (wall/CPU s, peak RSS MB): " + ", ".join(
+            f"{name} {m.seconds:.2f}/{m.cpu:.2f}/{m.rss_mb:.0f}" for name, m in merged.items()))
+    return lines
 
 
 def machine() -> str:
@@ -272,6 +301,10 @@ def machine() -> str:
 
     return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
             f"Python {platform.python_version()}, zlib {zlib.ZLIB_RUNTIME_VERSION}")
+
+
+def _loads(loads: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in loads)
 
 
 def main() -> int:
@@ -298,6 +331,7 @@ def main() -> int:
     unknown = only - set(GROUPS)
     if unknown:
         sys.exit(f"bench: unknown --only group(s): {', '.join(sorted(unknown))}")
+    load_start = os.getloadavg()
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
             scratch = Path(tmp)
@@ -314,19 +348,28 @@ def main() -> int:
     lines = [f"# Benchmark results ({work.name}: {work.total_bytes // 2**20} MiB, "
              f"{work.files} files, {work.layers} layers)", "", machine(), "",
              "| what | image-composer s | other s | ratio | image-composer peak RSS MB | "
-             "other peak RSS MB |", "|---|---|---|---|---|---|"]
+             "other peak RSS MB | image-composer CPU s | other CPU s | CPU ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, pairs in rows.items():
         ours = statistics.median(p[0].seconds for p in pairs)
         theirs = statistics.median(p[1].seconds for p in pairs)
         rss_o = max(p[0].rss_mb for p in pairs)
         rss_t = max(p[1].rss_mb for p in pairs)
+        cpu_o = statistics.median(p[0].cpu for p in pairs)
+        cpu_t = statistics.median(p[1].cpu for p in pairs)
         lines.append(f"| {key} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x | "
-                     f"{rss_o:.0f} | {rss_t:.0f} |")
+                     f"{rss_o:.0f} | {rss_t:.0f} | {cpu_o:.2f} | {cpu_t:.2f} | "
+                     f"{cpu_o / max(cpu_t, 0.01):.2f}x |")
     lines += ["", f"Medians of {args.runs} runs; regenerate with "
               f"`python -m bench --workload {work.name} --runs {args.runs}"
               + (f" --only {args.only}" if only != set(GROUPS) else "") + "`.",
               "", "Ratio: image-composer time / other time (below 1.00x, image-composer is "
-              "faster). No-op rows compare a rebuild with the cold build."]
+              "faster). No-op rows compare a rebuild with the cold build. CPU: user + system "
+              "seconds of each process tree.",
+              "", f"Load average (1/5/15 min) at start {_loads(load_start)}, at end "
+              f"{_loads(os.getloadavg())}, on {os.cpu_count()} cores."]
+    if STEPS:
+        lines += ["", *step_lines()]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)
