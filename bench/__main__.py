@@ -21,7 +21,9 @@ Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its
   ``qemu-img convert -O qcow2``. Both sides use the project's pinned bootloader files.
 
 Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
-medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described.
+medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described
+(``--only phase1,initrd,disk --results bench/RESULTS-disk.md`` for the disk rows). Build time,
+size and peak RSS of every disk, cloud and fsimage format alone: ``python -m bench.formats``.
 """
 
 from __future__ import annotations
