@@ -13,7 +13,7 @@ from outputs import bootloaders
 from outputs.iso.formats import LAYOUTS, assemble
 
 tree, out = Path(sys.argv[1]), Path(sys.argv[2])
-loaded = {bootloaders.ISOHDPFX: bootloaders.load(bootloaders.DEFAULTS[bootloaders.ISOHDPFX])}
+loaded = bootloaders.load_all(bootloaders.resolve((bootloaders.ISOHDPFX,)))
 with contextlib.ExitStack() as stack:
     entries = {}
     for path in sorted(p for p in tree.rglob("*") if p.is_file()):
