@@ -73,8 +73,8 @@ onboot:
     composer("build", "-f", "kernel+initrd,tar", "-o", str(out), "--cache",
              str(tmp_path / "fresh-cache"), str(spec))
     assert sorted(p.name for p in out.iterdir()) == [
-        "e2e-cmdline", "e2e-initrd.img", "e2e-kernel", "e2e.SHA256SUMS", "e2e.build.json",
-        "e2e.spdx.json", "e2e.tar"]
+        "e2e-cmdline", "e2e-initrd.img", "e2e-kernel", "e2e.SHA256SUMS", "e2e.build-env.json",
+        "e2e.build.json", "e2e.spdx.json", "e2e.tar"]
     assert composer("check-tar", str(out / "e2e.tar")).stdout.strip().endswith("canonical")
     lines = boot_lines(out / "e2e")
     assert banner_lines(lines, BANNER) == BANNER, "\n".join(lines[-60:])
@@ -97,8 +97,8 @@ def test_example_is_reproducible_across_environments(debs_dir, tmp_path):
                  str(ROOT / "examples" / "hello.yml"), cwd=cwd, env=env, umask=umask)
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert list(outputs[0]) == ["hello-cmdline", "hello-initrd.img", "hello-initrd.tar",
-                                "hello-kernel", "hello.SHA256SUMS", "hello.build.json",
-                                "hello.spdx.json", "hello.tar"]
+                                "hello-kernel", "hello.SHA256SUMS", "hello.build-env.json",
+                                "hello.build.json", "hello.spdx.json", "hello.tar"]
     for name, data in outputs[0].items():
         assert outputs[1][name] == data, f"{name} differs between the two environments"
     lines = boot_lines(tmp_path / "out0" / "hello")
