@@ -36,11 +36,11 @@ NAMES = ("hello", "init", "kernel")
 # digest (independent of zlib) of each example package with the default epoch. Any machine must
 # derive the same; update them when a package is changed on purpose.
 GOLDEN = {
-    "hello": ("5f4b931bd82def391fa1c76022f77cfa11aaf0cf",
+    "hello": ("0dfd86c7787cf6dd593a822c7d8a5276ac1b0a11",
               "sha256:cecad35175ba3928d68b9f44eebdf94ffa0bc83ef03b3e8b5275cd9ae1816896"),
-    "init": ("bec871d8adbeb17a6d2950b557d6d7af039a3ae3",
+    "init": ("f555cfcbd8b4f7a34206242a0e57871d27d7bf02",
              "sha256:5b4a46f95a3d747661ca72ad90c3fc3d4c6211a64eb3e23ac8a4a51af7586f13"),
-    "kernel": ("f6377ce0fc151f14031482792de4330971e53c94",
+    "kernel": ("d482880ab4d7824a4d994e9a527804f8674a2cce",
                "sha256:c249a837f3e46f31fbe858aca69d7fdd939a8a4f334ba56000bfd34f30f74826"),
 }
 
