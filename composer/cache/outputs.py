@@ -109,7 +109,14 @@ def store(cache_root: Path, key: str, files: list[tuple[str, Path, str, int]]) -
     """Keep ``files`` (output name, finished temporary, sha256, size) as the entry ``key``.
     The temporaries are linked, not copied, where the filesystem allows; an entry appears
     whole (its ``.json`` last) or not at all, and a concurrent build storing the same key
-    leaves one of the two."""
+    leaves one of the two. Keeping is best-effort: a cache that cannot take the entry (full,
+    read-only) costs the next build a conversion, never this build its outputs."""
+    # a full or read-only cache: the build's outputs stand; the next build converts again
+    with contextlib.suppress(OSError):
+        _store(cache_root, key, files)
+
+
+def _store(cache_root: Path, key: str, files: list[tuple[str, Path, str, int]]) -> None:
     root = directory(cache_root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key[:16]}-"))

@@ -9,16 +9,8 @@ those two sequences, also when a read splits one; every other byte passes unchan
 from __future__ import annotations
 
 import os
-import select
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import BinaryIO
-
-from composer import tools
-from composer.errors import ComposerError
 
 DROPPED = (b"\x1bc", b"\x1b[?7l")
 
@@ -58,33 +50,3 @@ def pump(src: BinaryIO, out: BinaryIO | None = None) -> None:
         sink.flush()
     sink.write(console.flush())
     sink.flush()
-
-
-def run_filtered(argv: Sequence[str | Path], *, timeout: float | None = None,
-                 out: BinaryIO | None = None) -> int:
-    """Run a program (through :func:`composer.tools.spawn`) with stdin and stderr inherited
-    and its stdout filtered into ``out`` (default: ours). Its exit status; a ComposerError once
-    ``timeout`` seconds have passed (it is killed)."""
-    sink = out if out is not None else sys.stdout.buffer
-    console = ConsoleFilter()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with tools.spawn(argv, stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        while True:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                proc.kill()
-                proc.wait()
-                raise ComposerError(f"{Path(str(argv[0])).name} timed out after {timeout}s")
-            ready, _, _ = select.select([fd], [], [], wait)
-            if not ready:
-                continue
-            data = os.read(fd, 1 << 16)
-            if not data:
-                break
-            sink.write(console.feed(data))
-            sink.flush()
-        sink.write(console.flush())
-        sink.flush()
-        return proc.wait()

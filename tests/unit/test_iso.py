@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import random
 import shutil
 import struct
 import subprocess
@@ -26,6 +25,7 @@ from composer.tools import run
 from outputs import FORMATS, Options, boot, bootloader_debs, bootloaders, output_files
 from outputs.iso import formats as iso
 from outputs.iso import iso9660
+from tests.fixtures.perturb import environment  # noqa: F401 - a fixture
 
 KERNEL = b"MZ not really a bzImage\n" * 400
 CMDLINE = b"console=ttyS0 panic=-1 quiet\n"
@@ -383,31 +383,7 @@ def test_esp_passes_fsck_and_mdir(isos, tmp_path: Path, fmt: str) -> None:
 
 # --- determinism --------------------------------------------------------------------------------
 
-@pytest.fixture
-def environment(monkeypatch, tmp_path: Path):
-    """Switch clock (time.time), TZ, umask, cwd and the random seed between builds."""
-    old_umask = os.umask(0o022)
-    old_cwd = os.getcwd()
-
-    def switch(which: int) -> None:
-        clock = 1_000_000_000.5 if which == 0 else 2_000_000_001.25
-        monkeypatch.setattr(time, "time", lambda: clock)
-        monkeypatch.setenv("TZ", "UTC" if which == 0 else "Pacific/Kiritimati")
-        time.tzset()
-        os.umask(0o022 if which == 0 else 0o077)
-        cwd = tmp_path / f"cwd{which}"
-        cwd.mkdir(exist_ok=True)
-        os.chdir(cwd)
-        random.seed(which)
-
-    yield switch
-    monkeypatch.undo()
-    time.tzset()
-    os.umask(old_umask)
-    os.chdir(old_cwd)
-
-
-def two_builds(rootfs: Path, tmp_path: Path, fmt: str, environment) -> tuple[bytes, bytes]:
+def two_builds(rootfs: Path, tmp_path: Path, fmt: str, environment) -> tuple[bytes, bytes]:  # noqa: F811
     out = []
     for which in (0, 1):
         environment(which)
@@ -416,14 +392,14 @@ def two_builds(rootfs: Path, tmp_path: Path, fmt: str, environment) -> tuple[byt
 
 
 @pytest.mark.parametrize("fmt", ISO_FORMATS)
-def test_same_bytes_whatever_clock_tz_umask_cwd_and_seed(rootfs, tmp_path, environment,
+def test_same_bytes_whatever_clock_tz_umask_cwd_and_seed(rootfs, tmp_path, environment,  # noqa: F811
                                                          fmt: str) -> None:
     a, b = two_builds(rootfs, tmp_path, fmt, environment)
     assert a == b
 
 
 @pytest.mark.parametrize("leak", ["clock", "timezone", "uuid4"])
-def test_each_pycdlib_patch_matters(rootfs, tmp_path, environment, monkeypatch,
+def test_each_pycdlib_patch_matters(rootfs, tmp_path, environment, monkeypatch,  # noqa: F811
                                     leak: str) -> None:
     """Without any one of the wrapper's patches, the same two builds differ: so the test above
     covers every leak (peers.md section 7)."""

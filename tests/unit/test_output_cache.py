@@ -139,3 +139,19 @@ def test_the_code_fingerprint_follows_the_source(tmp_path: Path) -> None:
     one = kept.code_fingerprint([pkg])
     (pkg / "a.py").write_text("x = 2\n")
     assert kept.code_fingerprint([pkg]) != one
+
+
+def test_a_cache_that_cannot_keep_the_entry_costs_no_outputs(tmp_path, monkeypatch) -> None:
+    """Keeping is best-effort: a full or read-only cache (here: an OSError from the store)
+    leaves the build's own files whole and no entry behind."""
+    src = tmp_path / "a.out"
+    src.write_bytes(b"bytes")
+
+    def full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kept, "_store", full)
+    kept.store(tmp_path / "cache", "k" * 64, [("a.out", src, "x" * 64, 5)])
+    assert src.read_bytes() == b"bytes"
+    assert kept.entries(tmp_path / "cache") == []
+    assert kept.lookup(tmp_path / "cache", "k" * 64) is None
