@@ -1,6 +1,7 @@
 """Benchmarks: image-composer side by side with the C-tool pipelines a user would script.
 
-    python -m bench [--workload tiny|small|large|huge] [--runs N] [--only phase1,initrd,iso,disk]
+    python -m bench [--workload tiny|small|many|large|huge] [--runs N]
+                    [--only phase1,initrd,iso,disk,linuxkit] [--linuxkit PATH]
 
 Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its results):
 
@@ -19,6 +20,11 @@ Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its
   systemd-boot, the UKI and loader.conf + ``truncate`` + ``sgdisk`` + ``dd conv=notrunc``; and
   ``build -f qcow2-efi`` vs the same with GRUB (gcdx64.efi + grub.cfg, kernel, initrd) plus
   ``qemu-img convert -O qcow2``. Both sides use the project's pinned bootloader files.
+
+- linuxkit (with ``--linuxkit PATH``; skipped with a note otherwise): the real ``linuxkit build``
+  against ours on one spec served by a loopback ``docker-registry``: cold ``-f tar``, warm and
+  unchanged ``-f kernel+initrd``, one row per ``--initrd-compression``, and both caches' size
+  (:mod:`bench.linuxkit`). ``--workload many`` is the many-small-files workload.
 
 Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
 medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described

@@ -78,13 +78,15 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure)
+    from composer.debian.pool import offline_mode
     from composer.repro.record import RecordingOutputSet
 
     stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
-        with RecordingOutputSet(req.output_dir, known) as outs:
+        # --offline holds for phase two too: the pinned bootloader .debs are never downloaded
+        with offline_mode(req.offline), RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
                 convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
