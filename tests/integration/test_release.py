@@ -103,9 +103,10 @@ def test_a_second_party_verifies_attests_and_two_keys_meet_the_threshold(
     pinned = _push(registry, release, "demo/party", capsys)
     ref = f"{registry.host}/demo/party:v1"
     keys = release["keys"]
-    # the verifier: another machine's cache (empty: images come from the registry by digest)
-    assert main(["verify", ref, "--cache", str(tmp_path / "empty"), "--attest",
-                 "--key", str(keys["verifier"][0])]) == 0, capsys.readouterr()
+    # the verifier: not the releaser's cache; verify's own fresh one, filled from the
+    # registry by the recorded digests
+    assert main(["verify", ref, "--attest", "--key", str(keys["verifier"][0])]) == 0, \
+        capsys.readouterr()
     text = capsys.readouterr().out
     assert "rel.tar: reproduced (" in text and "attested by " in text
     assert text.rstrip().endswith("verified")
@@ -201,5 +202,41 @@ def test_push_release_without_a_signature_is_refused(registry, release, tmp_path
     # --key signs it now
     assert main(["push", "--release", f"{registry.host}/demo/unsigned:v1",
                  str(out / "rel.build.json"), "--key", str(release["keys"]["verifier"][0])]) == 0
-    assert (out / "rel.SHA256SUMS.sig").is_file()
     assert Path(out / "rel.provenance.intoto.json").is_file()
+    # an ECDSA P-256 signature, as openssl checks it
+    tools.run([require_tool("openssl"), "dgst", "-sha256", "-verify",
+               str(release["keys"]["verifier"][1]), "-signature", str(out / "rel.SHA256SUMS.sig"),
+               str(out / "rel.SHA256SUMS")], capture=True)
+
+
+@pytest.fixture
+def referrers_registry():
+    from tests.fixtures.referrers_registry import ReferrersRegistry
+
+    double = ReferrersRegistry()
+    yield double
+    double.close()
+
+
+def test_a_registry_with_the_referrers_api_is_used_through_it(registry, release,
+                                                              referrers_registry, capsys,
+                                                              tmp_path):
+    """The release goes to a registry double with the OCI 1.1 referrers API (its images stay
+    in the real registry): no ``sha256-`` tag is written, and reading goes through the API."""
+    host = referrers_registry.host
+    pinned = _push(referrers_registry, release, "demo/api", capsys)
+    digest = pinned.split("@")[1]
+    assert not any(tag.startswith("sha256-") for _, tag in referrers_registry.tags)
+    assert len(referrers_registry.referrers[("demo/api", digest)]) == 4
+    ref = parse_registry_ref(f"{host}/demo/api:v1")
+    found, how = list_referrers(RegistryClient(), ref, digest)
+    assert how == "api" and len(found) == 4
+    keys = release["keys"]
+    assert main(["verify", str(ref), "--cache", str(tmp_path / "c"), "--attest",
+                 "--key", str(keys["verifier"][0])]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert main(["attestations", pinned, "--trust", str(keys["releaser"][1]),
+                 "--trust", str(keys["verifier"][1]), "--threshold", "2"]) == 0
+    assert ("GET", f"/v2/demo/api/referrers/{digest}") in referrers_registry.requests
+    assert not any(path.endswith("sha256-" + digest[7:])
+                   for _, path in referrers_registry.requests)
