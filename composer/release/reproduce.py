@@ -22,6 +22,7 @@ from composer.oci.refs import Ref
 from composer.release.fetch import pull_release
 from composer.release.publish import attach_attestation
 from composer.repro import attest
+from composer.repro.record import sums_name
 from composer.repro.verify import Outcome, verify_record
 
 
@@ -39,7 +40,9 @@ def verify_release(client: RegistryClient, ref: Ref, specs: list[Path], *,
     try:
         pulled = pull_release(client, ref, tmp / "release")
         log(f"pulled {ref.name}@{pulled.release.digest} ({len(pulled.release.files)} files)")
-        outcome = verify_record(pulled.record_path, specs, cache=cache, offline=offline,
+        # through SHA256SUMS: the sums, the record and the pulled files must all agree
+        sums = pulled.directory / sums_name(pulled.release.name)
+        outcome = verify_record(sums, specs, cache=cache, offline=offline,
                                 keep=keep, log=log, bootloaders=bootloaders)
         outcome.lines[:0] = [f"release {ref.name}@{pulled.release.digest}", *pulled.notes]
         outcome.details["release"] = pulled.release.digest
