@@ -1,4 +1,5 @@
-"""``image-composer verify``: rebuild a recorded build and compare, or check attestations."""
+"""``image-composer verify``: rebuild a recorded build (a record, its SHA256SUMS, or a release in a
+registry: ``verify REF [--attest --key K]``) and compare, or check attestations in a file."""
 
 from __future__ import annotations
 
@@ -91,10 +92,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def release_ref(target: str):
-    """The registry reference ``target`` names, unless it is a file (or a path-like name)."""
+    """The registry reference ``target`` names: not a file or a file's name, and its first
+    component a registry (``HOST.DOMAIN``, ``HOST:PORT`` or ``localhost``), so a mistyped path
+    never becomes a Docker Hub request."""
     from composer.oci.refs import Ref, RefError, parse_ref
 
-    if Path(target).exists() or target.endswith((".json", "SHA256SUMS")) or "/" not in target:
+    first = target.split("/", 1)[0]
+    if Path(target).exists() or target.endswith((".json", "SHA256SUMS")) or "/" not in target \
+            or not ("." in first or ":" in first or first == "localhost"):
         return None
     try:
         ref = parse_ref(target)
