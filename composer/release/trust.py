@@ -23,11 +23,11 @@ from typing import Any
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.registry import RegistryClient
-from composer.oci.media import ATTESTATION_ARTIFACT
+from composer.oci.media import ATTESTATION_ARTIFACT, SUMS_ARTIFACT
 from composer.oci.refs import Ref
 from composer.release.fetch import find_record, get_release, referrer_files
 from composer.repro import attest, provenance
-from composer.repro.record import record_name
+from composer.repro.record import parse_sha256sums, record_name, sums_name
 
 PREDICATES = {attest.PREDICATE_TYPE: "reproduced", provenance.PREDICATE_TYPE: "provenance"}
 
@@ -36,6 +36,7 @@ PREDICATES = {attest.PREDICATE_TYPE: "reproduced", provenance.PREDICATE_TYPE: "p
 class Report:
     release: str  # NAME@DIGEST
     trusted: dict[str, list[str]] = field(default_factory=dict)  # key id -> what it attested
+    sums_signed_by: list[str] = field(default_factory=list)  # trusted keys that signed the sums
     lines: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
 
@@ -43,6 +44,7 @@ class Report:
         return {"release": self.release, "threshold": threshold,
                 "ok": len(self.trusted) >= threshold,
                 "keys": {k: sorted(v) for k, v in sorted(self.trusted.items())},
+                "sha256sums_signed_by": list(self.sums_signed_by),
                 "rejected": list(self.rejected)}
 
 
@@ -109,5 +111,26 @@ def check(client: RegistryClient, ref: Ref, keys: dict[str, Any]) -> Report:
             for kid in valid:
                 report.trusted.setdefault(kid, []).append(kind)
                 report.lines.append(f"{where}: {kind}, good signature by {kid}")
+    report.sums_signed_by = sums_signers(client, release, record_bytes, keys)
+    report.lines += [f"SHA256SUMS: good signature by {k}" for k in report.sums_signed_by]
     report.lines += notes
     return report
+
+
+def sums_signers(client: RegistryClient, release, record_bytes: bytes, keys: dict[str, Any]
+                 ) -> list[str]:
+    """The trusted keys whose detached signature of the release's SHA256SUMS verifies (listed;
+    the threshold counts in-toto attestations)."""
+    outputs, (rec_name, rec_sha) = expected_subjects(record_bytes)
+    want = sorted([*outputs.items(), (rec_name, rec_sha)])
+    name = release.name
+    for digest, files in referrer_files(client, release, SUMS_ARTIFACT):
+        by_name = {f.name: d for f, d in files}
+        sums, sig = by_name.get(sums_name(name)), by_name.get(provenance.signature_name(name))
+        try:
+            listed = sorted(parse_sha256sums(sums or b"", digest))
+        except ComposerError:
+            continue
+        if sums is not None and sig is not None and listed == want:
+            return [k for k, key in sorted(keys.items()) if attest.raw_verifies(key, sig, sums)]
+    return []

@@ -117,6 +117,8 @@ def test_a_second_party_verifies_attests_and_two_keys_meet_the_threshold(
     assert main(["attestations", ref, *trust, "--threshold", "2"]) == 0
     text = capsys.readouterr().out
     assert "provenance, good signature by" in text and "reproduced, good signature by" in text
+    releaser_id = attest.key_id(attest.load_public_key(keys["releaser"][1]))
+    assert f"SHA256SUMS: good signature by {releaser_id}" in text
     assert text.rstrip().endswith("trusted")
     # one trusted key alone is not two
     assert main(["attestations", pinned, "--trust", str(keys["verifier"][1]),
