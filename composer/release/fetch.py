@@ -20,10 +20,12 @@ from composer.atomic import atomic_file
 from composer.errors import ComposerError
 from composer.images.registry import RegistryClient
 from composer.oci.media import (
+    OCI_MANIFEST,
     RECORD_ARTIFACT,
     RELEASE_ARTIFACT,
     SBOM_ARTIFACT,
     SUMS_ARTIFACT,
+    TITLE_ANNOTATION,
 )
 from composer.oci.refs import Ref
 from composer.release.artifact import File, digest_of, layers_of
@@ -46,8 +48,7 @@ class Release:
 
     @property
     def subject(self) -> dict:
-        from composer.oci.media import OCI_MANIFEST
-
+        """The descriptor a referrer's ``subject`` names."""
         return {"mediaType": OCI_MANIFEST, "digest": self.digest, "size": self.size}
 
 
@@ -73,8 +74,6 @@ def get_release(client: RegistryClient, ref: Ref) -> Release:
     if not isinstance(doc, dict) or doc.get("artifactType") != RELEASE_ARTIFACT:
         raise ComposerError(f"{ref}: not an image-composer release (artifactType "
                             f"{doc.get('artifactType') if isinstance(doc, dict) else None!r})")
-    from composer.oci.media import TITLE_ANNOTATION
-
     name = (doc.get("annotations") or {}).get(TITLE_ANNOTATION)
     if not isinstance(name, str) or not name or "/" in name:
         raise ComposerError(f"{ref}: the release names no build")
