@@ -245,3 +245,38 @@ def test_a_registry_with_the_referrers_api_is_used_through_it(registry, release,
     assert ("GET", f"/v2/demo/api/referrers/{digest}") in referrers_registry.requests
     assert not any(path.endswith("sha256-" + digest[7:])
                    for _, path in referrers_registry.requests)
+
+
+def test_a_release_that_does_not_reproduce_gets_no_attestation(registry, release, capsys,
+                                                                tmp_path):
+    """The releaser's files differ from what the record's inputs build (one byte of the tar):
+    the verifier's rebuild says DIFFERS, and nothing is attached in its name."""
+    from composer.repro.record import sha256sums
+
+    out = tmp_path / "bad"
+    shutil.copytree(release["out"], out)
+    for signed in ("rel.SHA256SUMS.sig", "rel.provenance.intoto.json"):
+        (out / signed).unlink()
+    tar = bytearray((out / "rel.tar").read_bytes())
+    tar[1024] ^= 1
+    (out / "rel.tar").write_bytes(bytes(tar))
+    record = canonjson.loads((out / "rel.build.json").read_bytes())
+    for o in record["outputs"]:
+        if o["name"] == "rel.tar":
+            o["sha256"] = hashlib.sha256(tar).hexdigest()
+    data = canonjson.pretty(record)
+    (out / "rel.build.json").write_bytes(data)
+    sums = [(o["name"], o["sha256"]) for o in record["outputs"]]
+    (out / "rel.SHA256SUMS").write_bytes(sha256sums(
+        [*sums, ("rel.build.json", hashlib.sha256(data).hexdigest())]))
+    ref = f"{registry.host}/demo/bad:v1"
+    keys = release["keys"]
+    assert main(["push", "--release", ref, str(out / "rel.build.json"),
+                 "--key", str(keys["releaser"][0])]) == 0
+    capsys.readouterr()
+    assert main(["verify", ref, "--attest", "--key", str(keys["verifier"][0])]) == 1
+    text = capsys.readouterr().out
+    assert "rel.tar: DIFFERS" in text and "not attested" in text
+    assert "(no diff: " in text  # a header byte changed: the original is no tar
+    assert main(["attestations", ref, "--trust", str(keys["verifier"][1])]) == 1
+    assert "0 of 1 required" in capsys.readouterr().out
