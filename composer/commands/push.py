@@ -18,8 +18,10 @@ from composer.errors import ComposerError, UsageError
 
 def register(sub, common) -> None:
     p = sub.add_parser("push", help="push docker/oci outputs to a registry "
-                       "(several files: one multi-platform index)")
-    p.add_argument("args", nargs="+", metavar="FILE... REF",
+                       "(several files: one multi-platform index), or a build as a release",
+                       usage="image-composer push FILE... REF\n"
+                       "       image-composer push --release REF NAME.build.json [--key KEY]")
+    p.add_argument("args", nargs="+", metavar="ARG",
                    help="NAME-docker.tar, NAME-oci.tar or the NAME-oci directory, then where "
                    "to push, e.g. registry.example/name:tag; with --release: NAME.build.json")
     p.add_argument("--release", default=None, metavar="REF",
