@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if args.load and not any(FORMATS[f].loadable for f in chosen):
         names = ", ".join(f for f in FORMATS if FORMATS[f].loadable)
         raise UsageError(f"--load needs a docker-loadable format: add -f {names}")
+    if args.sign is not None:  # a bad key fails now, not after the whole build
+        from composer.repro.attest import load_private_key
+
+        load_private_key(args.sign)
     request = BuildRequest(
         specs=tuple(args.specs),
         formats=tuple(chosen),

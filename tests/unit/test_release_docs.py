@@ -91,3 +91,12 @@ def test_verify_takes_registry_refs_but_never_mistakes_a_path_for_one(tmp_path):
     (tmp_path / "a.b").mkdir()
     (tmp_path / "a.b" / "rel").write_text("")
     assert release_ref(str(tmp_path / "a.b" / "rel")) is None  # it exists: a file
+
+
+def test_build_refuses_a_bad_signing_key_before_building(tmp_path, capsys):
+    bad = tmp_path / "key"
+    bad.write_text("not a key")
+    assert main(["build", "--sign", str(bad), "-o", str(tmp_path / "out"),
+                 str(tmp_path / "missing.yml")]) == 1
+    assert "not an unencrypted PEM private key" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
