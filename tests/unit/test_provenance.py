@@ -1,5 +1,7 @@
-"""SLSA Provenance v1 of a build, and our DSSE envelopes checked by an independent DSSE
-implementation (securesystemslib): ours verify, tampered ones fail."""
+"""SLSA Provenance v1 of a build, read by the in-toto attestation framework's own schema
+(in-toto-attestation's protobuf definitions of Statement v1 and SLSA Provenance v1), and our
+DSSE envelopes checked by an independent DSSE implementation (securesystemslib): ours verify,
+tampered ones fail."""
 
 from __future__ import annotations
 
@@ -77,12 +79,46 @@ def test_the_same_build_elsewhere_gives_the_same_signed_provenance(tmp_path, key
     assert a[name].read_bytes() == b[name].read_bytes()  # ed25519 is deterministic
 
 
+def check_with_in_toto_schema(payload: bytes) -> None:
+    """Parse strictly (unknown or mistyped fields fail) into the framework's protobufs."""
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
+    from in_toto_attestation.v1.statement import Statement
+
+    pb = json_format.Parse(payload, statement_pb2.Statement())
+    Statement.copy_from_pb(pb).validate()
+    predicate = json_format.ParseDict(canonjson.loads(payload)["predicate"],
+                                      provenance_pb2.Provenance())
+    assert predicate.build_definition.build_type == provenance.BUILD_TYPE
+    assert predicate.run_details.builder.id == provenance.BUILDER_ID
+    for dep in predicate.build_definition.resolved_dependencies:
+        ResourceDescriptor.copy_from_pb(dep).validate()
+
+
+def test_the_statement_passes_the_in_toto_attestation_schema(tmp_path, keys):
+    from google.protobuf import json_format
+
+    out = signed_build(tmp_path, keys["ed25519"][0])
+    env = canonjson.loads(out[provenance.provenance_name(NAME)].read_bytes())
+    payload = base64.b64decode(env["payload"])
+    check_with_in_toto_schema(payload)
+    # and the schema is strict enough to notice a misnamed field
+    bad = canonjson.loads(payload)
+    bad["predicate"]["buildDefinition"]["externalParameter"] = \
+        bad["predicate"]["buildDefinition"].pop("externalParameters")
+    with pytest.raises(json_format.ParseError):
+        check_with_in_toto_schema(canonjson.compact(bad))
+
+
 def test_default_bootloaders_resolve_to_their_pinned_debs():
     from outputs.bootloader_debs import FILES
 
     record = canonjson.pretty({
         "schema": "image-composer/build-record/v1", "build": {"name": "x"}, "specs": [],
-        "images": [], "rootfs": {"sha256": "a" * 64}, "outputs": [],
+        "images": [], "rootfs": {"sha256": "a" * 64},
+        "outputs": [{"name": "x.iso", "sha256": "d" * 64, "size": 1}],
         "options": {"bootloaders": {"isolinux.bin": "sha256:" + FILES["isolinux.bin"].sha256,
                                     "mbr.bin": "sha256:" + "c" * 64}}})
     deps = provenance.statement(record)["predicate"]["buildDefinition"]["resolvedDependencies"]
@@ -91,6 +127,7 @@ def test_default_bootloaders_resolve_to_their_pinned_debs():
     assert deb["uri"].startswith("https://deb.debian.org/debian/pool/main/s/syslinux/")
     assert {"name": "mbr.bin", "digest": {"sha256": "c" * 64},
             "annotations": {"role": "mbr.bin"}} in deps
+    check_with_in_toto_schema(canonjson.compact(provenance.statement(record)))
 
 
 @pytest.mark.parametrize("kind", attest.KEY_KINDS)
