@@ -94,7 +94,7 @@ def statement(record_bytes: bytes) -> dict[str, Any]:
             },
             "runDetails": {
                 "builder": {"id": BUILDER_ID,
-                            "version": {"image-composer": composer.get("version")}},
+                            "version": {"image-composer": str(composer.get("version"))}},
                 "byproducts": [
                     {"name": "rootfs.tar",
                      "digest": {"sha256": (record.get("rootfs") or {}).get("sha256")}},
