@@ -46,6 +46,7 @@ class BuildRequest:
     docker: bool = False
     quiet: bool = False
     insecure: tuple[str, ...] = ()
+    sign_key: Path | None = None  # sign the build: SLSA provenance and SHA256SUMS.sig
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -194,8 +195,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
                        outs: RecordingOutputSet,
                        packages: list[dict[str, str]] | None = None) -> None:
-    """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json, through the
-    build's OutputSet."""
+    """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json (and, with a
+    key, NAME.provenance.intoto.json and NAME.SHA256SUMS.sig), through the build's OutputSet."""
     from composer import canonjson
     from composer.repro import record
     from composer.streams.gz import compressor_settings
@@ -225,8 +226,15 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
         fh.write(data)
     sums = [(n, h) for n, h, _ in done]
     sums.append((record.record_name(req.name), hashlib.sha256(data).hexdigest()))
+    sums_bytes = record.sha256sums(sums)
     with outs.create(record.sums_name(req.name)) as fh:
-        fh.write(record.sha256sums(sums))
+        fh.write(sums_bytes)
+    if req.sign_key is not None:  # after the sums: who vouches for the build is not in them
+        from composer.repro.provenance import signed_files
+
+        for file_name, content in signed_files(req.name, data, sums_bytes, req.sign_key):
+            with outs.create(file_name) as fh:
+                fh.write(content)
     with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
         fh.write(canonjson.pretty(record.build_environment()))
 

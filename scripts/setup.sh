@@ -19,7 +19,7 @@ if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
                time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
-               squashfs-tools erofs-utils)
+               squashfs-tools erofs-utils openssl)
 fi
 
 missing=()

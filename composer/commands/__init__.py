@@ -5,5 +5,5 @@ Each module has ``register(subparsers, common)``, which adds its parser and sets
 :data:`COMMANDS`; cli.py stays thin.
 """
 
-COMMANDS = ("build", "pkg", "run", "tarinfo", "verify", "diff", "attest", "push", "cache", "lock",
-            "report")
+COMMANDS = ("build", "pkg", "run", "tarinfo", "verify", "diff", "attest", "attestations", "push",
+            "cache", "lock", "report")

@@ -1,4 +1,5 @@
-"""``image-composer attest``: sign a build record as an in-toto statement (DSSE, ed25519)."""
+"""``image-composer attest``: sign a build record as an in-toto statement (DSSE; ed25519 or
+ECDSA P-256)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ def register(sub, common) -> None:
                        "accumulate in one file")
     a.add_argument("record", type=Path, nargs="?", metavar="RECORD")
     a.add_argument("--key", type=Path, default=None, metavar="KEY",
-                   help="ed25519 private key (PEM, PKCS#8)")
+                   help="private key (PEM, PKCS#8): ed25519 or ECDSA P-256")
     a.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="the signatures file (default: NAME.intoto.json next to the record)")
     a.add_argument("--generate-key", type=Path, default=None, metavar="KEY",
                    help="write a new key pair to KEY and KEY.pub, then exit")
+    a.add_argument("--key-type", choices=("ed25519", "ecdsa-p256"), default="ed25519",
+                   help="with --generate-key: the kind of key (default ed25519)")
     a.set_defaults(func=run)
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.generate_key is not None:
         if args.record or args.key:
             raise UsageError("--generate-key takes no RECORD or --key")
-        _private, public = attest.generate_key(args.generate_key)
+        _private, public = attest.generate_key(args.generate_key, args.key_type)
         print(public)
         return 0
     if args.record is None or args.key is None:

@@ -25,6 +25,9 @@ def register(sub, common) -> None:
     b.add_argument("--locked", action="store_true",
                    help="fail unless SPEC.lock pins every image and the specs are unchanged")
     b.add_argument("--no-sbom", action="store_true", help="do not write NAME.spdx.json")
+    b.add_argument("--sign", type=Path, default=None, metavar="KEY",
+                   help="sign the build with KEY (ed25519 or ECDSA P-256 PEM): write its SLSA "
+                   "provenance NAME.provenance.intoto.json and NAME.SHA256SUMS.sig")
     from outputs.options import add_flags
 
     add_flags(b)
@@ -81,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if args.load and not any(FORMATS[f].loadable for f in chosen):
         names = ", ".join(f for f in FORMATS if FORMATS[f].loadable)
         raise UsageError(f"--load needs a docker-loadable format: add -f {names}")
+    if args.sign is not None:  # a bad key fails now, not after the whole build
+        from composer.repro.attest import load_private_key
+
+        load_private_key(args.sign)
     request = BuildRequest(
         specs=tuple(args.specs),
         formats=tuple(chosen),
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         insecure=tuple(args.insecure_registry),
         sbom=not args.no_sbom,
+        sign_key=args.sign,
         output_options=from_args(args),
     )
     quiet_log = (lambda _m: None) if args.quiet else log

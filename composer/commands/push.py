@@ -1,6 +1,7 @@
 """``image-composer push FILE... REF``: push ``docker``/``oci``/``oci-dir`` outputs to a registry.
 
 One FILE is pushed as it is; several (one per ``--arch`` build) as one multi-platform index.
+``push --release REF NAME.build.json`` pushes a whole build as a release (:mod:`composer.release`).
 The pushed manifest's digest is printed as ``NAME@DIGEST``. :func:`publish` is what
 ``build --push/--load`` calls once the outputs are committed.
 """
@@ -17,10 +18,18 @@ from composer.errors import ComposerError, UsageError
 
 def register(sub, common) -> None:
     p = sub.add_parser("push", help="push docker/oci outputs to a registry "
-                       "(several files: one multi-platform index)")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                   help="NAME-docker.tar, NAME-oci.tar or the NAME-oci directory")
-    p.add_argument("ref", metavar="REF", help="where to push, e.g. registry.example/name:tag")
+                       "(several files: one multi-platform index), or a build as a release",
+                       usage="image-composer push FILE... REF\n"
+                       "       image-composer push --release REF NAME.build.json [--key KEY]")
+    p.add_argument("args", nargs="+", metavar="ARG",
+                   help="NAME-docker.tar, NAME-oci.tar or the NAME-oci directory, then where "
+                   "to push, e.g. registry.example/name:tag; with --release: NAME.build.json")
+    p.add_argument("--release", default=None, metavar="REF",
+                   help="push every output of the build NAME.build.json describes as one OCI "
+                   "artifact at REF, with its record, SBOM and signed SHA256SUMS as referrers")
+    p.add_argument("--key", type=Path, default=None, metavar="KEY",
+                   help="with --release: sign SHA256SUMS and the SLSA provenance with KEY "
+                   "(ed25519 or ECDSA P-256 PEM)")
     p.set_defaults(func=run)
 
 
@@ -73,6 +82,31 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
     return lines
 
 
+def push_release(record: Path, ref_text: str, key: Path | None,
+                 log: Callable[[str], None] = log) -> list[str]:
+    """``push --release``: the lines to print (``NAME@DIGEST``, then each referrer)."""
+    from composer.oci.refs import Ref, parse_ref
+    from composer.release.publish import push_release as publish_release
+
+    ref = parse_ref(ref_text)
+    if not isinstance(ref, Ref):
+        raise UsageError(f"push --release: {ref_text!r} is not a registry reference")
+    if not record.is_file():
+        raise ComposerError(f"{record}: no such file")
+    done = publish_release(record, ref, _pusher(log), key)
+    return [done.pinned, *(f"  {line}" for line in done.referrers)]
+
+
 def run(args: argparse.Namespace) -> int:
-    print(push_files(args.files, args.ref))
+    if args.release is not None:
+        if len(args.args) != 1 or not args.args[0].endswith(".build.json"):
+            raise UsageError("push --release REF takes one NAME.build.json")
+        print("\n".join(push_release(Path(args.args[0]), args.release, args.key)))
+        return 0
+    if args.key is not None:
+        raise UsageError("--key goes with --release")
+    if len(args.args) < 2:
+        raise UsageError("push needs FILE... REF")
+    *files, ref = args.args
+    print(push_files([Path(f) for f in files], ref))
     return 0

@@ -186,6 +186,12 @@ class Pusher:
 
     def put_manifest(self, ref: Ref, reference: str, data: bytes, media_type: str) -> str:
         """PUT a manifest by tag or digest; returns its digest, checked against the registry's."""
+        return self.put_manifest_answer(ref, reference, data, media_type)[0]
+
+    def put_manifest_answer(self, ref: Ref, reference: str, data: bytes, media_type: str
+                            ) -> tuple[str, requests.structures.CaseInsensitiveDict[str]]:
+        """:meth:`put_manifest`, and the registry's answer headers (``OCI-Subject``: it
+        indexed the manifest's ``subject`` for the referrers API)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         url = f"{self.client.repo_url(ref)}/manifests/{reference}"
         resp = self.client.with_retries(lambda: self._send(
@@ -195,7 +201,7 @@ class Pusher:
         if said and said != digest:
             raise RegistryError(f"{ref.name}:{reference}: the registry stored the manifest as "
                                 f"{said}, not {digest} (it rewrote it)")
-        return digest
+        return digest, resp.headers
 
     # -- uploads ---------------------------------------------------------------------------
     def _upload(self, ref: Ref, digest: str, size: int, opener: Callable[[], BinaryIO]) -> None:

@@ -21,3 +21,15 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 LAYER_TYPES = (OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP,
                "application/vnd.docker.image.rootfs.diff.tar")
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
+TITLE_ANNOTATION = "org.opencontainers.image.title"
+
+# OCI 1.1 artifacts: an empty config, and the artifact types of a release and its referrers
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+RELEASE_ARTIFACT = "application/vnd.image-composer.release.v1+json"
+RECORD_ARTIFACT = "application/vnd.image-composer.build-record.v1+json"
+SBOM_ARTIFACT = "application/spdx+json"
+SUMS_ARTIFACT = "application/vnd.image-composer.sha256sums.v1"
+ATTESTATION_ARTIFACT = "application/vnd.in-toto+json"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+PREDICATE_ANNOTATION = "in-toto.io/predicate-type"

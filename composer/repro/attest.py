@@ -6,8 +6,9 @@ the record's sha256 and rootfs digest. It is a pure function of the record's byt
 with :func:`canonjson.compact`, so every rebuilder who attests the same record signs the very
 same payload, and signatures accumulate in one DSSE envelope (one ``signatures`` entry per key).
 
-Signatures are ed25519 (the ``cryptography`` library) over DSSE's pre-authentication encoding.
-A key id is the sha256 of the raw 32-byte public key. Keys are PEM files: PKCS#8 private keys,
+Signatures are ed25519 or ECDSA P-256 (the ``cryptography`` library; ECDSA as DER over sha256)
+over DSSE's pre-authentication encoding. A key id is the sha256 of the raw 32-byte public key
+(ed25519) or of its DER SubjectPublicKeyInfo (P-256). Keys are PEM files: PKCS#8 private keys,
 SubjectPublicKeyInfo public keys (``*.pub`` in a keys directory); ``generate_key`` makes a pair.
 
 Checking (:func:`check_envelope`) counts distinct trusted keys whose signature verifies over the
@@ -83,19 +84,44 @@ def _crypto():
     return serialization, ed25519
 
 
+KEY_KINDS = ("ed25519", "ecdsa-p256")
+
+
+def _kind(key, path: object) -> str:
+    """``ed25519`` or ``ecdsa-p256`` for a private or public key; anything else is refused."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) \
+            and isinstance(key.curve, ec.SECP256R1):
+        return "ecdsa-p256"
+    raise ComposerError(f"{path}: not an ed25519 or ECDSA P-256 key")
+
+
 def key_id(public_key) -> str:
+    """sha256 of the raw 32-byte key (ed25519) or of the DER SubjectPublicKeyInfo (P-256)."""
     serialization, _ = _crypto()
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if _kind(public_key, "key") == "ed25519":
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    else:
+        raw = public_key.public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(raw).hexdigest()
 
 
-def generate_key(path: Path) -> tuple[Path, Path]:
-    """Write a new ed25519 private key to ``path`` (mode 0600) and its public key to PATH.pub."""
+def generate_key(path: Path, kind: str = "ed25519") -> tuple[Path, Path]:
+    """Write a new private key to ``path`` (mode 0600) and its public key to PATH.pub."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     serialization, ed25519 = _crypto()
     path = Path(path)
     if path.exists():
         raise ComposerError(f"{path}: already exists; refusing to overwrite a key")
-    key = ed25519.Ed25519PrivateKey.generate()
+    if kind not in KEY_KINDS:
+        raise ComposerError(f"key kind {kind!r}: expected one of {', '.join(KEY_KINDS)}")
+    key = ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else \
+        ec.generate_private_key(ec.SECP256R1())
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -108,48 +134,106 @@ def generate_key(path: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path):
-    serialization, ed25519 = _crypto()
+    serialization, _ = _crypto()
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except OSError as exc:
         raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:
         raise ComposerError(f"{path}: not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ComposerError(f"{path}: not an ed25519 key")
+    _kind(key, path)
+    return key
+
+
+def load_public_key(path: Path):
+    """One PEM public key (ed25519 or ECDSA P-256)."""
+    serialization, _ = _crypto()
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComposerError(f"{path}: not a PEM public key: {exc}") from None
+    _kind(key, path)
     return key
 
 
 def load_public_keys(directory: Path) -> dict[str, Any]:
     """key id -> public key for every ``*.pub`` PEM in ``directory`` (sorted, ids deduplicated)."""
-    serialization, ed25519 = _crypto()
     directory = Path(directory)
     if not directory.is_dir():
         raise ComposerError(f"{directory}: not a directory")
+    return trusted_keys(sorted(directory.glob("*.pub")))
+
+
+def trusted_keys(paths: list[Path]) -> dict[str, Any]:
+    """key id -> public key for each PEM file in ``paths`` (``--trust K.pub``)."""
     keys: dict[str, Any] = {}
-    for path in sorted(directory.glob("*.pub")):
-        try:
-            key = serialization.load_pem_public_key(path.read_bytes())
-        except ValueError as exc:
-            raise ComposerError(f"{path}: not a PEM public key: {exc}") from None
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise ComposerError(f"{path}: not an ed25519 public key")
+    for path in paths:
+        key = load_public_key(path)
         keys[key_id(key)] = key
     return keys
+
+
+def raw_signature(key, data: bytes) -> bytes:
+    """Sign ``data``: ed25519 (64 bytes), or ECDSA P-256 over its sha256 (DER), as
+    ``openssl pkeyutl -rawin`` / ``openssl dgst -sha256 -verify`` check them."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if _kind(key, "key") == "ed25519":
+        return key.sign(data)
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def raw_verifies(public_key, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        if _kind(public_key, "key") == "ed25519":
+            public_key.verify(signature, data)
+        else:
+            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 # -- envelopes -------------------------------------------------------------------------------
 def read_envelope(path: Path) -> dict[str, Any]:
     env = canonjson.load_file(path, "a DSSE envelope")
-    if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE \
-            or not isinstance(env.get("signatures"), list):
+    if not is_envelope(env):
         raise ComposerError(f"{path}: not an in-toto DSSE envelope")
     return env
+
+
+def is_envelope(env: object) -> bool:
+    return isinstance(env, dict) and env.get("payloadType") == PAYLOAD_TYPE \
+        and isinstance(env.get("signatures"), list)
 
 
 def attests_record(env: dict[str, Any], record_bytes: bytes, where: str) -> bool:
     """Whether an envelope's payload is exactly the statement for this record."""
     return _unb64(env.get("payload"), where) == canonjson.compact(statement(record_bytes))
+
+
+def sign_statement(stmt: dict[str, Any], key, signatures: list[dict] | None = None
+                   ) -> dict[str, Any]:
+    """A DSSE envelope of ``stmt`` (compact canonical JSON) with ``key``'s signature added to
+    (or replacing its own among) ``signatures``."""
+    payload = canonjson.compact(stmt)
+    kid = key_id(key.public_key())
+    sig = _b64(raw_signature(key, pae(PAYLOAD_TYPE, payload)))
+    kept = [s for s in signatures or [] if isinstance(s, dict) and s.get("keyid") != kid]
+    return {"payloadType": PAYLOAD_TYPE, "payload": _b64(payload),
+            "signatures": sorted([*kept, {"keyid": kid, "sig": sig}],
+                                 key=lambda s: str(s.get("keyid")))}
+
+
+def envelope_payload(env: dict[str, Any], where: str) -> bytes:
+    return _unb64(env.get("payload"), where)
 
 
 def sign(record_bytes: bytes, key_path: Path, envelope_path: Path) -> str:
@@ -160,23 +244,44 @@ def sign(record_bytes: bytes, key_path: Path, envelope_path: Path) -> str:
     key = load_private_key(key_path)
     payload = canonjson.compact(statement(record_bytes))
     envelope_path = Path(envelope_path)
+    signatures: list[dict] = []
     if envelope_path.exists():
         env = read_envelope(envelope_path)
         if _unb64(env.get("payload"), str(envelope_path)) != payload:
             raise ComposerError(f"{envelope_path}: attests a different statement "
                                 "(another record or subject); use another file")
-        signatures = [s for s in env["signatures"] if isinstance(s, dict)]
-    else:
-        signatures = []
-    kid = key_id(key.public_key())
-    sig = _b64(key.sign(pae(PAYLOAD_TYPE, payload)))
-    signatures = [s for s in signatures if s.get("keyid") != kid] + [{"keyid": kid, "sig": sig}]
-    env = {"payloadType": PAYLOAD_TYPE, "payload": _b64(payload),
-           "signatures": sorted(signatures, key=lambda s: str(s.get("keyid")))}
+        signatures = env["signatures"]
+    env = sign_statement(statement(record_bytes), key, signatures)
     tmp = envelope_path.with_name(f".{envelope_path.name}.partial")
     tmp.write_bytes(canonjson.pretty(env))
     os.replace(tmp, envelope_path)
-    return kid
+    return key_id(key.public_key())
+
+
+def verify_signatures(env: dict[str, Any], keys: dict[str, Any]
+                      ) -> tuple[list[str], list[str]]:
+    """(trusted key ids whose signature verifies over the payload, why the others did not);
+    a key counts once however often it signed."""
+    payload = _unb64(env.get("payload"), "envelope")
+    signed = pae(str(env.get("payloadType")), payload)
+    valid: list[str] = []
+    rejected: list[str] = []
+    for n, sig in enumerate(env.get("signatures") or []):
+        kid = sig.get("keyid") if isinstance(sig, dict) else None
+        # an unknown or missing key id: try every trusted key, as DSSE allows
+        candidates = [kid] if kid in keys else list(keys)
+        try:
+            raw = _unb64(sig.get("sig") if isinstance(sig, dict) else None, f"signature {n}")
+        except ComposerError:
+            raw = b""
+        good = next((c for c in candidates if raw and raw_verifies(keys[c], raw, signed)), None)
+        if good is None:
+            rejected.append(f"signature {n} (keyid {kid}): no trusted key verifies it")
+        elif good in valid:
+            rejected.append(f"signature {n}: a second signature by {good} counts once")
+        else:
+            valid.append(good)
+    return valid, rejected
 
 
 @dataclass(frozen=True)
@@ -193,8 +298,6 @@ class Check:
 
 def check_envelope(record_bytes: bytes, envelope_path: Path, keys: dict[str, Any]) -> Check:
     """Verify every signature against ``keys``; the payload must be this record's statement."""
-    from cryptography.exceptions import InvalidSignature
-
     env = read_envelope(envelope_path)
     payload = _unb64(env.get("payload"), str(envelope_path))
     expected = canonjson.compact(statement(record_bytes))
@@ -206,25 +309,5 @@ def check_envelope(record_bytes: bytes, envelope_path: Path, keys: dict[str, Any
         why = "a different subject" if subject != statement(record_bytes)["subject"] \
             else "a different statement"
         return Check((), (f"the envelope attests {why}, not this record",))
-    valid: list[str] = []
-    rejected: list[str] = []
-    for n, sig in enumerate(env["signatures"]):
-        kid = sig.get("keyid") if isinstance(sig, dict) else None
-        # an unknown or missing key id: try every trusted key, as DSSE allows
-        candidates = [kid] if kid in keys else list(keys)
-        good = None
-        for cand in candidates:
-            try:
-                keys[cand].verify(_unb64(sig.get("sig"), f"signature {n}"), pae(PAYLOAD_TYPE,
-                                                                                 payload))
-                good = cand
-                break
-            except (InvalidSignature, ComposerError, AttributeError):
-                continue
-        if good is None:
-            rejected.append(f"signature {n} (keyid {kid}): no trusted key verifies it")
-        elif good in valid:
-            rejected.append(f"signature {n}: a second signature by {good} counts once")
-        else:
-            valid.append(good)
+    valid, rejected = verify_signatures(env, keys)
     return Check(tuple(valid), tuple(rejected))

@@ -197,3 +197,27 @@ def load_record(path: Path) -> dict[str, Any]:
         if key not in doc:
             raise ComposerError(f"{path}: build record has no {key!r}")
     return doc
+
+
+def bootloader_sources(bootloaders: dict[str, str]) -> list[dict[str, Any]]:
+    """Where each recorded bootloader (role -> file digest) came from, as in-toto resource
+    descriptors: the pinned Debian .deb for a default pin (its pool URL and sha256, the member
+    and its digest as annotations), else only the file's digest (a ``--bootloader`` override)."""
+    from composer.debian.pool import DEFAULT_MIRRORS
+    from outputs.bootloader_debs import FILES
+
+    out = []
+    for role, digest in sorted(bootloaders.items()):
+        pinned = FILES.get(role)
+        hexdigest = digest.removeprefix("sha256:")
+        if pinned is not None and pinned.sha256 == hexdigest:
+            deb = pinned.deb
+            out.append({"name": deb.filename,
+                        "uri": f"{DEFAULT_MIRRORS[0]}/{deb.pool_paths()[0]}",
+                        "digest": {"sha256": deb.sha256},
+                        "annotations": {"role": role, "member": pinned.member,
+                                        "member_sha256": hexdigest}})
+        else:
+            out.append({"name": role, "digest": {"sha256": hexdigest},
+                        "annotations": {"role": role}})
+    return out

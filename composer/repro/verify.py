@@ -250,9 +250,14 @@ def compare(record: dict[str, Any], rebuilt_dir: Path, originals: Path) -> Outco
                                  f"{got[0] if got else 'nothing'})")
             original = originals / name
             if got and original.is_file() and sha256_file(original)[0] == out["sha256"]:
-                report = diff_files(original, rebuilt)
-                item["diff"] = report.as_json()
-                outcome.lines += ["  " + line for line in report.lines()]
+                try:
+                    report = diff_files(original, rebuilt)
+                except ComposerError as exc:  # an unreadable original (a bad release) still
+                    outcome.lines.append(f"  (no diff: {exc})")  # differs, as said above
+                    item["diff_error"] = str(exc)
+                else:
+                    item["diff"] = report.as_json()
+                    outcome.lines += ["  " + line for line in report.lines()]
         results.append(item)
     outcome.details["outputs"] = results
     new_record = rebuilt_dir / record_name(record["build"]["name"])
