@@ -18,6 +18,7 @@ from composer.epoch import Epoch, resolve_epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.images.network import Network
 from composer.rootfs import memo
 from composer.rootfs.assemble import Context, build_tree, write_tree
 from composer.rootfs.flatten import prepare_layers
@@ -46,6 +47,7 @@ class BuildRequest:
     docker: bool = False
     quiet: bool = False
     insecure: tuple[str, ...] = ()
+    network: Network | None = None  # --mirror, --cert-file
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,7 +73,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
 
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
-                          quiet=req.quiet, insecure=req.insecure)
+                          quiet=req.quiet, insecure=req.insecure, network=req.network)
     from composer.repro.record import RecordingOutputSet
 
     stored = _phase_one(spec, cache, epoch, images, log)

@@ -191,23 +191,28 @@ def export(cache: Cache, name: str, dest: Path) -> None:
     if desc is None:
         raise ComposerError(f"{name}: not in the cache")
     files = dict(_entries(cache, name, desc))
-    paths = sorted([*files, "blobs", "blobs/sha256"], key=sort_key)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(dest) as out:
-        writer = CanonicalTarWriter(out)
-        for path in paths:
-            value = files.get(path)
-            if value is None:
-                writer.add(Entry(path, Kind.DIR, mode=0o755))
-            elif isinstance(value, bytes):
-                writer.add(Entry(path, Kind.FILE, size=len(value)), value)
-            else:
-                # verified while copied: a corrupt cache never leaks into an archive
-                digest = "sha256:" + value.name
-                size = value.stat().st_size
-                with cache.open_blob(digest, size) as fh:
-                    writer.add(Entry(path, Kind.FILE, size=size), fh)
-        writer.close()
+        write_archive(cache, files, out)
+
+
+def write_archive(cache: Cache, files: dict[str, bytes | Path], out) -> None:
+    """A canonical tar of ``files`` (name -> bytes, or a cached blob's path) and the directories
+    above them; blobs are verified while copied, so a corrupt cache never leaks into it."""
+    dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+    writer = CanonicalTarWriter(out)
+    for path in sorted([*files, *dirs], key=sort_key):
+        value = files.get(path)
+        if value is None:
+            writer.add(Entry(path, Kind.DIR, mode=0o755))
+        elif isinstance(value, bytes):
+            writer.add(Entry(path, Kind.FILE, size=len(value)), value)
+        else:
+            digest = "sha256:" + value.name
+            size = value.stat().st_size
+            with cache.open_blob(digest, size) as fh:
+                writer.add(Entry(path, Kind.FILE, size=size), fh)
+    writer.close()
 
 
 def import_archive(cache: Cache, path: Path) -> list[str]:
