@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if args.push or args.load:
         from composer.commands.push import publish
 
-        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
+        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log,
+                            network=request.network):
             print(line)
     return 0
 

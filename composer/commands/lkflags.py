@@ -84,7 +84,7 @@ def add_network_options(p: argparse.ArgumentParser, dest_prefix: str = "") -> No
 
 def add_root_options(parser: argparse.ArgumentParser) -> None:
     """linuxkit's persistent flags, accepted before the command too."""
-    parser.add_argument("--cache", type=Path, default=None, dest="root_cache",
+    parser.add_argument("--cache", type=Path, default=None, dest="root_cache", metavar="DIR",
                         help="image cache directory, for every command")
     add_network_options(parser, "root_")
     parser.add_argument("-q", "--quiet", action="store_true", dest="root_quiet",

@@ -21,19 +21,22 @@ def register(sub, common) -> None:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="NAME-docker.tar, NAME-oci.tar or the NAME-oci directory")
     p.add_argument("ref", metavar="REF", help="where to push, e.g. registry.example/name:tag")
+    from composer.commands.lkflags import add_network_options
+
+    add_network_options(p)  # --cert-file counts for pushes; --mirror only for pulls
     p.set_defaults(func=run)
 
 
-def _pusher(log: Callable[[str], None]):
-    from composer.images.auth import docker_credentials
+def _pusher(log: Callable[[str], None], network=None):
     from composer.images.push import Pusher
-    from composer.images.registry import RegistryClient
+    from composer.images.resolve import default_client
 
-    # the same credentials pulling uses
-    return Pusher(client=RegistryClient(credentials=docker_credentials()), log=log)
+    # the same credentials (and --cert-file CAs) pulling uses
+    return Pusher(client=default_client(network=network), log=log)
 
 
-def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log) -> str:
+def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log,
+               network=None) -> str:
     """Push and return ``NAME@DIGEST``."""
     from composer.images.push import push
     from composer.oci.refs import Ref, parse_ref
@@ -44,11 +47,11 @@ def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = lo
     for path in files:
         if not path.exists():
             raise ComposerError(f"{path}: no such file")
-    return push(list(files), ref, _pusher(log)).pinned
+    return push(list(files), ref, _pusher(log, network)).pinned
 
 
 def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = False,
-            log: Callable[[str], None] = log) -> list[str]:
+            log: Callable[[str], None] = log, network=None) -> list[str]:
     """After a build committed ``outputs``: push and/or load its image output.
 
     Returns the lines to print (``NAME@DIGEST`` for a push, the loaded tags for a load).
@@ -63,7 +66,7 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
                          "(or oci / oci-dir for --push)")
     lines = []
     if push_ref:
-        lines.append(push_files([image], push_ref, log))
+        lines.append(push_files([image], push_ref, log, network))
     if load:
         if not image.name.endswith("-docker.tar"):
             raise UsageError("--load needs the docker format (-f docker)")
@@ -74,5 +77,7 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
 
 
 def run(args: argparse.Namespace) -> int:
-    print(push_files(args.files, args.ref))
+    from composer.images.network import network_from_args
+
+    print(push_files(args.files, args.ref, network=network_from_args(args)))
     return 0
