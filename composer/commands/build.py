@@ -75,6 +75,13 @@ def dry_run(specs: list[Path]) -> int:
 
 def check_linuxkit_flags(args: argparse.Namespace) -> None:
     """linuxkit's flags that take no part in the build here: checked, refused with a reason."""
+    for spec in args.specs:
+        text = str(spec)
+        if text == "-" or text.startswith(("http:", "https:")):
+            where = "stdin" if text == "-" else "a URL"
+            raise UsageError(f"{text}: a spec from {where} is not supported: the build record "
+                             "names and hashes its spec files so `verify` can rebuild; save "
+                             "the spec to a file and build that")
     if args.decompress_kernel:
         raise UsageError("--decompress-kernel is not supported: it would rewrite boot/kernel "
                          "(gunzip an Image.gz or a bzImage's payload); put the kernel as the "
