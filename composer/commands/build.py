@@ -26,7 +26,8 @@ def register(sub, common) -> None:
                    "cache already reuses unchanged work, so it changes nothing")
     b.add_argument("--decompress-kernel", action="store_true",
                    help="linuxkit's kernel decompression: refused (see docs/linuxkit.md)")
-    b.add_argument("--name", default=None, help="output base name (default: first spec's stem)")
+    b.add_argument("--name", default=None,
+                   help="output base name (default: the last spec's stem, as linuxkit)")
     b.add_argument("--pull", action="store_true", help="re-resolve tags from the registry")
     b.add_argument("--offline", action="store_true", help="never touch the network")
     b.add_argument("--dry-run", action="store_true",
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.load and not any(FORMATS[f].loadable for f in chosen):
         names = ", ".join(f for f in FORMATS if FORMATS[f].loadable)
         raise UsageError(f"--load needs a docker-loadable format: add -f {names}")
-    name = args.name or args.specs[0].stem
+    name = args.name or args.specs[-1].stem  # linuxkit names outputs after the last spec
     cache_dir = args.cache or default_cache_dir()
     staging = None
     if one is not None:

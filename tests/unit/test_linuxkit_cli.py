@@ -196,3 +196,13 @@ def test_o_dash_streams_the_output_to_stdout(tmp_path, layout, capsysbinary):  #
     streamed = capsysbinary.readouterr().out
     assert streamed[257:262] == b"ustar" and len(streamed) % 512 == 0
     assert sorted(p.name for p in (Path(cache) / "tmp").iterdir()) == []
+
+
+def test_outputs_are_named_after_the_last_spec_as_linuxkit_names_them(tmp_path, layout):  # noqa: F811
+    base, extra = tmp_path / "base.yml", tmp_path / "extra.yml"
+    base.write_text(spec_text(layout))
+    extra.write_text('files:\n  - path: etc/extra\n    contents: "x"\n')
+    assert main(["build", "-f", "tar", "--dir", str(tmp_path / "out"), "--cache",
+                 str(tmp_path / "cache"), str(base), str(extra)]) == 0
+    assert (tmp_path / "out" / "extra.tar").is_file()
+    assert not (tmp_path / "out" / "base.tar").exists()
