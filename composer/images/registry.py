@@ -299,7 +299,7 @@ class RegistryClient:
             error_body = None
             if status == 400:
                 error_body = self._read_error_body(resp)
-                if self._speaks_tls(current, error_body):
+                if self._speaks_tls(current, error_body, method, what):
                     resp.close()
                     current = "https" + current[len("http"):]
                     origin = _origin(current)
@@ -335,14 +335,21 @@ class RegistryClient:
         except Exception:  # an unreadable error body: the status line still says enough
             return b""
 
-    def _speaks_tls(self, url: str, body: bytes) -> bool:
+    def _speaks_tls(self, url: str, body: bytes, method: str, what: str) -> bool:
         """A plain-HTTP request to a loopback host answered as a TLS server answers one (Go's
         "Client sent an HTTP request to an HTTPS server", nginx's "plain HTTP request was sent
-        to HTTPS port"): the host speaks HTTPS from now on, as linuxkit's client would find."""
+        to HTTPS port"): the host speaks HTTPS from now on, as linuxkit's client would find.
+        The answer to a HEAD has no body to say so: a GET of ``/v2/`` asks again."""
         parts = urlsplit(url)
         host = parts.netloc.lower()
         if parts.scheme != "http" or not is_loopback_host(host) or host in self._insecure:
             return False
+        if method == "HEAD" and not body:
+            probe = self._request("GET", f"http://{parts.netloc}/v2/", what, headers={})
+            try:
+                body = self._read_error_body(probe) if probe.status_code == 400 else b""
+            finally:
+                probe.close()
         if b"HTTPS" not in body[:512]:
             return False
         with self._lock:

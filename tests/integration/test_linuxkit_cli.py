@@ -75,6 +75,14 @@ def test_cert_file_makes_a_tls_registry_trusted(tls_registry, images, tmp_path, 
     served = tls_registry.registry.inspect_raw(ref)
     assert Cache(cache).lookup(ref)["digest"] == sha256(served) == images["amd"].digest
 
+    # pushes too: --override starts with a HEAD, whose answer has no body to say "HTTPS"
+    pushed = f"{tls_registry.registry.host}/lk/pushed:2"
+    code, out, err = cli(["cache", "push", "--cache", str(cache), "--override", "--cert-file",
+                          str(tls_registry.ca.ca), "--remote-name", pushed, ref], capsys)
+    assert code == 0, err
+    assert out == f"{pushed.rsplit(':', 1)[0]}@{images['amd'].digest}\n"
+    assert sha256(tls_registry.registry.inspect_raw(pushed)) == images["amd"].digest
+
 
 # -- --mirror: pulls go where the mirror says -------------------------------------------------
 def test_a_mirror_serves_what_the_origin_lacks(registry, tls_registry, images, tmp_path,
