@@ -74,6 +74,10 @@ def test_persistent_flags_before_the_command_reach_it():
     assert not hasattr(parse(["--mirror", "http://m", "cache", "ls"]), "mirror")
     assert parse(["--cache", "c", "cache", "ls"]).cache == Path("c")
     assert parse(["-q", "cache", "pull", "alpine"]).quiet is True
+    export = parse(["--cache", "c", "cache", "export", "-format", "filesystem", "-outfile", "-",
+                    "-platform", "linux/arm64", "alpine"])  # as linuxkit's own tests call it
+    assert (export.cache, export.format, export.outfile, export.platform) == \
+        (Path("c"), "filesystem", "-", "linux/arm64")
 
 
 def test_linuxkit_cache_is_the_cache_after_ours():
