@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from composer import canonjson
-from composer.cache.maintain import reachable, write_archive
+from composer.cache.maintain import CONTAINERD_NAME, reachable, write_archive
 from composer.epoch import Epoch
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
@@ -101,10 +101,12 @@ def _blob_files(cache: Cache, descs: list[dict]) -> dict[str, bytes | Path]:
 
 
 def oci_files(cache: Cache, image: PlatformImage, ref_name: str) -> dict[str, bytes | Path]:
-    """An OCI layout holding the one image, tagged ``ref_name``."""
+    """An OCI layout holding the one image, named ``ref_name`` both ways (OCI's annotation, and
+    containerd's, which is the one linuxkit's ``cache import`` reads)."""
     files = _blob_files(cache, [image.manifest, image.config, *image.layers])
+    names = {REF_ANNOTATION: ref_name, CONTAINERD_NAME: ref_name}
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
-             "manifests": [{**image.manifest, "annotations": {REF_ANNOTATION: ref_name}}]}
+             "manifests": [{**image.manifest, "annotations": names}]}
     files["index.json"] = canonjson.pretty(index)
     files["oci-layout"] = canonjson.compact({"imageLayoutVersion": "1.0.0"})
     return files
@@ -241,6 +243,8 @@ def pull(cache: Cache, names: list[str], arches: list[str], client: RegistryClie
                 image = resolve_image(str(ref), cache=cache, arch=arch, pull=number == 0,
                                       client=client, log=log)
                 log(f"{ref}: linux/{arch} {image.digest}")
+                if image.index_digest is None:
+                    break  # a single-platform image: the other arches are not in it
             pulled.append(ref.cache_name if ref.tag else f"{ref.name}@{ref.digest}")
     return pulled
 

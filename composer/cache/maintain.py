@@ -24,6 +24,8 @@ from composer.oci.media import INDEX_TYPES, REF_ANNOTATION
 from composer.streams.digest import CHUNK, check_digest
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
+CONTAINERD_NAME = "io.containerd.image.name"  # the name docker buildx and linuxkit import by
+
 
 @dataclass(frozen=True)
 class RefInfo:
@@ -180,7 +182,8 @@ def _entries(cache: Cache, name: str, desc: dict) -> Iterator[tuple[str, bytes |
         if cache.has_blob(digest):
             yield f"blobs/sha256/{check_digest(digest)}", cache.blob_path(digest)
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [{**desc, "annotations": {REF_ANNOTATION: name}}]}
+             "manifests": [{**desc, "annotations": {REF_ANNOTATION: name,
+                                                    CONTAINERD_NAME: name}}]}
     yield "index.json", canonjson.pretty(index)
     yield "oci-layout", canonjson.compact({"imageLayoutVersion": "1.0.0"})
 
@@ -215,6 +218,14 @@ def write_archive(cache: Cache, files: dict[str, bytes | Path], out) -> None:
     writer.close()
 
 
+def _archive_name(annotations: dict) -> str | None:
+    """The ref an archive's index entry names: containerd's full name (what ``docker buildx
+    --output type=oci`` writes and linuxkit's ``cache import`` reads) if there, else the OCI
+    ref name."""
+    name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_ANNOTATION)
+    return name if isinstance(name, str) and name else None
+
+
 def import_archive(cache: Cache, path: Path) -> list[str]:
     """Copy every tagged image of an OCI archive into the cache; returns the ref names."""
     from composer.images.sources import ArchiveReader
@@ -223,15 +234,19 @@ def import_archive(cache: Cache, path: Path) -> list[str]:
         index = archive.oci_index(str(path))
         names = []
         for desc in index["manifests"]:
-            name = (desc.get("annotations") or {}).get(REF_ANNOTATION)
-            if not isinstance(name, str):
+            name = _archive_name(desc.get("annotations") or {})
+            if name is None:
                 continue
             for digest, size in archive.closure(desc, str(path)):
                 if not cache.has_blob(digest):
                     member = f"blobs/sha256/{check_digest(digest)}"
                     with archive.open_member(member, str(path)) as fh:
                         cache.put_blob(fh, digest, size, f"{path}: {digest}")
-            cache.tag(name, {k: v for k, v in desc.items() if k != "annotations"})
+            top = {k: v for k, v in desc.items() if k != "annotations"}
+            declared = (_json(cache, desc["digest"]) or {}).get("mediaType")
+            if isinstance(declared, str) and declared:
+                top["mediaType"] = declared  # the manifest's own word (linuxkit's export errs)
+            cache.tag(name, top)
             names.append(name)
     if not names:
         raise ComposerError(f"{path}: no tagged images in the archive")

@@ -184,6 +184,10 @@ def test_cache_export_formats_and_import(images, tmp_path, capsys):
     raw = subprocess.run([skopeo, "inspect", "--raw", f"oci-archive:{oci}"],
                          capture_output=True, check=True).stdout
     assert sha256(raw) == arm.digest
+    with tarfile.open(oci) as tf:  # named both ways: linuxkit's cache import reads containerd's
+        index = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert index["manifests"][0]["annotations"] == {
+        "io.containerd.image.name": name, "org.opencontainers.image.ref.name": name}
     again = tmp_path / "again.tar"
     assert cli([*base, "--platform", "linux/arm64", "--outfile", str(again), name],
                capsys)[0] == 0

@@ -210,3 +210,48 @@ def test_outputs_are_named_after_the_last_spec_as_linuxkit_names_them(tmp_path, 
                  str(tmp_path / "cache"), str(base), str(extra)]) == 0
     assert (tmp_path / "out" / "extra.tar").is_file()
     assert not (tmp_path / "out" / "base.tar").exists()
+
+
+# -- cache import of other tools' archives -------------------------------------------------------
+def _archive(store, tmp_path: Path, written, index_entry: dict) -> Path:
+    """An OCI archive of ``written`` whose index.json holds ``index_entry`` (as another tool
+    wrote it)."""
+    from composer import canonjson
+    from composer.cache.maintain import write_archive
+
+    manifest = canonjson.loads(written.manifest)
+    files: dict = {f"blobs/sha256/{d['digest'].split(':')[1]}": store.blob_path(d["digest"])
+                   for d in [written.descriptor, manifest["config"], *manifest["layers"]]}
+    files["index.json"] = canonjson.pretty({"schemaVersion": 2, "manifests": [index_entry]})
+    files["oci-layout"] = canonjson.compact({"imageLayoutVersion": "1.0.0"})
+    path = tmp_path / "archive.tar"
+    with open(path, "wb") as fh:
+        write_archive(store, files, fh)
+    return path
+
+
+def test_import_reads_linuxkit_and_buildx_archives(tmp_path):
+    from composer.cache.maintain import import_archive, list_refs
+    from composer.images.cache import Cache
+    from composer.oci.media import OCI_INDEX, OCI_MANIFEST
+    from tests.fixtures.images import sample_image
+
+    store = Cache(tmp_path / "store")
+    written = sample_image(store)
+    plain = {k: written.descriptor[k] for k in ("digest", "size")}
+    # linuxkit's cache export: an image manifest labelled as an index, named by ref.name
+    linuxkit = _archive(store, tmp_path, written, {
+        **plain, "mediaType": OCI_INDEX,
+        "annotations": {"org.opencontainers.image.ref.name": "docker.io/lk/app:1"}})
+    cache = Cache(tmp_path / "c1")
+    assert import_archive(cache, linuxkit) == ["docker.io/lk/app:1"]
+    (info,) = list_refs(cache)
+    assert info.complete and info.media_type == OCI_MANIFEST and info.digest == written.digest
+    # docker buildx --output type=oci: ref.name is the tag, containerd's annotation the name
+    buildx = _archive(store, tmp_path, written, {
+        **plain, "mediaType": OCI_MANIFEST,
+        "annotations": {"org.opencontainers.image.ref.name": "1",
+                        "io.containerd.image.name": "docker.io/lk/app:1"}})
+    cache = Cache(tmp_path / "c2")
+    assert import_archive(cache, buildx) == ["docker.io/lk/app:1"]
+    assert list_refs(cache)[0].complete
