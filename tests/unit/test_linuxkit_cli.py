@@ -255,3 +255,28 @@ def test_import_reads_linuxkit_and_buildx_archives(tmp_path):
     cache = Cache(tmp_path / "c2")
     assert import_archive(cache, buildx) == ["docker.io/lk/app:1"]
     assert list_refs(cache)[0].complete
+
+
+def test_a_cache_linuxkit_shares_is_locked_as_linuxkit_locks_it(tmp_path):
+    """While index.json is being updated, linuxkit's lock (a POSIX record lock on .lock) is
+    held too, so a linuxkit process sharing the directory waits."""
+    import subprocess
+    import sys
+
+    from composer.images.cache import Cache
+
+    cache = Cache(tmp_path / "shared")
+    probe = ("import fcntl,sys\nf=open(sys.argv[1],'r+b')\n"
+             "try:\n fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n"
+             " print('held')\nelse:\n print('free')\n")
+
+    def state() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(cache.root / ".lock")],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    with cache.locked():
+        pass  # the directory exists now
+    (cache.root / ".lock").touch()  # linuxkit has used it
+    with cache.locked():
+        assert state() == "held"
+    assert state() == "free"
