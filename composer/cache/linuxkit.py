@@ -132,8 +132,8 @@ def write_filesystem(cache: Cache, name: str, arch: str, out: BinaryIO) -> None:
 
     image = resolve_image(name, cache=cache, arch=arch, offline=True)
     epoch = Epoch(None)
-    tree = image_tree(image, cache, implicit_mtime=epoch.generated, source=image.pinned,
-                      location="/")
+    # no provenance records: a plain filesystem tar, which GNU tar reads without a warning
+    tree = image_tree(image, cache, implicit_mtime=epoch.generated, source="", location="")
     write_tree(tree, out, epoch)
 
 
@@ -266,7 +266,9 @@ def push(cache: Cache, name: str, *, remote_name: str | None, with_arch_tags: bo
         return None
     _, _, complete = reachable(cache, desc)
     doc = canonjson.loads(cache.read_blob(desc["digest"], desc.get("size"), name))
-    children = doc.get("manifests") or [] if desc.get("mediaType") in INDEX_TYPES else []
+    is_index = desc.get("mediaType") in INDEX_TYPES or ("manifests" in doc
+                                                         and "layers" not in doc)
+    children = (doc.get("manifests") or []) if is_index else []
     absent = [c for c in children if not cache.has_blob(c["digest"])
               or not reachable(cache, c)[2]]
     if absent or not complete:

@@ -213,6 +213,7 @@ def test_cache_export_formats_and_import(images, tmp_path, capsys):
     with tarfile.open(fs) as tf:
         names = tf.getnames()
         kept = tf.extractfile("a/keep").read()  # type: ignore[union-attr]
+        assert all(not m.pax_headers for m in tf.getmembers())  # a plain filesystem tar
     assert kept == b"kept\n" and "a/gone" not in names and "a/.wh.gone" not in names
 
     # import, from a file and from stdin ('-'), into fresh caches
