@@ -230,16 +230,43 @@ def empty(cache: Cache) -> None:
                 child.unlink()
 
 
-def pull(cache: Cache, names: list[str], arches: list[str], client: RegistryClient,
-         log: Log) -> list[str]:
-    """``cache pull``: fetch each tag again (replacing what the cache had) for every arch."""
+def index_platforms(client: RegistryClient, ref: Ref) -> list[str]:
+    """The linux platforms (our arch spelling: ``amd64``, ``arm64/v8``) an index lists now, or
+    ``[]`` for a single-platform image; attestations are not platforms."""
+    from composer.images.resolve import ATTESTATION, classify
+
+    got = client.get_manifest(ref, ref.digest or ref.tag or "latest")
+    doc, media_type = classify(got.data, got.content_type, str(ref))
+    if media_type not in INDEX_TYPES:
+        return []
+    out: list[str] = []
+    for desc in doc.get("manifests") or []:
+        platform = desc.get("platform") if isinstance(desc, dict) else None
+        annotations = (desc.get("annotations") or {}) if isinstance(desc, dict) else {}
+        if not isinstance(platform, dict) or platform.get("os") != "linux" or \
+                annotations.get("vnd.docker.reference.type") == ATTESTATION:
+            continue
+        arch = str(platform.get("architecture") or "")
+        variant = platform.get("variant")
+        text = f"{arch}/{variant}" if variant else arch
+        if arch and text not in out:
+            out.append(text)
+    return out
+
+
+def pull(cache: Cache, names: list[str], arches: list[str] | None, client: RegistryClient,
+         log: Log, default_arch: str = "amd64") -> list[str]:
+    """``cache pull``: fetch each tag again (replacing what the cache had) for every arch in
+    ``arches``; without them, every linux platform an index lists, as linuxkit does (a
+    single-platform image is fetched as it is, for ``default_arch``)."""
     from composer.images.resolve import resolve_image
 
     pulled = []
     with cache.in_use():
         for name in names:
             ref = _registry_ref(name)
-            for number, arch in enumerate(arches):
+            wanted = arches or index_platforms(client, ref) or [default_arch]
+            for number, arch in enumerate(wanted):
                 image = resolve_image(str(ref), cache=cache, arch=arch, pull=number == 0,
                                       client=client, log=log)
                 log(f"{ref}: linux/{arch} {image.digest}")

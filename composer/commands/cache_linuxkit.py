@@ -70,7 +70,8 @@ def register(add: Add) -> None:
     pull = add("pull", "fetch images from their registries into the cache", run_pull)
     pull.add_argument("refs", nargs="+", metavar="REF")
     pull.add_argument("--platform", action="append", default=None, metavar="linux/ARCH",
-                      help="platform to fetch from an index; repeatable (default: the host's)")
+                      help="platform to fetch from an index; repeatable (default: every linux "
+                      "platform it lists, as linuxkit)")
     _network(pull)
     push = add("push", "push cached images to their registries", run_push)
     push.add_argument("refs", nargs="+", metavar="REF")
@@ -190,8 +191,9 @@ def run_export(args: argparse.Namespace) -> int:
 def run_pull(args: argparse.Namespace) -> int:
     from composer.cache.linuxkit import parse_platform, pull
 
-    arches = [parse_platform(p) for p in args.platform] if args.platform else [host_arch()]
-    for name in pull(cache_of(args), args.refs, arches, _client(args), _say(args)):
+    arches = [parse_platform(p) for p in args.platform] if args.platform else None
+    for name in pull(cache_of(args), args.refs, arches, _client(args), _say(args),
+                     default_arch=host_arch()):
         print(name)
     return 0
 
