@@ -18,6 +18,7 @@ from composer.epoch import Epoch, resolve_epoch
 from composer.errors import ComposerError
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.images.network import Network
 from composer.rootfs import memo
 from composer.rootfs.assemble import Context, build_tree, write_tree
 from composer.rootfs.flatten import prepare_layers
@@ -47,6 +48,7 @@ class BuildRequest:
     quiet: bool = False
     insecure: tuple[str, ...] = ()
     sign_key: Path | None = None  # sign the build: SLSA provenance and SHA256SUMS.sig
+    network: Network | None = None  # --mirror, --cert-file
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
 
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
-                          quiet=req.quiet, insecure=req.insecure)
+                          quiet=req.quiet, insecure=req.insecure, network=req.network)
     from composer.debian.pool import offline_mode
     from composer.repro.record import RecordingOutputSet
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from composer import __version__, tools
-from composer.commands import COMMANDS
+from composer.commands import COMMANDS, lkflags
 from composer.errors import ComposerError, UsageError
 
 
@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 def common_options(p: argparse.ArgumentParser) -> None:
     """Options every image-handling command shares."""
     p.add_argument("--cache", type=Path, help="image cache directory "
-                   "(default: $IMAGE_COMPOSER_CACHE, else $XDG_CACHE_HOME/image-composer)")
+                   "(default: $IMAGE_COMPOSER_CACHE, else $LINUXKIT_CACHE, else "
+                   "$XDG_CACHE_HOME/image-composer)")
     p.add_argument("--arch", default=None, help="target architecture (default: the host's)")
     p.add_argument("--source-date-epoch", type=int, default=None, metavar="N",
                    help="timestamp for generated entries and clamp for all (default: "
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Compose reproducible system images from linuxkit-style YAML.")
     parser.add_argument("--version", action="version", version=f"image-composer {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    lkflags.add_root_options(parser)  # linuxkit's persistent flags: --cache, --mirror, ...
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"composer.commands.{name}").register(sub, common_options)
@@ -47,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    argv = lkflags.normalise(sys.argv[1:] if argv is None else argv)  # linuxkit's spellings
+    debug = lkflags.debug_wanted(argv)
     tools.set_debug(debug)
     try:
-        args = build_parser().parse_args(argv)
+        args = lkflags.merge_root_options(build_parser().parse_args(argv))
         return args.func(args)
     except ComposerError as exc:
         if debug:

@@ -17,10 +17,12 @@ def host_arch() -> str:
 
 
 def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
-    """``$IMAGE_COMPOSER_CACHE``, else ``$XDG_CACHE_HOME/image-composer`` (``~/.cache``)."""
+    """``$IMAGE_COMPOSER_CACHE``, else linuxkit's ``$LINUXKIT_CACHE``, else
+    ``$XDG_CACHE_HOME/image-composer`` (``~/.cache``)."""
     env = os.environ if environ is None else environ
-    if env.get("IMAGE_COMPOSER_CACHE"):
-        return Path(env["IMAGE_COMPOSER_CACHE"])
+    for var in ("IMAGE_COMPOSER_CACHE", "LINUXKIT_CACHE"):
+        if env.get(var):
+            return Path(env[var])
     xdg = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
     return Path(xdg) / "image-composer"
 

@@ -24,6 +24,8 @@ from composer.oci.media import INDEX_TYPES, REF_ANNOTATION
 from composer.streams.digest import CHUNK, check_digest
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
 
+CONTAINERD_NAME = "io.containerd.image.name"  # the name docker buildx and linuxkit import by
+
 
 @dataclass(frozen=True)
 class RefInfo:
@@ -180,7 +182,8 @@ def _entries(cache: Cache, name: str, desc: dict) -> Iterator[tuple[str, bytes |
         if cache.has_blob(digest):
             yield f"blobs/sha256/{check_digest(digest)}", cache.blob_path(digest)
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [{**desc, "annotations": {REF_ANNOTATION: name}}]}
+             "manifests": [{**desc, "annotations": {REF_ANNOTATION: name,
+                                                    CONTAINERD_NAME: name}}]}
     yield "index.json", canonjson.pretty(index)
     yield "oci-layout", canonjson.compact({"imageLayoutVersion": "1.0.0"})
 
@@ -191,23 +194,36 @@ def export(cache: Cache, name: str, dest: Path) -> None:
     if desc is None:
         raise ComposerError(f"{name}: not in the cache")
     files = dict(_entries(cache, name, desc))
-    paths = sorted([*files, "blobs", "blobs/sha256"], key=sort_key)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(dest) as out:
-        writer = CanonicalTarWriter(out)
-        for path in paths:
-            value = files.get(path)
-            if value is None:
-                writer.add(Entry(path, Kind.DIR, mode=0o755))
-            elif isinstance(value, bytes):
-                writer.add(Entry(path, Kind.FILE, size=len(value)), value)
-            else:
-                # verified while copied: a corrupt cache never leaks into an archive
-                digest = "sha256:" + value.name
-                size = value.stat().st_size
-                with cache.open_blob(digest, size) as fh:
-                    writer.add(Entry(path, Kind.FILE, size=size), fh)
-        writer.close()
+        write_archive(cache, files, out)
+
+
+def write_archive(cache: Cache, files: dict[str, bytes | Path], out) -> None:
+    """A canonical tar of ``files`` (name -> bytes, or a cached blob's path) and the directories
+    above them; blobs are verified while copied, so a corrupt cache never leaks into it."""
+    dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+    writer = CanonicalTarWriter(out)
+    for path in sorted([*files, *dirs], key=sort_key):
+        value = files.get(path)
+        if value is None:
+            writer.add(Entry(path, Kind.DIR, mode=0o755))
+        elif isinstance(value, bytes):
+            writer.add(Entry(path, Kind.FILE, size=len(value)), value)
+        else:
+            digest = "sha256:" + value.name
+            size = value.stat().st_size
+            with cache.open_blob(digest, size) as fh:
+                writer.add(Entry(path, Kind.FILE, size=size), fh)
+    writer.close()
+
+
+def _archive_name(annotations: dict) -> str | None:
+    """The ref an archive's index entry names: containerd's full name (what ``docker buildx
+    --output type=oci`` writes and linuxkit's ``cache import`` reads) if there, else the OCI
+    ref name."""
+    name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_ANNOTATION)
+    return name if isinstance(name, str) and name else None
 
 
 def import_archive(cache: Cache, path: Path) -> list[str]:
@@ -218,15 +234,19 @@ def import_archive(cache: Cache, path: Path) -> list[str]:
         index = archive.oci_index(str(path))
         names = []
         for desc in index["manifests"]:
-            name = (desc.get("annotations") or {}).get(REF_ANNOTATION)
-            if not isinstance(name, str):
+            name = _archive_name(desc.get("annotations") or {})
+            if name is None:
                 continue
             for digest, size in archive.closure(desc, str(path)):
                 if not cache.has_blob(digest):
                     member = f"blobs/sha256/{check_digest(digest)}"
                     with archive.open_member(member, str(path)) as fh:
                         cache.put_blob(fh, digest, size, f"{path}: {digest}")
-            cache.tag(name, {k: v for k, v in desc.items() if k != "annotations"})
+            top = {k: v for k, v in desc.items() if k != "annotations"}
+            declared = (_json(cache, desc["digest"]) or {}).get("mediaType")
+            if isinstance(declared, str) and declared:
+                top["mediaType"] = declared  # the manifest's own word (linuxkit's export errs)
+            cache.tag(name, top)
             names.append(name)
     if not names:
         raise ComposerError(f"{path}: no tagged images in the archive")

@@ -15,9 +15,19 @@ def register(sub, common) -> None:
     b.add_argument("specs", nargs="+", type=Path, metavar="SPEC.yml")
     b.add_argument("-f", "--format", action="append", dest="formats", metavar="FORMAT",
                    help="output format; repeat or comma-separate (default: kernel+initrd)")
-    b.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
-                   help="output directory (default: the current directory)")
-    b.add_argument("--name", default=None, help="output base name (default: first spec's stem)")
+    b.add_argument("-o", "--output", "--dir", type=Path, default=None, metavar="DIR",
+                   help="output directory (default: the current directory); --dir is "
+                   "linuxkit's spelling")
+    b.add_argument("--o", dest="output_file", default=None, metavar="FILE|-",
+                   help="linuxkit's single output: write the one file of the one format "
+                   "(default format: tar) to FILE, or to stdout with '-'; no record files")
+    b.add_argument("--input-tar", type=Path, default=None, metavar="FILE",
+                   help="linuxkit's incremental input: checked to be a tar and accepted; the "
+                   "cache already reuses unchanged work, so it changes nothing")
+    b.add_argument("--decompress-kernel", action="store_true",
+                   help="linuxkit's kernel decompression: refused (see docs/linuxkit.md)")
+    b.add_argument("--name", default=None,
+                   help="output base name (default: the last spec's stem, as linuxkit)")
     b.add_argument("--pull", action="store_true", help="re-resolve tags from the registry")
     b.add_argument("--offline", action="store_true", help="never touch the network")
     b.add_argument("--dry-run", action="store_true",
@@ -67,17 +77,80 @@ def dry_run(specs: list[Path]) -> int:
     return 0
 
 
+def check_linuxkit_flags(args: argparse.Namespace) -> None:
+    """linuxkit's flags that take no part in the build here: checked, refused with a reason."""
+    for spec in args.specs:
+        text = str(spec)
+        if text == "-" or text.startswith(("http:", "https:")):
+            where = "stdin" if text == "-" else "a URL"
+            raise UsageError(f"{text}: a spec from {where} is not supported: the build record "
+                             "names and hashes its spec files so `verify` can rebuild; save "
+                             "the spec to a file and build that")
+    if args.decompress_kernel:
+        raise UsageError("--decompress-kernel is not supported: it would rewrite boot/kernel "
+                         "(gunzip an Image.gz or a bzImage's payload); put the kernel as the "
+                         "machine boots it in the kernel image instead")
+    if args.input_tar is not None:
+        if args.pull:
+            raise UsageError("cannot use --input-tar and --pull together")
+        if args.output_file not in (None, "-") and \
+                Path(args.output_file).absolute() == args.input_tar.absolute():
+            raise UsageError("--input-tar and the --o output file cannot be the same")
+        check_input_tar(args.input_tar)
+
+
+def check_input_tar(path: Path) -> None:
+    """``--input-tar`` must name a readable tar (its first header parses), as linuxkit's does."""
+    from composer.errors import ComposerError
+    from composer.tar.read import read_entries
+
+    if not path.is_file():
+        raise UsageError(f"--input-tar {path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            next(iter(read_entries(fh)), None)
+    except (ComposerError, OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"--input-tar {path}: not a tar file ({exc})") from None
+
+
+def single_output(args: argparse.Namespace, chosen: list[str]) -> str:
+    """The one format ``--o`` writes; linuxkit's rules (one format, not with --dir/--name)."""
+    from outputs import FORMATS
+
+    if args.output is not None:
+        raise UsageError("--o cannot be used with --dir/-o DIR: it writes one file")
+    if args.name is not None:
+        raise UsageError("--o cannot be used with --name: the file is named by --o")
+    if len(chosen) != 1:
+        raise UsageError("--o writes one output: give one --format (default: tar)")
+    if args.push or args.load:
+        raise UsageError("--o cannot be used with --push or --load")
+    fmt = FORMATS[chosen[0]]
+    if len(fmt.files) != 1:
+        ones = ", ".join(f for f, v in FORMATS.items() if len(v.files) == 1)
+        raise UsageError(f"--o: format {fmt.name} makes {len(fmt.files)} files; --o takes a "
+                         f"format that makes one ({ones})")
+    return fmt.name
+
+
 def run(args: argparse.Namespace) -> int:
     from composer.build import BuildRequest, run_build
+    from composer.images.network import network_from_args
     from outputs.options import from_args
 
+    if args.output is not None and str(args.output) == "-":  # linuxkit's old -o -: stdout
+        args.output, args.output_file = None, "-"
+    check_linuxkit_flags(args)
     if args.dry_run:
         return dry_run(list(args.specs))
     if args.pull and args.offline:
         raise UsageError("--pull and --offline cannot be used together")
     from outputs import FORMATS
 
+    if args.output_file is not None and not args.formats:
+        args.formats = ["tar"]  # linuxkit's default with -o
     chosen = formats(args.formats)
+    one = single_output(args, chosen) if args.output_file is not None else None
     if args.push and not any(FORMATS[f].pushable for f in chosen):
         names = ", ".join(f for f in FORMATS if FORMATS[f].pushable)
         raise UsageError(f"--push needs an image format: add -f one of {names}")
@@ -88,13 +161,18 @@ def run(args: argparse.Namespace) -> int:
         from composer.repro.attest import load_private_key
 
         load_private_key(args.sign)
+    name = args.name or args.specs[-1].stem  # linuxkit names outputs after the last spec
+    cache_dir = args.cache or default_cache_dir()
+    staging = None
+    if one is not None:
+        staging = _staging_dir(args.output_file, cache_dir)
     request = BuildRequest(
         specs=tuple(args.specs),
         formats=tuple(chosen),
-        output_dir=args.output or Path.cwd(),
-        name=args.name or args.specs[0].stem,
+        output_dir=staging or args.output or Path.cwd(),
+        name=name,
         arch=args.arch or host_arch(),
-        cache_dir=args.cache or default_cache_dir(),
+        cache_dir=cache_dir,
         pull=args.pull,
         offline=args.offline,
         source_date_epoch=args.source_date_epoch,
@@ -102,17 +180,57 @@ def run(args: argparse.Namespace) -> int:
         docker=args.docker,
         quiet=args.quiet,
         insecure=tuple(args.insecure_registry),
+        network=network_from_args(args),
         sbom=not args.no_sbom,
         sign_key=args.sign,
         output_options=from_args(args),
     )
     quiet_log = (lambda _m: None) if args.quiet else log
+    if staging is not None and one is not None:
+        return _build_one(request, staging, one, args.output_file, quiet_log)
     paths = run_build(request, log=quiet_log)
     for path in paths:
         print(path)
     if args.push or args.load:
         from composer.commands.push import publish
 
-        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
+        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log,
+                            network=request.network):
             print(line)
+    return 0
+
+
+def _staging_dir(output_file: str, cache_dir: Path) -> Path:
+    """Where a ``--o`` build writes before its one file moves: beside FILE (so the move is a
+    rename), or in the cache for stdout (so rootfs files are placed as links, not copies)."""
+    import tempfile
+
+    where = cache_dir / "tmp" if output_file == "-" else Path(output_file).absolute().parent
+    where.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".image-composer-o-", dir=where))
+
+
+def _build_one(request, staging: Path, fmt_name: str, output_file: str, say) -> int:
+    """Build into ``staging``, then move the one file to ``output_file`` or stream it to stdout;
+    the record files go with the staging directory (linuxkit writes none)."""
+    import os
+    import shutil
+
+    from composer.build import run_build
+    from outputs import FORMATS
+
+    try:
+        run_build(request, log=say)
+        made = staging / FORMATS[fmt_name].output_files(request.name)[0]
+        if output_file == "-":
+            with open(made, "rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        else:
+            if made.is_dir():
+                raise UsageError(f"--o: format {fmt_name} makes a directory")
+            os.replace(made, output_file)
+            print(output_file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return 0

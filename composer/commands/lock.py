@@ -1,6 +1,7 @@
 """``image-composer lock SPEC...``: pin every image ref of the specs in ``SPEC.lock``.
 
-Also home of the fetch options build shares (``--docker``, ``--insecure-registry``, ``--quiet``)
+Also home of the fetch options build shares (``--docker``, ``--insecure-registry``, ``--quiet``,
+and linuxkit's ``--mirror``, ``--cert-file``, ``--verbose``)
 and :func:`resolver_from_args`, so both commands resolve images the same way.
 """
 
@@ -20,17 +21,22 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="talk plain HTTP to this registry (loopback always does); repeatable")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    from composer.commands.lkflags import add_network_options, add_verbose
+
+    add_network_options(p)
+    add_verbose(p)
 
 
 def resolver_from_args(args: argparse.Namespace, cache, arch: str):
     """A :class:`composer.images.lock.Resolver` for parsed arguments (build's and lock's)."""
     from composer.images.lock import Resolver
+    from composer.images.network import network_from_args
     from composer.images.resolve import default_client
     from composer.progress import for_stream
 
     quiet = getattr(args, "quiet", False)
     offline = getattr(args, "offline", False)
-    client = None if offline else default_client(set(getattr(args, "insecure_registry", [])))
+    client = None if offline else default_client(network=network_from_args(args))
     return Resolver(cache=cache, arch=arch, pull=getattr(args, "pull", False), offline=offline,
                     docker=getattr(args, "docker", False), client=client,
                     progress=for_stream(sys.stderr, quiet),
@@ -46,7 +52,8 @@ def register(sub, common) -> None:
                    help="architecture to pin; repeatable (default: the host's, plus any "
                    "the lock already has)")
     p.add_argument("--cache", type=Path, help="image cache directory "
-                   "(default: $IMAGE_COMPOSER_CACHE, else $XDG_CACHE_HOME/image-composer)")
+                   "(default: $IMAGE_COMPOSER_CACHE, else $LINUXKIT_CACHE, else "
+                   "$XDG_CACHE_HOME/image-composer)")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     add_fetch_options(p)
     p.set_defaults(func=run)

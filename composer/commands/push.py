@@ -30,19 +30,22 @@ def register(sub, common) -> None:
     p.add_argument("--key", type=Path, default=None, metavar="KEY",
                    help="with --release: sign SHA256SUMS and the SLSA provenance with KEY "
                    "(ed25519 or ECDSA P-256 PEM)")
+    from composer.commands.lkflags import add_network_options
+
+    add_network_options(p)  # --cert-file counts for pushes; --mirror only for pulls
     p.set_defaults(func=run)
 
 
-def _pusher(log: Callable[[str], None]):
-    from composer.images.auth import docker_credentials
+def _pusher(log: Callable[[str], None], network=None):
     from composer.images.push import Pusher
-    from composer.images.registry import RegistryClient
+    from composer.images.resolve import default_client
 
-    # the same credentials pulling uses
-    return Pusher(client=RegistryClient(credentials=docker_credentials()), log=log)
+    # the same credentials (and --cert-file CAs) pulling uses
+    return Pusher(client=default_client(network=network), log=log)
 
 
-def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log) -> str:
+def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = log,
+               network=None) -> str:
     """Push and return ``NAME@DIGEST``."""
     from composer.images.push import push
     from composer.oci.refs import Ref, parse_ref
@@ -53,11 +56,11 @@ def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = lo
     for path in files:
         if not path.exists():
             raise ComposerError(f"{path}: no such file")
-    return push(list(files), ref, _pusher(log)).pinned
+    return push(list(files), ref, _pusher(log, network)).pinned
 
 
 def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = False,
-            log: Callable[[str], None] = log) -> list[str]:
+            log: Callable[[str], None] = log, network=None) -> list[str]:
     """After a build committed ``outputs``: push and/or load its image output.
 
     Returns the lines to print (``NAME@DIGEST`` for a push, the loaded tags for a load).
@@ -72,7 +75,7 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
                          "(or oci / oci-dir for --push)")
     lines = []
     if push_ref:
-        lines.append(push_files([image], push_ref, log))
+        lines.append(push_files([image], push_ref, log, network))
     if load:
         if not image.name.endswith("-docker.tar"):
             raise UsageError("--load needs the docker format (-f docker)")
@@ -83,7 +86,7 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
 
 
 def push_release(record: Path, ref_text: str, key: Path | None,
-                 log: Callable[[str], None] = log) -> list[str]:
+                 log: Callable[[str], None] = log, network=None) -> list[str]:
     """``push --release``: the lines to print (``NAME@DIGEST``, then each referrer)."""
     from composer.oci.refs import Ref, parse_ref
     from composer.release.publish import push_release as publish_release
@@ -93,20 +96,24 @@ def push_release(record: Path, ref_text: str, key: Path | None,
         raise UsageError(f"push --release: {ref_text!r} is not a registry reference")
     if not record.is_file():
         raise ComposerError(f"{record}: no such file")
-    done = publish_release(record, ref, _pusher(log), key)
+    done = publish_release(record, ref, _pusher(log, network), key)
     return [done.pinned, *(f"  {line}" for line in done.referrers)]
 
 
 def run(args: argparse.Namespace) -> int:
+    from composer.images.network import network_from_args
+
+    network = network_from_args(args)
     if args.release is not None:
         if len(args.args) != 1 or not args.args[0].endswith(".build.json"):
             raise UsageError("push --release REF takes one NAME.build.json")
-        print("\n".join(push_release(Path(args.args[0]), args.release, args.key)))
+        print("\n".join(push_release(Path(args.args[0]), args.release, args.key,
+                                     network=network)))
         return 0
     if args.key is not None:
         raise UsageError("--key goes with --release")
     if len(args.args) < 2:
         raise UsageError("push needs FILE... REF")
     *files, ref = args.args
-    print(push_files([Path(f) for f in files], ref))
+    print(push_files([Path(f) for f in files], ref, network=network))
     return 0

@@ -171,13 +171,23 @@ class Cache:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive lock for read-modify-write of index.json, shared with other processes."""
+        """Exclusive lock for read-modify-write of index.json, shared with other processes.
+
+        A cache directory that linuxkit uses too (it has linuxkit's ``.lock``) is also locked
+        the way linuxkit locks it (a POSIX record lock on ``.lock``), so neither tool loses
+        the other's index.json update."""
         self._ensure()
-        with open(self.root / "lock", "a+b") as fh:
+        with open(self.root / "lock", "a+b") as fh, contextlib.ExitStack() as linuxkit:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                theirs = self.root / ".lock"
+                if theirs.is_file():
+                    lk = linuxkit.enter_context(open(theirs, "r+b"))
+                    fcntl.lockf(lk, fcntl.LOCK_EX)
+                    linuxkit.callback(fcntl.lockf, lk, fcntl.LOCK_UN)
                 yield
             finally:
+                linuxkit.close()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @contextlib.contextmanager

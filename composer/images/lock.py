@@ -24,6 +24,7 @@ from composer.atomic import atomic_file
 from composer.errors import ComposerError, UsageError
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.images.network import Network
 from composer.images.registry import RegistryClient
 from composer.oci.refs import Ref, RefError, parse_ref
 from composer.progress import Progress
@@ -276,7 +277,8 @@ def wanted_from_spec(spec) -> list[Wanted]:
 
 def resolve_spec(spec, cache: Cache, *, arch: str, pull: bool, offline: bool, log: Log,
                  specs: Sequence[Path] = (), locked: bool = False, docker: bool = False,
-                 quiet: bool = False, insecure: Sequence[str] = ()) -> dict[str, Image]:
+                 quiet: bool = False, insecure: Sequence[str] = (),
+                 network: Network | None = None) -> dict[str, Image]:
     """What ``build`` calls: the spec's images through ``SPEC.lock`` (if ``specs`` are given and
     it exists), with progress on stderr (bars on a TTY, a line per image otherwise, nothing
     when ``quiet``) and the user's docker credentials."""
@@ -286,7 +288,7 @@ def resolve_spec(spec, cache: Cache, *, arch: str, pull: bool, offline: bool, lo
     from composer.progress import for_stream
 
     resolver = Resolver(cache=cache, arch=arch, pull=pull, offline=offline, docker=docker,
-                        client=None if offline else default_client(set(insecure)),
+                        client=None if offline else default_client(set(insecure), network),
                         progress=for_stream(sys.stderr, quiet),
                         log=(lambda _message: None) if quiet else log)
     return resolve_wanted(wanted_from_spec(spec), resolver,

@@ -285,6 +285,13 @@ def _push_tree(layout: Layout, desc: dict, ref: Ref, pusher: Pusher, reference: 
     return data
 
 
+def push_tree(source: Path, desc: dict, ref: Ref, pusher: Pusher, reference: str) -> None:
+    """Push the image or index ``desc`` names in the layout at ``source`` (the cache is one) as
+    ``reference`` (a tag or its digest)."""
+    with Layout(source) as layout:
+        _push_tree(layout, desc, ref, pusher, reference)
+
+
 def push_image(source: Path, ref: Ref, pusher: Pusher) -> Pushed:
     """Push the one image (or index) of the layout at ``source`` to ``ref``."""
     with Layout(source) as layout:

@@ -12,7 +12,15 @@ The client trusts nothing it returns: callers verify every byte against its dige
 does that while storing). Credentials come through ``credentials`` (see :mod:`.auth`: docker
 ``config.json`` and credential helpers), used for the token request and for Basic challenges.
 Plain HTTP is used for loopback registries and for hosts named in ``insecure``
-(``--insecure-registry``), never otherwise.
+(``--insecure-registry``), never otherwise; a loopback registry that answers plain HTTP with
+"HTTP request to an HTTPS server" (a TLS registry on 127.0.0.1, as linuxkit's client finds by
+trying HTTPS first) is spoken to over HTTPS from then on.
+
+Mirrors (``--mirror REGISTRY=URL``, linuxkit's spelling, see :mod:`.network`) rewrite where pulls
+go: the manifest and blob requests for a registry's repositories go to the mirror's URL (its
+scheme and any path prefix), never to the origin, exactly as linuxkit does. Pushes always go to
+the registry the ref names. ``extra_ca`` (PEM, from ``--cert-file``) adds certificate
+authorities to the ones requests trusts by default.
 """
 
 from __future__ import annotations
@@ -20,14 +28,17 @@ from __future__ import annotations
 import base64
 import io
 import re
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+import requests.utils
 import urllib3.exceptions
 
 from composer import __version__, canonjson
@@ -104,10 +115,11 @@ def _reason(exc: BaseException) -> str:
     return _one_line(text) or type(exc).__name__
 
 
-def _error_detail(resp: requests.Response) -> str:
+def _error_detail(resp: requests.Response, body: bytes | None = None) -> str:
     """The registry's own error message (``{"errors": [{"code", "message"}]}``), if any."""
     try:
-        body = resp.raw.read(64 << 10, decode_content=True)
+        if body is None:
+            body = resp.raw.read(64 << 10, decode_content=True)
         errors = canonjson.loads(body).get("errors") or []
         first = errors[0]
         return _one_line(str(first.get("message") or first.get("code")))
@@ -139,6 +151,33 @@ class _ResponseStream(io.RawIOBase):
         super().close()
 
 
+class _ExtraCAAdapter(requests.adapters.HTTPAdapter):
+    """HTTPS verified against requests' default CA bundle plus extra PEM certificates."""
+
+    def __init__(self, context: ssl.SSLContext):
+        self._context = context
+        super().__init__()
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert)
+        if verify is not False and host_params.get("scheme") == "https":
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["ssl_context"] = self._context
+        return host_params, pool_kwargs
+
+
+def ca_context(extra_pem: str) -> ssl.SSLContext:
+    """requests' default trust (its CA bundle) plus ``extra_pem``; a bad PEM is an error."""
+    context = ssl.create_default_context(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+    try:
+        context.load_verify_locations(cadata=extra_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ComposerError(f"extra CA certificates: not PEM certificates ({exc})") from None
+    return context
+
+
 class RegistryClient:
     """Talks to registries; one per process is enough (thread-safe, keeps tokens per repository)."""
 
@@ -146,29 +185,53 @@ class RegistryClient:
                  timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
                  backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  session: requests.Session | None = None,
-                 insecure: frozenset[str] | set[str] = frozenset()):
+                 insecure: frozenset[str] | set[str] = frozenset(),
+                 mirrors: Mapping[str, str] | None = None, extra_ca: str = ""):
         self._credentials = credentials
         self._insecure = frozenset(h.lower() for h in insecure)
+        self._mirrors = dict(mirrors or {})
+        # hosts whose scheme is known from a mirror URL or found out (a TLS loopback registry)
+        self._tls: set[str] = set()
+        self._plain: set[str] = set()
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
         self._sleep = sleep
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
+        if extra_ca:
+            self._session.mount("https://", _ExtraCAAdapter(ca_context(extra_ca)))
         # (registry, repository, actions) -> Authorization
         self._auth: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------
     def repo_url(self, ref: Ref) -> str:
-        plain = ref.is_loopback or ref.registry.lower() in self._insecure
+        host = ref.registry.lower()
+        with self._lock:
+            tls, plain = host in self._tls, host in self._plain
+        if not tls:
+            plain = plain or ref.is_loopback or host in self._insecure
         scheme = "http" if plain else "https"
         return f"{scheme}://{ref.api_host}/v2/{ref.repository}"
 
+    def pull_ref(self, ref: Ref) -> Ref:
+        """Where pulls of ``ref`` go: its mirror (``--mirror``), if one is set, else ``ref``."""
+        from composer.images.network import mirror_for
+
+        found = mirror_for(self._mirrors, ref)
+        if found is None:
+            return ref
+        target, tls = found
+        with self._lock:
+            (self._tls if tls else self._plain).add(target.registry.lower())
+        return target
+
     def get_manifest(self, ref: Ref, reference: str) -> Manifest:
         """The manifest named by a tag or digest, unverified (the caller hashes it)."""
-        url = f"{self.repo_url(ref)}/manifests/{reference}"
         what = str(ref) if reference in (ref.tag, ref.digest) else f"{ref}: manifest {reference}"
+        ref = self.pull_ref(ref)
+        url = f"{self.repo_url(ref)}/manifests/{reference}"
 
         def read(resp: requests.Response) -> Manifest:
             data = _ResponseStream(resp, what).read(MAX_MANIFEST_BYTES + 1)
@@ -183,8 +246,9 @@ class RegistryClient:
     def fetch_blob(self, ref: Ref, digest: str, consume: Callable[[BinaryIO], T],
                    what: str | None = None) -> T:
         """Stream a blob into ``consume`` (which must verify it); retried as a whole."""
-        url = f"{self.repo_url(ref)}/blobs/{digest}"
         label = what or f"{ref}: blob {digest}"
+        ref = self.pull_ref(ref)
+        url = f"{self.repo_url(ref)}/blobs/{digest}"
 
         def read(resp: requests.Response) -> T:
             with _ResponseStream(resp, label) as stream:
@@ -232,6 +296,14 @@ class RegistryClient:
             status = resp.status_code
             if status in ok:
                 return resp if stream else self._read_whole(resp, what)
+            error_body = None
+            if status == 400:
+                error_body = self._read_error_body(resp)
+                if self._speaks_tls(current, error_body, method, what):
+                    resp.close()
+                    current = "https" + current[len("http"):]
+                    origin = _origin(current)
+                    continue
             if follow and status in _REDIRECTS and resp.headers.get("Location"):
                 current = urljoin(current, resp.headers["Location"])
                 resp.close()
@@ -244,7 +316,7 @@ class RegistryClient:
                     self._auth[key] = header
                 authenticated = True
                 continue
-            detail = _error_detail(resp)
+            detail = _error_detail(resp, error_body)
             resp.close()
             where = current if method == "GET" else f"{method} {current}"
             message = f"{what}: {detail} ({status} from {where})"
@@ -256,6 +328,36 @@ class RegistryClient:
         raise RegistryError(f"{what}: too many redirects (from {url})")
 
     # -- plumbing --------------------------------------------------------------------------
+    @staticmethod
+    def _read_error_body(resp: requests.Response) -> bytes:
+        try:
+            return resp.raw.read(64 << 10, decode_content=True) or b""
+        except Exception:  # an unreadable error body: the status line still says enough
+            return b""
+
+    def _speaks_tls(self, url: str, body: bytes, method: str, what: str) -> bool:
+        """A plain-HTTP request to a loopback host answered as a TLS server answers one (Go's
+        "Client sent an HTTP request to an HTTPS server", nginx's "plain HTTP request was sent
+        to HTTPS port"): the host speaks HTTPS from now on, as linuxkit's client would find.
+        The answer to a HEAD has no body to say so: a GET of ``/v2/`` asks again."""
+        parts = urlsplit(url)
+        host = parts.netloc.lower()
+        if parts.scheme != "http" or not is_loopback_host(host) or host in self._insecure:
+            return False
+        if method == "HEAD" and not body:
+            probe = self._request("GET", f"http://{parts.netloc}/v2/", what, headers={})
+            try:
+                body = self._read_error_body(probe) if probe.status_code == 400 else b""
+            finally:
+                probe.close()
+        if b"HTTPS" not in body[:512]:
+            return False
+        with self._lock:
+            if host in self._plain:  # a mirror named with http://: the user said so
+                return False
+            self._tls.add(host)
+        return True
+
     def _consume(self, ref: Ref, url: str, what: str, accept: str | None,
                  read: Callable[[requests.Response], T]) -> T:
         resp = self.send(ref, "GET", url, what, headers={"Accept": accept} if accept else None,

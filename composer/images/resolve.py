@@ -21,6 +21,7 @@ from composer.errors import ComposerError
 from composer.images import layout, sources
 from composer.images.cache import Cache
 from composer.images.model import Image, Layer
+from composer.images.network import Network
 from composer.images.registry import RegistryClient
 from composer.oci.media import (
     DOCKER_CONFIG,
@@ -80,11 +81,16 @@ def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
     return _resolve_registry(ref, cache, arch, pull, offline, client, say, progress)
 
 
-def default_client(insecure: frozenset[str] | set[str] = frozenset()) -> RegistryClient:
-    """A client with the user's docker credentials; ``insecure`` hosts talk plain HTTP."""
+def default_client(insecure: frozenset[str] | set[str] = frozenset(),
+                   network: Network | None = None) -> RegistryClient:
+    """A client with the user's docker credentials; ``insecure`` hosts talk plain HTTP;
+    ``network`` adds mirrors and CA certificates (``--mirror``, ``--cert-file``)."""
     from composer.images.auth import docker_credentials
 
-    return RegistryClient(credentials=docker_credentials(), insecure=frozenset(insecure))
+    net = network or Network()
+    return RegistryClient(credentials=docker_credentials(),
+                          insecure=frozenset(insecure) | net.insecure, mirrors=net.mirrors,
+                          extra_ca=net.extra_ca)
 
 
 # -- sources ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import IO, BinaryIO
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.cache import Cache
-from composer.oci.media import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES
+from composer.oci.media import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from composer.oci.refs import RefError, parse_registry_ref
 from composer.streams.digest import check_digest
 from composer.tar.guard import StrictTarInfo
@@ -146,7 +146,9 @@ class ArchiveReader:
         out: list[tuple[str, int]] = []
         if not isinstance(doc, dict):
             raise ComposerError(f"{what}: {name} is not a JSON object")
-        if desc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+        # by content, not by the descriptor's word: linuxkit's ``cache export`` calls an image
+        # manifest an index in its index.json
+        if "manifests" in doc and "layers" not in doc:
             for child in doc.get("manifests") or []:
                 out += self.closure(child, what)
         else:

@@ -113,14 +113,14 @@ class Registry:
 
 
 def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path,
-                        ready: tuple[int, ...] = (200,)) -> None:
+                        ready: tuple[int, ...] = (200,), verify: str | bool = True) -> None:
     """Poll ``/v2/`` until the registry answers; fail if it exits first."""
     while True:
         if proc.poll() is not None:
             pytest.fail(f"docker-registry exited with {proc.returncode}: "
                         f"{log.read_text(errors='replace')[-2000:]}")
         try:
-            if requests.get(url, timeout=5).status_code in ready:
+            if requests.get(url, timeout=5, verify=verify).status_code in ready:
                 return
         except requests.ConnectionError:
             pass
@@ -130,7 +130,8 @@ def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path,
 
 @contextlib.contextmanager
 def _run_registry(base: Path, extra_config: str = "",
-                  creds: tuple[str, str] | None = None) -> Iterator[Registry]:
+                  creds: tuple[str, str] | None = None,
+                  tls: CertAuthority | None = None) -> Iterator[Registry]:
     binary = require_tool("docker-registry")
     require_tool("skopeo")
     storage = base / "storage"
@@ -141,15 +142,18 @@ def _run_registry(base: Path, extra_config: str = "",
         "version: 0.1\n"
         "log: {level: warn, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n" + extra_config
+        f"http: {{addr: 127.0.0.1:{port}"
+        + (f", tls: {{certificate: {tls.cert}, key: {tls.key}}}" if tls else "")
+        + "}\n" + extra_config
     )
     log = base / "registry.log"
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=log_fh,
                                 stderr=subprocess.STDOUT, env=tools.tool_env())
     try:
-        _wait_until_serving(proc, f"http://127.0.0.1:{port}/v2/", log,
-                            (401,) if creds else (200,))
+        scheme = "https" if tls else "http"
+        _wait_until_serving(proc, f"{scheme}://127.0.0.1:{port}/v2/", log,
+                            (401,) if creds else (200,), str(tls.ca) if tls else True)
         yield Registry(f"127.0.0.1:{port}", storage, creds)
     finally:
         proc.terminate()
@@ -179,6 +183,77 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     extra = f"auth: {{htpasswd: {{realm: test, path: {base / 'htpasswd'}}}}}\n"
     with _run_registry(base, extra, (user, password)) as running:
         yield running
+
+
+@dataclass(frozen=True)
+class CertAuthority:
+    """A throwaway certificate authority and a server certificate it signed for 127.0.0.1."""
+
+    ca: Path  # the CA certificate (PEM): what --cert-file is given
+    cert: Path  # the server's certificate (PEM)
+    key: Path  # the server's private key (PEM)
+
+
+def make_test_ca(directory: Path) -> CertAuthority:
+    """A CA and a 127.0.0.1/localhost server certificate, made with ``cryptography``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "image-composer test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=7))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out = CertAuthority(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return out
+
+
+@dataclass(frozen=True)
+class TLSRegistry:
+    """A docker-registry speaking only HTTPS, with a certificate from a test CA."""
+
+    registry: Registry
+    ca: CertAuthority
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRegistry]:
+    """Debian's docker-registry on loopback over TLS (a certificate no system trusts)."""
+    base = tmp_path_factory.mktemp("tls-registry")
+    ca = make_test_ca(base)
+    with _run_registry(base, tls=ca) as running:
+        yield TLSRegistry(running, ca)
 
 
 # -- proxies: bearer tokens and faults in front of a real registry ----------------------------
