@@ -1,4 +1,4 @@
-"""``image-composer cache ls|rm|clean|verify|import|export``: look after the image cache."""
+"""``image-composer cache ls|rm|clean|gc|verify|import|export``: look after the image cache."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def register(sub, common) -> None:
     add("rm", "forget refs (their blobs go at the next clean)", run_rm).add_argument(
         "refs", nargs="+", metavar="REF")
     add("clean", "delete every blob no ref reaches, and stray temporary files", run_clean)
+    add("gc", "evict least-recently-used entries until the cache fits a size "
+        "(waits for running builds)", run_gc).add_argument(
+        "--max-size", required=True, metavar="SIZE", help="e.g. 500M, 2G")
     add("verify", "re-hash every blob; fail if any is corrupt", run_verify)
     add("import", "add the tagged images of an OCI archive", run_import).add_argument(
         "file", type=Path, metavar="FILE")
@@ -78,6 +81,21 @@ def run_clean(args: argparse.Namespace) -> int:
 
     count, size = clean(_cache(args))
     print(f"removed {count} files, {human(size)}")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from composer.cache.gc import gc, parse_size
+    from composer.progress import human
+
+    try:
+        limit = parse_size(args.max_size)
+    except ValueError as exc:
+        raise ComposerError(f"--max-size: {exc}") from None
+    evicted, before, after = gc(_cache(args), limit)
+    for entry in evicted:
+        print(f"evicted {entry.kind} {entry.key}")
+    print(f"{human(before)} -> {human(after)}")
     return 0
 
 

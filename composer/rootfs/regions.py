@@ -1,0 +1,243 @@
+"""Container regions reused byte for byte, so changing one service costs one service.
+
+In the canonical tar a container's image lands below its own directory
+(``containers/SECTION/NAME/lower`` or ``.../rootfs``), and the canon sorts by path, so those
+entries are one contiguous byte range. Their bytes are a function of nothing but the image (by
+digest), its ref (the provenance records), the spec location, that directory, the epoch and the
+phase-one code: :func:`region_key` hashes exactly those. After a rootfs is written, each region
+that is *isolated* (every entry below the directory came from that container, and no hard link
+crosses its edge) is recorded under ``CACHE/rootfs/regions/KEY.json``: which stored rootfs tar
+holds it, at which bytes, plus what the rest of phase one needs to know of it without reading it
+(its paths and their kinds, for the read-only mount-point check, and its packages, for the
+SBOM).
+
+A later build whose container has the same key skips that image's overlay and splices the range
+from the earlier tar instead (:meth:`composer.tar.canon.CanonicalTarWriter.splice`); the earlier
+tar is trusted only as far as :func:`composer.rootfs.memo.lookup` verifies it, so a tampered
+entry is never reused. If anything else put a path below a spliced directory (a ``files:``
+entry, say), the build falls back to a full flatten: the spliced and the from-scratch outputs
+are the same bytes by construction, and tests compare them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composer import canonjson
+from composer.epoch import Epoch
+from composer.images.model import Image
+from composer.rootfs import memo
+from composer.rootfs.tree import Node, Tree
+from composer.spec.model import Spec
+from composer.tar.canon import Entry, Kind
+
+SCHEMA = "image-composer/rootfs-region/v1"
+
+
+def region_key(image: Image, location: str, lower: str, epoch: Epoch) -> str:
+    document = {"schema": SCHEMA, "code": memo.code_fingerprint(), "image": image.digest,
+                "source": image.ref, "location": location, "lower": lower,
+                "source_date_epoch": epoch.source_date_epoch}
+    return hashlib.sha256(canonjson.compact(document)).hexdigest()
+
+
+def _pointer(cache_root: Path, key: str) -> Path:
+    return memo.directory(cache_root) / "regions" / f"{key}.json"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A recorded region: bytes ``start``..``end`` of the verified rootfs ``tar``."""
+
+    key: str
+    lower: str
+    tar: Path
+    start: int
+    end: int
+    count: int
+    last: str
+    shadow: tuple[tuple[str, str, str], ...]  # (path below lower, dir|symlink|other, target)
+    packages: tuple[dict[str, str], ...]
+
+
+def find(cache_root: Path, key: str, lower: str) -> Region | None:
+    try:
+        info = canonjson.loads(_pointer(cache_root, key).read_bytes())
+        stored = memo.lookup(cache_root, info["rootfs"])
+        if stored is None or stored.sha256 != info["sha256"] or info["lower"] != lower \
+                or not info["last"].startswith(lower + "/") or info["end"] > stored.size:
+            return None
+        return Region(key, lower, stored.path, info["start"], info["end"], info["count"],
+                      info["last"], tuple(tuple(s) for s in info["shadow"]),
+                      tuple(info["packages"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass
+class Found:
+    """A region as written into the current tar (offsets in it)."""
+
+    lower: str
+    key: str
+    start: int
+    end: int = 0
+    count: int = 0
+    last: str = ""
+    shadow: list[tuple[str, str, str]] = field(default_factory=list)
+    isolated: bool = True
+
+
+class Plan:
+    """Which container overlays a build made or spliced, and where they went in its tar."""
+
+    def __init__(self, cache_root: Path, epoch: Epoch, enabled: bool = True):
+        self.cache_root, self.epoch, self.enabled = Path(cache_root), epoch, enabled
+        self.overlays: dict[str, tuple[str, str, str]] = {}  # lower -> (key, location, source)
+        self.spliced: dict[str, Region] = {}
+        self.conflict = False
+        self.found: dict[str, Found] = {}
+        self.bad: set[str] = set()  # regions a hard link crosses the edge of
+
+    def reuse(self, image: Image, location: str, lower: str) -> Region | None:
+        """Called where the container's image would be overlaid at ``lower``: the recorded
+        region to splice instead, if any."""
+        key = region_key(image, location, lower, self.epoch)
+        if lower in self.overlays:
+            self.conflict = True  # two overlays in one directory: never splice
+        self.overlays[lower] = (key, location, image.ref)
+        if not self.enabled:
+            return None
+        region = find(self.cache_root, key, lower)
+        if region is not None:
+            self.spliced[lower] = region
+        return region
+
+    def usable(self, tree: Tree) -> bool:
+        """Whether the spliced tree is what a full flatten makes: nothing else was put below
+        a spliced directory, and no directory got two overlays."""
+        return not self.conflict and all(
+            tree.get(lower) is not None and tree.get(lower).entry.kind is Kind.DIR  # type: ignore[union-attr]
+            and not tree.children.get(lower) for lower in self.spliced)
+
+    def shadow(self, lower: str) -> Tree:
+        """A spliced region's paths and kinds, without content (what the read-only
+        mount-point check looks at)."""
+        tree = Tree(0)
+        for rel, kind, target in self.spliced[lower].shadow:
+            entry = Entry("", Kind.DIR) if kind == "dir" else Entry(
+                "", Kind.SYMLINK, linkname=target) if kind == "symlink" else Entry("", Kind.FILE)
+            tree.nodes[f"{lower}/{rel}"] = Node(entry)
+        return tree
+
+    def likely(self, spec: Spec, images: dict[str, Image]) -> set[str]:
+        """Image texts whose layers phase one will probably not read: used only by containers
+        whose region is recorded (a wrong guess only costs decompressing on demand)."""
+        if not self.enabled:
+            return set()
+        elsewhere = {r.text for r in spec.init} | {
+            v.image.text for v in spec.volumes if v.image is not None}
+        if spec.kernel is not None:
+            elsewhere.add(spec.kernel.image.text)
+        spliceable: set[str] = set()
+        blocked: set[str] = set(elsewhere)
+        for section, containers, numbered in (("onboot", spec.onboot, True),
+                                              ("onshutdown", spec.onshutdown, True),
+                                              ("services", spec.services, False)):
+            for index, container in enumerate(containers):
+                text = container.image.text
+                image = images.get(text)
+                if image is None:
+                    continue
+                name = f"{index:03d}-{container.name}" if numbered else container.name
+                hit = any(_pointer(self.cache_root, region_key(
+                    image, f"{section}[{index}]", f"containers/{section}/{name}/{sub}",
+                    self.epoch)).is_file() for sub in ("rootfs", "lower"))
+                (spliceable if hit else blocked).add(text)
+        return spliceable - blocked
+
+    # -- while the tar is written --------------------------------------------------------
+    def region_of(self, path: str) -> str | None:
+        parts = path.split("/", 4)
+        if len(parts) >= 5 and parts[0] == "containers":
+            lower = "/".join(parts[:4])
+            if lower in self.overlays:
+                return lower
+        return None
+
+
+class Recorder:
+    """Follows the entries as :func:`composer.rootfs.assemble.write_tree` writes them and
+    notes each overlay region's byte range and whether it is isolated."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.open: Found | None = None
+
+    def before(self, entry: Entry, node: Node, offset: int) -> None:
+        current = self.open
+        path = entry.path
+        if current is not None and not path.startswith(current.lower + "/"):
+            self._close(offset)
+            current = None
+        if entry.kind is Kind.HARDLINK:
+            here, there = self.plan.region_of(path), self.plan.region_of(entry.linkname)
+            if here != there:
+                self.plan.bad.update(r for r in (here, there) if r)
+        if current is None:
+            return
+        current.count += 1
+        current.last = path
+        _key, location, source = self.plan.overlays[current.lower]
+        # (an empty implicit directory has no records: nothing below it to take them from)
+        if node.location not in (location, "") or node.source not in (source, ""):
+            current.isolated = False
+        rel = path[len(current.lower) + 1:]
+        kind = "dir" if entry.kind is Kind.DIR else "symlink" if entry.kind is Kind.SYMLINK \
+            else "other"
+        current.shadow.append((rel, kind, entry.linkname if kind == "symlink" else ""))
+
+    def after(self, path: str, offset: int) -> None:
+        """``path`` was just written, ending at ``offset``."""
+        if path in self.plan.overlays:
+            self.open = Found(path, self.plan.overlays[path][0], offset)
+
+    def spliced(self, region: Region, offset: int) -> None:
+        found = self.open
+        assert found is not None and found.lower == region.lower
+        found.count, found.last, found.shadow = region.count, region.last, list(region.shadow)
+        self._close(offset)
+
+    def finish(self, offset: int) -> None:
+        if self.open is not None:
+            self._close(offset)
+
+    def _close(self, offset: int) -> None:
+        assert self.open is not None
+        self.open.end = offset
+        self.plan.found[self.open.lower] = self.open
+        self.open = None
+
+
+def record(plan: Plan, rootfs_key: str, sha256: str, packages: list[dict[str, str]]) -> None:
+    """Keep a pointer to every isolated region of the rootfs just stored (best-effort)."""
+    from composer.atomic import atomic_file
+
+    for lower, found in sorted(plan.found.items()):
+        if not found.isolated or lower in plan.bad or not found.count:
+            continue
+        mine = [p for p in packages if p.get("location", "").startswith(lower + "/")
+                or p.get("location") == lower]
+        path = _pointer(plan.cache_root, found.key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path) as fh:
+                fh.write(canonjson.compact({
+                    "schema": SCHEMA, "rootfs": rootfs_key, "sha256": sha256, "lower": lower,
+                    "start": found.start, "end": found.end, "count": found.count,
+                    "last": found.last, "shadow": [list(s) for s in found.shadow],
+                    "packages": mine}))
+        except OSError:
+            return
