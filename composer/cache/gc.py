@@ -7,11 +7,12 @@ tar is written they are derived bytes that cost as much disk as the layers thems
 it cannot), so it never removes a file another build is reading.
 
 ``gc`` brings the cache under a size by evicting least-recently-used entries: phase-one results
-(``rootfs/KEY.*``), phase-two results (``outputs/KEY``) and images (a ref and the blobs only it
-reaches). Last use is recorded by builds as the mtime of a touch file ``used/KIND-KEY``, so it
-does not depend on atime (``noatime`` mounts) and touching never changes an entry's own stat
-signature. ``gc`` holds the cache exclusively: it waits for running builds to finish, and
-builds that start meanwhile wait for it, so it never breaks a build.
+(``rootfs/KEY.*``), phase-two results (``outputs/KEY``) and images (a ref, or an untagged
+image a build used straight from a layout, and the blobs only it reaches; blobs nothing reaches
+go with the first image evicted). Last use is recorded by builds as the mtime of a touch file
+``used/KIND-KEY``, so it does not depend on atime (``noatime`` mounts) and touching never
+changes an entry's own stat signature. ``gc`` holds the cache exclusively: it waits for running
+builds to finish, and builds that start meanwhile wait for it, so it never breaks a build.
 """
 
 from __future__ import annotations
@@ -112,10 +113,27 @@ def candidates(cache: Cache) -> list[Evictable]:
         for meta in sorted(outputs.glob("*.json")):
             found.append(Evictable(_last_use(root, "outputs", meta.stem, meta), "outputs",
                                    meta.stem))
+    tagged = set()
     for name, desc in cache.refs():
+        tagged.add(desc["digest"])
         found.append(Evictable(_last_use(root, "image", desc["digest"],
                                          cache.blob_path(desc["digest"])), "image", name))
+    for digest in _untagged(cache) - tagged:  # images a build used straight from a layout
+        found.append(Evictable(_last_use(root, "image", digest, cache.blob_path(digest)),
+                               "image", digest))
     return sorted(found, key=lambda e: (e.last_use, e.kind, e.key))
+
+
+def _untagged(cache: Cache) -> set[str]:
+    """Manifests (or indexes) builds recorded a use of, still in the cache."""
+    out = set()
+    used = cache.root / USED
+    for path in sorted(used.glob("image-sha256-*")) if used.is_dir() else []:
+        digest = "sha256:" + path.name.removeprefix("image-sha256-")
+        with contextlib.suppress(Exception):
+            if cache.has_blob(digest):
+                out.add(digest)
+    return out
 
 
 def _evict(cache: Cache, entry: Evictable) -> None:
@@ -123,12 +141,36 @@ def _evict(cache: Cache, entry: Evictable) -> None:
     if entry.kind == "rootfs":
         for path in sorted((root / "rootfs").glob(f"{entry.key}.*")):
             path.unlink(missing_ok=True)
+        _drop_rootfs_sidecars(root)
     elif entry.kind == "outputs":
         (root / "outputs" / f"{entry.key}.json").unlink(missing_ok=True)
         shutil.rmtree(root / "outputs" / entry.key, ignore_errors=True)
+    elif entry.key.startswith("sha256:") and cache.lookup(entry.key) is None:
+        cache.blob_path(entry.key).unlink(missing_ok=True)
+        (root / USED / f"image-{entry.key.replace(':', '-')}").unlink(missing_ok=True)
+        _drop_unreachable_blobs(cache)
     else:
         cache.untag(entry.key)
         _drop_unreachable_blobs(cache)
+
+
+def _drop_rootfs_sidecars(root: Path) -> None:
+    """Region pointers and package lists of rootfs entries that are gone."""
+    from composer import canonjson
+    from composer.rootfs import memo
+
+    directory = memo.directory(root)
+    shas = set()
+    for meta in directory.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if (directory / f"{meta.stem}.tar").is_file():
+                shas.add(canonjson.loads(meta.read_bytes())["sha256"])
+    keep = {memo.packages_path(root, sha).name for sha in shas}
+    _unlink([p for p in directory.glob("packages-*.json") if p.name not in keep])
+    for pointer in sorted((directory / "regions").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if canonjson.loads(pointer.read_bytes())["sha256"] not in shas:
+                pointer.unlink()
 
 
 def _drop_unreachable_blobs(cache: Cache) -> None:
@@ -136,7 +178,9 @@ def _drop_unreachable_blobs(cache: Cache) -> None:
 
     with cache.locked():
         keep: set[str] = set()
-        for _name, desc in cache.refs():
+        roots = [desc for _name, desc in cache.refs()]
+        roots += [{"digest": d} for d in sorted(_untagged(cache))]
+        for desc in roots:
             keep.update(check_digest(d) for d in reachable(cache, desc)[0])
         _unlink([p for p in _files(cache.root / "blobs" / "sha256") if p.name not in keep])
 
