@@ -169,6 +169,7 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     prepare_layers([img for text, img in images.items() if text not in skipped], cache)
     ctx = Context(cache, epoch, images, regions=plan)
     tree = build_tree(spec, ctx)
+    plan.fill(tree)
     if not plan.usable(tree):  # something else below a spliced directory: flatten it all
         plan = regions.Plan(cache.root, epoch, enabled=False)
         prepare_layers(images.values(), cache)
@@ -191,7 +192,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                         *(p for r in plan.spliced.values() for p in r.packages)])
     memo.remember_packages(cache.root, digest, packages)
     regions.record(plan, key, digest, packages)
-    reused = f" ({len(plan.spliced)} container regions reused)" if plan.spliced else ""
+    reused = f" ({len(plan.spliced)} regions reused: {', '.join(sorted(plan.spliced))})" \
+        if plan.spliced else ""
     log(f"rootfs: {count} entries{reused}")
     return memo.Stored(path, digest, hashing.size, count)
 

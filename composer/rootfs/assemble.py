@@ -192,7 +192,13 @@ def _file_like(node: Node, t: int, source: str, location: str) -> Node:
 def _init(ctx: Context, spec: Spec, root: Tree) -> None:
     for index, ref in enumerate(spec.init):
         image = ctx.images[ref.text]
-        _overlay(root, _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK))
+        location = f"init[{index}]"
+        fs = ctx.regions.init_residue(image, location, root) if ctx.regions else None
+        if fs is None:
+            fs = _image_fs(ctx, image, location, RESOLV_SYMLINK)
+            if ctx.regions is not None:
+                ctx.regions.init_overlaid(image, location, fs)
+        _overlay(root, fs)
 
 
 def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:

@@ -21,6 +21,7 @@ are the same bytes by construction, and tests compare them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,9 @@ from composer import canonjson
 from composer.epoch import Epoch
 from composer.images.model import Image
 from composer.rootfs import memo
-from composer.rootfs.tree import Node, Tree
+from composer.rootfs.tree import Node, Span, Tree
 from composer.spec.model import Spec
+from composer.streams.digest import sha256_file
 from composer.tar.canon import Entry, Kind
 
 SCHEMA = "image-composer/rootfs-region/v1"
@@ -60,6 +62,7 @@ class Region:
     last: str
     shadow: tuple[tuple[str, str, str], ...]  # (path below lower, dir|symlink|other, target)
     packages: tuple[dict[str, str], ...]
+    head: tuple[str, str] = ("", "")  # records of the first direct child that has them
 
 
 def find(cache_root: Path, key: str, lower: str) -> Region | None:
@@ -71,7 +74,7 @@ def find(cache_root: Path, key: str, lower: str) -> Region | None:
             return None
         return Region(key, lower, stored.path, info["start"], info["end"], info["count"],
                       info["last"], tuple(tuple(s) for s in info["shadow"]),
-                      tuple(info["packages"]))
+                      tuple(info["packages"]), tuple(info["head"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -88,6 +91,7 @@ class Found:
     last: str = ""
     shadow: list[tuple[str, str, str]] = field(default_factory=list)
     isolated: bool = True
+    head: tuple[str, str] = ("", "")
 
 
 class Plan:
@@ -100,6 +104,8 @@ class Plan:
         self.conflict = False
         self.found: dict[str, Found] = {}
         self.bad: set[str] = set()  # regions a hard link crosses the edge of
+        self.shared: set[str] = set()  # top-level directories two init images write to
+        self.init_fs: dict[str, tuple[Image, Tree]] = {}  # location -> init image overlaid
 
     def reuse(self, image: Image, location: str, lower: str) -> Region | None:
         """Called where the container's image would be overlaid at ``lower``: the recorded
@@ -114,6 +120,60 @@ class Plan:
         if region is not None:
             self.spliced[lower] = region
         return region
+
+    def init_overlaid(self, image: Image, location: str, fs: Tree) -> None:
+        """An init image was overlaid at the root from its layers: each of its top-level
+        directories is a region candidate (kept apart by the canon's path order)."""
+        self.init_fs[location] = (image, fs)
+        for top in sorted(fs.children.get("", ())):
+            node = fs.nodes[top]
+            if node.entry.kind is not Kind.DIR or top == "containers":
+                continue
+            if top in self.overlays or top in self.shared:
+                self.shared.add(top)
+                self.overlays.pop(top, None)
+                continue
+            self.overlays[top] = (region_key(image, location, top, self.epoch), location,
+                                  image.ref)
+
+    def init_residue(self, image: Image, location: str, root: Tree) -> Tree | None:
+        """An init image's filesystem without its recorded regions (those are spliced), from
+        the residue an earlier build kept; None when it cannot stand in for the whole."""
+        if not self.enabled:
+            return None
+        key = region_key(image, location, "", self.epoch)
+        try:
+            info = canonjson.loads(_pointer(self.cache_root, key + ".residue").read_bytes())
+            data = _pointer(self.cache_root, key + ".residue").with_suffix(".data")
+            if info["data"] != sha256_file(data)[0]:
+                return None
+            found = {}
+            for top in info["regions"]:
+                if top in self.overlays or top in self.shared:
+                    return None
+                old = root.get(top)
+                if root.children.get(top) or (old is not None and old.entry.kind is not Kind.DIR):
+                    return None  # something below it already: an overlay would mix with it
+                region = find(self.cache_root, region_key(image, location, top, self.epoch),
+                              top)
+                if region is None:
+                    return None
+                found[top] = region
+            fs = _residue_tree(info, data)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+        for top, region in found.items():
+            self.overlays[top] = (region.key, location, image.ref)
+            self.spliced[top] = region
+        return fs
+
+    def fill(self, tree: Tree) -> None:
+        """A spliced directory the tree made implicitly takes the records of its first child,
+        as :func:`composer.rootfs.assemble._fill_provenance` would have given it."""
+        for lower, region in self.spliced.items():
+            node = tree.get(lower)
+            if node is not None and not node.source and region.head[0]:
+                node.source, node.location = region.head
 
     def usable(self, tree: Tree) -> bool:
         """Whether the spliced tree is what a full flatten makes: nothing else was put below
@@ -137,11 +197,15 @@ class Plan:
         whose region is recorded (a wrong guess only costs decompressing on demand)."""
         if not self.enabled:
             return set()
-        elsewhere = {r.text for r in spec.init} | {
-            v.image.text for v in spec.volumes if v.image is not None}
+        elsewhere = {v.image.text for v in spec.volumes if v.image is not None}
+        for index, ref in enumerate(spec.init):
+            image = images.get(ref.text)
+            if image is None or not _pointer(self.cache_root, region_key(
+                    image, f"init[{index}]", "", self.epoch) + ".residue").is_file():
+                elsewhere.add(ref.text)
         if spec.kernel is not None:
             elsewhere.add(spec.kernel.image.text)
-        spliceable: set[str] = set()
+        spliceable: set[str] = {r.text for r in spec.init} - elsewhere
         blocked: set[str] = set(elsewhere)
         for section, containers, numbered in (("onboot", spec.onboot, True),
                                               ("onshutdown", spec.onshutdown, True),
@@ -160,6 +224,9 @@ class Plan:
 
     # -- while the tar is written --------------------------------------------------------
     def region_of(self, path: str) -> str | None:
+        top, slash, _ = path.partition("/")
+        if slash and top in self.overlays:
+            return top
         parts = path.split("/", 4)
         if len(parts) >= 5 and parts[0] == "containers":
             lower = "/".join(parts[:4])
@@ -195,19 +262,24 @@ class Recorder:
         if node.location not in (location, "") or node.source not in (source, ""):
             current.isolated = False
         rel = path[len(current.lower) + 1:]
+        if not current.head[0] and node.source and "/" not in rel:
+            current.head = (node.source, node.location)
+        if not current.lower.startswith("containers/"):
+            return  # (the shadow serves the read-only check of containers only)
         kind = "dir" if entry.kind is Kind.DIR else "symlink" if entry.kind is Kind.SYMLINK \
             else "other"
         current.shadow.append((rel, kind, entry.linkname if kind == "symlink" else ""))
 
     def after(self, path: str, offset: int) -> None:
         """``path`` was just written, ending at ``offset``."""
-        if path in self.plan.overlays:
+        if path in self.plan.overlays and self.open is None:
             self.open = Found(path, self.plan.overlays[path][0], offset)
 
     def spliced(self, region: Region, offset: int) -> None:
         found = self.open
         assert found is not None and found.lower == region.lower
         found.count, found.last, found.shadow = region.count, region.last, list(region.shadow)
+        found.head = region.head
         self._close(offset)
 
     def finish(self, offset: int) -> None:
@@ -238,6 +310,70 @@ def record(plan: Plan, rootfs_key: str, sha256: str, packages: list[dict[str, st
                     "schema": SCHEMA, "rootfs": rootfs_key, "sha256": sha256, "lower": lower,
                     "start": found.start, "end": found.end, "count": found.count,
                     "last": found.last, "shadow": [list(s) for s in found.shadow],
-                    "packages": mine}))
+                    "packages": mine, "head": list(found.head)}))
         except OSError:
             return
+    for location, (image, fs) in sorted(plan.init_fs.items()):
+        tops = sorted(top for top, (_k, loc, _s) in plan.overlays.items()
+                      if loc == location and top in plan.found and plan.found[top].isolated
+                      and top not in plan.bad and plan.found[top].count)
+        if tops:
+            with contextlib.suppress(OSError):
+                _keep_residue(plan, image, location, fs, tops)
+
+
+def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[str]) -> None:
+    """Keep what of an init image's filesystem is not in its regions: nodes (with hard-link
+    groups and the implicit flag) and their content, so a later build needs no layer."""
+    from composer.atomic import atomic_file
+    from composer.rootfs.tree import read_content
+
+    key = region_key(image, location, "", plan.epoch)
+    meta = _pointer(plan.cache_root, key + ".residue")
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    groups: dict[int, int] = {}
+    nodes = []
+    offset = 0
+    with atomic_file(meta.with_suffix(".data")) as data:
+        for number, path in enumerate(fs.sorted_paths()):
+            if any(path.startswith(top + "/") for top in tops):
+                continue
+            node = fs.nodes[path]
+            group = groups.setdefault(id(node), number)
+            entry = node.entry
+            content = None
+            if group == number and entry.kind is Kind.FILE and node.content is not None:
+                blob = read_content(node.content, entry.size)
+                data.write(blob)
+                content = [offset, len(blob)]
+                offset += len(blob)
+            nodes.append([path, entry.kind.value.decode(), entry.mode, entry.uid, entry.gid,
+                          entry.mtime, entry.size, entry.linkname, entry.devmajor,
+                          entry.devminor, [[k, v.hex()] for k, v in entry.xattrs],
+                          [list(r) for r in entry.records], node.source, node.location,
+                          node.implicit, group, content])
+    digest = sha256_file(meta.with_suffix(".data"))[0]
+    with atomic_file(meta) as fh:
+        fh.write(canonjson.compact({"schema": SCHEMA, "data": digest, "regions": tops,
+                                    "implicit_mtime": fs.implicit_mtime, "nodes": nodes}))
+
+
+def _residue_tree(info: dict, data: Path) -> Tree:
+    tree = Tree(info["implicit_mtime"])
+    by_number: dict[int, Node] = {}
+    for (path, kind, mode, uid, gid, mtime, size, linkname, devmajor, devminor, xattrs,
+         records, source, location, implicit, group, content) in info["nodes"]:
+        node = by_number.get(group)
+        if node is None:
+            entry = Entry("", Kind(kind.encode()), mode=mode, uid=uid, gid=gid, mtime=mtime,
+                          size=size, linkname=linkname, devmajor=devmajor, devminor=devminor,
+                          xattrs=tuple((k, bytes.fromhex(v)) for k, v in xattrs),
+                          records=tuple((k, v) for k, v in records))
+            span = Span(str(data), content[0], content[1]) if content is not None else None
+            node = by_number[group] = Node(entry, span, source, location, implicit)
+        tree.nodes[path] = node
+        parent = path.rpartition("/")[0]
+        tree.children.setdefault(parent, set()).add(path)
+        if node.entry.kind is Kind.DIR:
+            tree.children.setdefault(path, set())
+    return tree
