@@ -192,7 +192,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                         *(p for r in plan.spliced.values() for p in r.packages)])
     memo.remember_packages(cache.root, digest, packages)
     regions.record(plan, key, digest, packages)
-    reused = f" ({len(plan.spliced)} regions reused: {', '.join(sorted(plan.spliced))})" \
+    spliced = ", ".join(sorted(plan.spliced))
+    reused = f" ({len(plan.spliced)} regions spliced from an earlier rootfs: {spliced})" \
         if plan.spliced else ""
     log(f"rootfs: {count} entries{reused}")
     return memo.Stored(path, digest, hashing.size, count)

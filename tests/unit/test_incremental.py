@@ -103,9 +103,10 @@ CHANGES = {  # change -> (spec arguments, regions reused)
 
 
 def reused(log: str) -> set[str]:
+    marker = "regions spliced from an earlier rootfs: "
     for line in log.splitlines():
-        if line.startswith("rootfs:") and "regions reused: " in line:
-            return set(line.split("regions reused: ")[1].rstrip(")").split(", "))
+        if line.startswith("rootfs:") and marker in line:
+            return set(line.split(marker)[1].rstrip(")").split(", "))
     return set()
 
 
