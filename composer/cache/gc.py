@@ -167,10 +167,19 @@ def _drop_rootfs_sidecars(root: Path) -> None:
                 shas.add(canonjson.loads(meta.read_bytes())["sha256"])
     keep = {memo.packages_path(root, sha).name for sha in shas}
     _unlink([p for p in directory.glob("packages-*.json") if p.name not in keep])
-    for pointer in sorted((directory / "regions").glob("*.json")):
+    regions = directory / "regions"
+    for pointer in sorted(regions.glob("*.json")):
+        if pointer.name.endswith(".residue.json"):
+            continue
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             if canonjson.loads(pointer.read_bytes())["sha256"] not in shas:
                 pointer.unlink()
+    for residue in sorted(regions.glob("*.residue.json")):  # useless without its regions
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            keys = canonjson.loads(residue.read_bytes())["pointers"]
+            if not all((regions / f"{key}.json").is_file() for key in keys):
+                residue.with_suffix(".data").unlink(missing_ok=True)
+                residue.unlink()
 
 
 def _drop_unreachable_blobs(cache: Cache) -> None:

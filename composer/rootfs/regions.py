@@ -354,8 +354,10 @@ def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[
                           node.implicit, group, content])
     digest = sha256_file(meta.with_suffix(".data"))[0]
     with atomic_file(meta) as fh:
-        fh.write(canonjson.compact({"schema": SCHEMA, "data": digest, "regions": tops,
-                                    "implicit_mtime": fs.implicit_mtime, "nodes": nodes}))
+        fh.write(canonjson.compact({
+            "schema": SCHEMA, "data": digest, "regions": tops,
+            "pointers": [region_key(image, location, top, plan.epoch) for top in tops],
+            "implicit_mtime": fs.implicit_mtime, "nodes": nodes}))
 
 
 def _residue_tree(info: dict, data: Path) -> Tree:

@@ -59,6 +59,7 @@ def test_gc_to_zero_empties_the_cache_and_the_next_build_makes_the_same_bytes(tm
     assert {e.kind for e in evicted} == {"rootfs", "image"}
     assert not list((tmp_path / "cache" / "blobs" / "sha256").iterdir())
     assert after < 4096  # only the layout's small files are left
+    assert not list((tmp_path / "cache" / "rootfs" / "regions").iterdir())
     _, again = build(tmp_path, spec(oci), "b")
     assert again == first
 
