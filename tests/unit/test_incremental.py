@@ -162,3 +162,33 @@ def test_every_region_key_input_changes_the_key(monkeypatch):
     monkeypatch.setattr(memo, "_code_digest", "0" * 64)  # the phase-one code changed
     variants.append(regions.region_key(_image(), "services[0]", lower, epoch))
     assert len({base, *variants}) == len(variants) + 1
+
+
+def test_the_writer_splices_whole_entries_below_the_directory_just_written():
+    from composer.tar.canon import CanonError, CanonicalTarWriter, Entry, Kind
+
+    first = io.BytesIO()
+    writer = CanonicalTarWriter(first)
+    writer.add(Entry("a", Kind.DIR, mode=0o755))
+    start = writer.written
+    writer.add(Entry("a/x", Kind.FILE, size=3), b"xyz")
+    writer.add(Entry("a/y", Kind.FILE, size=1), b"y")
+    end = writer.written
+    writer.add(Entry("b", Kind.DIR, mode=0o755))
+    writer.close()
+    second = io.BytesIO()
+    again = CanonicalTarWriter(second)
+    again.add(Entry("a", Kind.DIR, mode=0o755))
+    again.splice(first, start, end, "a", "a/y")
+    with pytest.raises(CanonError, match="out of order"):
+        again.add(Entry("a/x", Kind.FILE))  # nothing may sort inside the range after it
+    again.add(Entry("b", Kind.DIR, mode=0o755))
+    again.close()
+    assert second.getvalue() == first.getvalue()
+    for bad in (lambda w: w.splice(first, start, end, "b", "b/y"),  # not the last entry
+                lambda w: w.splice(first, start, end - 1, "a", "a/y"),  # not whole blocks
+                lambda w: w.splice(first, start, end, "a", "c/y")):  # not below it
+        writer = CanonicalTarWriter(io.BytesIO())
+        writer.add(Entry("a", Kind.DIR, mode=0o755))
+        with pytest.raises(CanonError):
+            bad(writer)
