@@ -1,22 +1,27 @@
-"""Container regions reused byte for byte, so changing one service costs one service.
+"""Regions of the rootfs tar reused byte for byte, so a rebuild costs what changed.
 
-In the canonical tar a container's image lands below its own directory
-(``containers/SECTION/NAME/lower`` or ``.../rootfs``), and the canon sorts by path, so those
-entries are one contiguous byte range. Their bytes are a function of nothing but the image (by
-digest), its ref (the provenance records), the spec location, that directory, the epoch and the
-phase-one code: :func:`region_key` hashes exactly those. After a rootfs is written, each region
-that is *isolated* (every entry below the directory came from that container, and no hard link
-crosses its edge) is recorded under ``CACHE/rootfs/regions/KEY.json``: which stored rootfs tar
-holds it, at which bytes, plus what the rest of phase one needs to know of it without reading it
-(its paths and their kinds, for the read-only mount-point check, and its packages, for the
-SBOM).
+The canon sorts by path, so everything below one directory is one contiguous byte range. Two
+kinds of directory are regions: a container's image directory (``containers/SECTION/NAME/lower``
+or ``.../rootfs``), and each top-level directory an init image puts at the root (``usr``, say).
+A region's bytes are a function of nothing but the image (by digest), its ref (the provenance
+records), the spec location, the directory, the epoch and the phase-one code: :func:`region_key`
+hashes exactly those. After a rootfs is written, each region that is *isolated* (every entry
+below the directory came from that image, and no hard link crosses its edge) is recorded under
+``CACHE/rootfs/regions/KEY.json``: which stored rootfs tar holds it, at which bytes, and what
+the rest of phase one needs to know of it without reading it (the records of its first child,
+for an implicit directory; its paths and kinds, for a container's read-only mount-point check;
+its packages, for the SBOM). For an init image, what of its filesystem is outside its regions
+(the residue: top-level entries, and directories something else also wrote to, like ``etc``
+with a ``files:`` entry) is kept too, with its content, in ``KEY.residue.json`` and ``.data``.
 
-A later build whose container has the same key skips that image's overlay and splices the range
-from the earlier tar instead (:meth:`composer.tar.canon.CanonicalTarWriter.splice`); the earlier
-tar is trusted only as far as :func:`composer.rootfs.memo.lookup` verifies it, so a tampered
-entry is never reused. If anything else put a path below a spliced directory (a ``files:``
-entry, say), the build falls back to a full flatten: the spliced and the from-scratch outputs
-are the same bytes by construction, and tests compare them.
+A later build whose image has the same keys overlays the residue (an init image) or nothing (a
+container) instead of reading any layer, and splices the ranges from the earlier tar
+(:meth:`composer.tar.canon.CanonicalTarWriter.splice`). The earlier tar is trusted only as far as
+:func:`composer.rootfs.memo.lookup` verifies it and the residue only as far as its recorded
+digest, so a tampered entry is never reused (the pointer files themselves are trusted as
+``index.json`` is). If anything else put a path below a spliced directory (a ``files:`` entry,
+an earlier section, a symlink leading there), the build flattens everything again: spliced and
+from-scratch outputs are the same bytes by construction, and tests compare them.
 """
 
 from __future__ import annotations

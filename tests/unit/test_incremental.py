@@ -1,4 +1,4 @@
-"""Rebuilds whose cost grows with the change: container regions spliced from the previous
+"""Rebuilds whose cost grows with the change: container and init regions spliced from the previous
 rootfs tar (composer.rootfs.regions). Every incremental build is compared byte for byte with a
 from-scratch build of the same spec in an empty cache; the invalidation rules are pinned."""
 
