@@ -68,9 +68,13 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
     cache.on_layer = flatten.prescan  # layer headers are read while other layers download
     try:
         with cache.in_use():
-            return _build(req, spec, cache, epoch, log)
+            made = _build(req, spec, cache, epoch, log)
     finally:
         flatten.forget_prescans()
+    from composer.cache.gc import trim
+
+    trim(cache)  # the uncompressed layer copies, unless another build is reading them
+    return made
 
 
 def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
@@ -81,9 +85,13 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure, network=req.network)
+    from composer.cache.gc import touch
     from composer.debian.pool import offline_mode
     from composer.repro.record import RecordingOutputSet
 
+    for image in images.values():
+        for digest in filter(None, (image.digest, image.index_digest)):
+            touch(cache.root, "image", digest)
     stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -106,12 +114,14 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
     """Format ``fmt``'s files: placed from the cache when nothing that shapes them changed
     (:mod:`composer.cache.outputs`), else converted and then kept there."""
     from composer.cache import outputs as kept
+    from composer.cache.gc import touch
 
     if not fmt.kept:
         fmt.convert(stored.path, name, outs, options)
         return
     key = kept.output_key(output_key_parts(fmt, stored, name, options))
     hit = kept.lookup(cache.root, key)
+    touch(cache.root, "outputs", key)
     if hit is not None and sorted(k.name for k in hit) == sorted(fmt.output_files(name)):
         kept.place(outs, hit)
         log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
@@ -152,17 +162,30 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None]) -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
+    from composer.cache.gc import touch
     from composer.streams.behind import write_behind
     from composer.streams.digest import HashingWriter
 
     key = memo.rootfs_key(spec, images, epoch)
+    touch(cache.root, "rootfs", key)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
         return stored
-    prepare_layers(images.values(), cache)
-    ctx = Context(cache, epoch, images)
+    from composer.rootfs import regions
+    from composer.rootfs.packages import ordered
+
+    plan = regions.Plan(cache.root, epoch)
+    skipped = plan.likely(spec, images)
+    prepare_layers([img for text, img in images.items() if text not in skipped], cache)
+    ctx = Context(cache, epoch, images, regions=plan)
     tree = build_tree(spec, ctx)
+    plan.fill(tree)
+    if not plan.usable(tree):  # something else below a spliced directory: flatten it all
+        plan = regions.Plan(cache.root, epoch, enabled=False)
+        prepare_layers(images.values(), cache)
+        ctx = Context(cache, epoch, images, regions=plan)
+        tree = build_tree(spec, ctx)
     for message in ctx.warnings:
         log(_as_warning(message))
     (cache.root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -172,13 +195,20 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
         with atomic_file(path, cache.root / "tmp") as fh:
             hashing = HashingWriter(fh)
             with write_behind(hashing) as out:
-                count = write_tree(tree, out, epoch, databases=databases)
+                count = write_tree(tree, out, epoch, regions=plan, databases=databases)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
-    memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
-    memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch, databases))
-    log(f"rootfs: {count} entries")
-    return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
+    digest = hashing.hexdigest()
+    memo.record(cache.root, key, digest, hashing.size, count)
+    packages = ordered([*tree_packages(tree, epoch, databases),
+                        *(p for r in plan.spliced.values() for p in r.packages)])
+    memo.remember_packages(cache.root, digest, packages)
+    regions.record(plan, key, digest, packages)
+    spliced = ", ".join(sorted(plan.spliced))
+    reused = f" ({len(plan.spliced)} regions spliced from an earlier rootfs: {spliced})" \
+        if plan.spliced else ""
+    log(f"rootfs: {count} entries{reused}")
+    return memo.Stored(path, digest, hashing.size, count)
 
 
 def tree_packages(tree, epoch: Epoch, databases: list | None = None) -> list[dict[str, str]]:

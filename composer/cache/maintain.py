@@ -115,6 +115,7 @@ def clean(cache: Cache) -> tuple[int, int]:
                    if p.name not in keep_plain]
         doomed += _files(cache.root / "tmp")
         doomed += _files(cache.root / "rootfs")  # phase-one results: derived, rebuilt on demand
+        doomed += _files(cache.root / "rootfs" / "regions")  # what splicing reads (the same)
         outputs_dir = cache.root / "outputs"  # phase-two results: the same
         doomed += sorted(p for p in outputs_dir.rglob("*") if p.is_file()) \
             if outputs_dir.is_dir() else []

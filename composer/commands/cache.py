@@ -1,4 +1,4 @@
-"""``image-composer cache ...``: look after the image cache (``verify`` here; linuxkit's
+"""``image-composer cache ...``: look after the image cache (``verify`` and ``gc`` here; linuxkit's
 ``ls``, ``rm``, ``clean``, ``import``, ``export``, ``pull``, ``push`` in :mod:`.cache_linuxkit`)."""
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def register(sub, common) -> None:
         p.set_defaults(func=func)
         return p
 
+    add("gc", "evict least-recently-used entries until the cache fits a size "
+        "(waits for running builds)", run_gc).add_argument(
+        "--max-size", required=True, metavar="SIZE", help="e.g. 500M, 2G")
     add("verify", "re-hash every blob; fail if any is corrupt", run_verify)
     from composer.commands import cache_linuxkit
 
@@ -33,6 +36,21 @@ def _cache(args: argparse.Namespace):
     from composer.images.cache import Cache
 
     return Cache(args.cache or default_cache_dir())
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from composer.cache.gc import gc, parse_size
+    from composer.progress import human
+
+    try:
+        limit = parse_size(args.max_size)
+    except ValueError as exc:
+        raise ComposerError(f"--max-size: {exc}") from None
+    evicted, before, after = gc(_cache(args), limit)
+    for entry in evicted:
+        print(f"evicted {entry.kind} {entry.key}")
+    print(f"{human(before)} -> {human(after)}")
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -212,6 +212,22 @@ class Cache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def exclusive_now(self) -> Iterator[bool]:
+        """Like :meth:`exclusive` but never waits: yields whether no build was using the cache
+        (so a build can drop derived files without breaking another one that reads them)."""
+        self._ensure()
+        with open(self.root / "gc.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def _atomic_write(self, dest: Path, data: bytes) -> None:
         with atomic_file(dest) as fh:
             fh.write(data)

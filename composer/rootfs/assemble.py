@@ -26,7 +26,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from composer import canonjson
 from composer.epoch import Epoch
@@ -40,6 +40,9 @@ from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
+
+if TYPE_CHECKING:
+    from composer.rootfs.regions import Plan
 
 RESOLV_SYMLINK = "/run/resolvconf/resolv.conf"
 EXCLUDE = ("dev/console", "dev/pts", "dev/shm", "etc/hostname", ".dockerenv", "Dockerfile")
@@ -60,6 +63,8 @@ class Context:
     images: dict[str, Image]  # spec image text -> resolved image
     #: problems that do not stop the build (composer.rootfs.bootchecks), for the caller to print
     warnings: list[str] = field(default_factory=list)
+    #: container regions spliced from an earlier rootfs instead of overlaid (rootfs.regions)
+    regions: Plan | None = None
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -188,7 +193,13 @@ def _file_like(node: Node, t: int, source: str, location: str) -> Node:
 def _init(ctx: Context, spec: Spec, root: Tree) -> None:
     for index, ref in enumerate(spec.init):
         image = ctx.images[ref.text]
-        _overlay(root, _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK))
+        location = f"init[{index}]"
+        fs = ctx.regions.init_residue(image, location, root) if ctx.regions else None
+        if fs is None:
+            fs = _image_fs(ctx, image, location, RESOLV_SYMLINK)
+            if ctx.regions is not None:
+                ctx.regions.init_overlaid(image, location, fs)
+        _overlay(root, fs)
 
 
 def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
@@ -231,14 +242,18 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
             if lower is None:
                 lower = f"{prefix}/{'rootfs' if made.readonly else 'lower'}"
                 _prefix(root, lower, t, source, location)
-                _overlay(root, _image_fs(ctx, image, location, NO_RESOLV), lower)
+                if ctx.regions is None or ctx.regions.reuse(image, location, lower) is None:
+                    _overlay(root, _image_fs(ctx, image, location, NO_RESOLV), lower)
                 extracted[image.digest] = lower
             else:
                 _prefix(root, prefix, t, source, location)
             for refusal in bootchecks.runc_refusals(made.config):
                 ctx.warnings.append(f"{what}: runc will refuse to start it: {refusal}")
             if made.readonly:
-                missing = bootchecks.missing_mountpoints(made.config, root, lower)
+                spliced = ctx.regions is not None and lower in ctx.regions.spliced
+                missing = bootchecks.missing_mountpoints(
+                    made.config, ctx.regions.shadow(lower) if spliced else root,  # type: ignore[union-attr]
+                    lower)
                 if missing:
                     ctx.warnings.append(
                         f"{what}: readonly, but its image has no {', '.join(missing)} to "
@@ -340,20 +355,26 @@ def build_tree(spec: Spec, ctx: Context) -> Tree:
 
 
 def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
-               progress: Callable[[int], None] | None = None,
+               progress: Callable[[int], None] | None = None, regions: Plan | None = None,
                databases: list[tuple[Entry, Node]] | None = None) -> int:
     """Write ``tree`` as the canonical rootfs tar; returns the number of entries.
 
+    With ``regions``, the spliced container regions are copied from their earlier tar right
+    after their directory's entry, and every region's byte range is noted in the plan.
     ``databases``, if given, receives the entries that may be package databases (with their
-    nodes), so the SBOM's package list needs no second pass over the tree.
-    """
+    nodes), so the SBOM's package list needs no second pass over the tree."""
+    from composer.rootfs.regions import Recorder
+
     writer = CanonicalTarWriter(out)
     handles: dict[str, BinaryIO] = {}
+    recorder = Recorder(regions) if regions is not None else None
     count = 0
     try:
         for entry, node in tree.entries(clamp=epoch.clamp):
             if databases is not None and is_database(entry):
                 databases.append((entry, node))
+            if recorder is not None:
+                recorder.before(entry, node, writer.written)
             data = None
             if entry.kind is Kind.FILE and node.content is not None:
                 data = open_content(node.content, handles)
@@ -363,8 +384,20 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
                 if isinstance(node.content, HostFile) and hasattr(data, "close"):
                     data.close()  # type: ignore[union-attr]
             count += 1
+            if recorder is not None and regions is not None:
+                recorder.after(entry.path, writer.written)
+                region = regions.spliced.get(entry.path)
+                if region is not None:
+                    source = handles.get(str(region.tar))
+                    if source is None:
+                        source = handles[str(region.tar)] = open(region.tar, "rb")  # noqa: SIM115
+                    writer.splice(source, region.start, region.end, entry.path, region.last)
+                    count += region.count
+                    recorder.spliced(region, writer.written)
             if progress and count % 10000 == 0:
                 progress(count)
+        if recorder is not None:
+            recorder.finish(writer.written)
         writer.close()
     finally:
         for fh in handles.values():

@@ -129,7 +129,7 @@ def tar_path(cache_root: Path, key: str) -> Path:
     return path
 
 
-def _packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
+def packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
     key = hashlib.sha256(f"{code_fingerprint()}:{rootfs_sha256}".encode()).hexdigest()
     return directory(cache_root) / f"packages-{key}.json"
 
@@ -140,7 +140,7 @@ def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
     from composer.rootfs.packages import find_packages
 
     try:
-        found = canonjson.loads(_packages_path(cache_root, stored.sha256).read_bytes())
+        found = canonjson.loads(packages_path(cache_root, stored.sha256).read_bytes())
         if isinstance(found, list):
             return found
     except (OSError, ValueError):
@@ -156,7 +156,7 @@ def remember_packages(cache_root: Path, rootfs_sha256: str,
     tree it has just written, which saves a scan of the tar)."""
     from composer.atomic import atomic_file
 
-    path = _packages_path(cache_root, rootfs_sha256)
+    path = packages_path(cache_root, rootfs_sha256)
     os.makedirs(path.parent, exist_ok=True)
     with atomic_file(path) as fh:
         fh.write(canonjson.compact(found))

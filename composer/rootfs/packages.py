@@ -88,5 +88,10 @@ def packages_in(entries: Iterable[tuple[Entry, Callable[[], bytes] | None]]
                 where = entry.path[: -len(db)].rstrip("/") or "/"
                 text = read().decode("utf-8", "replace")
                 found += [{**p, "location": where} for p in parse(text)]
+    return ordered(found)
+
+
+def ordered(found: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """Packages in the SBOM's order (by location, then type, name, version, arch)."""
     return sorted(found, key=lambda p: (p["location"], p["type"], p["name"], p["version"],
                                         p["arch"]))

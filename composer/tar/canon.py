@@ -219,6 +219,26 @@ class CanonicalTarWriter:
                 remaining -= len(chunk)
         self._write(_pad(entry.size))
 
+    def splice(self, source: BinaryIO, start: int, end: int, under: str, last: str) -> None:
+        """Copy entries verbatim from an earlier canonical tar: bytes ``start``..``end`` of
+        ``source`` hold whole entries, all strictly below the directory ``under`` (the last
+        entry written here) and ending with ``last``. The caller vouches for the bytes (they
+        are a verified earlier output); the order and parent rules are checked at the seams:
+        entries after it may not refer into the range (its paths are not remembered)."""
+        if self._last != sort_key(under) or under not in self._dirs:
+            raise CanonError(f"{under}: a splice must follow its directory's entry")
+        if not last.startswith(under + "/") or (end - start) % BLOCK or end < start:
+            raise CanonError(f"{under}: not a splice of whole entries below it ({last!r})")
+        source.seek(start)
+        remaining = end - start
+        while remaining:
+            chunk = source.read(min(COPY_CHUNK, remaining))
+            if not chunk:
+                raise CanonError(f"{under}: spliced tar ended {remaining} bytes short")
+            self._write(chunk)
+            remaining -= len(chunk)
+        self._last = sort_key(last)
+
     def close(self) -> None:
         """Two zero blocks, then zero padding to a whole 10240-byte record (as tar does)."""
         self._write(b"\0" * (2 * BLOCK))
