@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from composer.defaults import default_cache_dir, host_arch, log
+from composer.defaults import default_cache_dir, host_arch, log, parse_arches
 from composer.errors import UsageError
 
 
@@ -81,30 +81,42 @@ def run(args: argparse.Namespace) -> int:
     if args.load and not any(FORMATS[f].loadable for f in chosen):
         names = ", ".join(f for f in FORMATS if FORMATS[f].loadable)
         raise UsageError(f"--load needs a docker-loadable format: add -f {names}")
-    request = BuildRequest(
-        specs=tuple(args.specs),
-        formats=tuple(chosen),
-        output_dir=args.output or Path.cwd(),
-        name=args.name or args.specs[0].stem,
-        arch=args.arch or host_arch(),
-        cache_dir=args.cache or default_cache_dir(),
-        pull=args.pull,
-        offline=args.offline,
-        source_date_epoch=args.source_date_epoch,
-        locked=args.locked,
-        docker=args.docker,
-        quiet=args.quiet,
-        insecure=tuple(args.insecure_registry),
-        sbom=not args.no_sbom,
-        output_options=from_args(args),
-    )
+    arches = parse_arches(args.arch) if args.arch else (host_arch(),)
+    from outputs import check_arch
+
+    for arch in arches:
+        check_arch(chosen, arch)
+    if args.load and len(arches) > 1:
+        raise UsageError("--load takes one architecture (docker load keeps one image per tag)")
+    name = args.name or args.specs[0].stem
     quiet_log = (lambda _m: None) if args.quiet else log
-    paths = run_build(request, log=quiet_log)
-    for path in paths:
-        print(path)
+    built: list[list[Path]] = []
+    for arch in arches:
+        # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
+        request = BuildRequest(
+            specs=tuple(args.specs),
+            formats=tuple(chosen),
+            output_dir=args.output or Path.cwd(),
+            name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
+            arch=arch,
+            cache_dir=args.cache or default_cache_dir(),
+            pull=args.pull,
+            offline=args.offline,
+            source_date_epoch=args.source_date_epoch,
+            locked=args.locked,
+            docker=args.docker,
+            quiet=args.quiet,
+            insecure=tuple(args.insecure_registry),
+            sbom=not args.no_sbom,
+            output_options=from_args(args),
+        )
+        paths = run_build(request, log=quiet_log)
+        for path in paths:
+            print(path)
+        built.append(paths)
     if args.push or args.load:
         from composer.commands.push import publish
 
-        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log):
+        for line in publish(built, push_ref=args.push, load=args.load, log=quiet_log):
             print(line)
     return 0
