@@ -93,7 +93,7 @@ _DISK: dict[str, Any] = {"pins": _DISK_PINS, "by_format": True}  # the disk fami
 # BIOS boot (syslinux, isolinux, SeaBIOS) exists on x86 only; the EFI formats need a
 # bootloader pinned for the architecture (outputs/bootloader_debs.py)
 _X86 = frozenset({"amd64"})
-_EFI = frozenset({"amd64"})
+_EFI = frozenset({"amd64", "arm64"})
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
