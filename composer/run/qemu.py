@@ -243,6 +243,8 @@ def _boot(prefix: Path, *, memory: str, timeout: float, accel: str | None, uefi:
           files: tuple[Path, Path, str] | None = None,
           disk_format: tuple[str, bool] | None = None, fs_format: str | None = None,
           target: Target = TARGETS["amd64"]) -> int:
+    if (iso or disk_format is not None) and not target.bios:
+        uefi = True  # media on a board with no BIOS: its UEFI (AAVMF) is the only firmware
     native = target.arch == targets.host_arch()
     chosen = accel or ("kvm" if native and kvm_usable() else "tcg")
     tools.find_tool(target.qemu, f"install {target.package} (apt-get install {target.package})")

@@ -4,7 +4,8 @@ One row per architecture: the qemu binary (and the Debian package that has it), 
 CPU, the serial console's device name, the UEFI firmware (OVMF on amd64, AAVMF on arm64) and how
 a boot disk or CD is attached. amd64 is a PC (SeaBIOS or OVMF, IDE); arm64 is QEMU's ``virt``
 board with a Cortex-A57 (always TCG on an x86 host), which has no IDE: disks and CDs hang off
-a virtio-scsi controller (``/dev/sda``, ``/dev/sr0`` as on the PC).
+a virtio-scsi controller (``/dev/sda``, ``/dev/sr0`` as on the PC), and no BIOS: an ISO or disk
+always boots under AAVMF (``--uefi`` is implied).
 
 Which architecture an output is for: ``--arch``, else the build record beside it
 (``NAME.build.json``), else the kernel's own header (an arm64 ``Image`` says ``ARMd`` at 0x38),
@@ -36,6 +37,7 @@ class Target:
     firmware: tuple[Path, Path] | None  # UEFI (code, vars template), None: the table's OVMF
     firmware_package: str
     scsi: bool  # disks and CDs on virtio-scsi (no IDE on the board)
+    bios: bool = True  # firmware that boots media without UEFI (SeaBIOS); else always UEFI
 
     def drive(self, path: Path, fmt: str, *, cdrom: bool, readonly: bool,
               index: int | None = None) -> list[str]:
@@ -58,7 +60,7 @@ TARGETS: dict[str, Target] = {t.arch: t for t in (
     Target("arm64", "qemu-system-aarch64", "qemu-system-arm",
            ("-M", "virt", "-cpu", "cortex-a57"), "ttyAMA0",
            (Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
-           "qemu-efi-aarch64", scsi=True),
+           "qemu-efi-aarch64", scsi=True, bios=False),
 )}
 
 

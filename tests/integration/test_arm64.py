@@ -4,7 +4,8 @@ The example packages are built for amd64 and arm64 at once (``two_arch_packages`
 two-platform index), so ``examples/services.yml`` builds unchanged for either architecture.
 Each distinct thing boots once, through the real commands (``build --arch arm64``, ``run
 qemu``): the kernel and initrd by direct kernel boot on ``-M virt -cpu cortex-a57``, and the
-raw-efi disk (systemd-boot and a UKI on arm64's systemd-stub) under AAVMF. In each, the page
+raw-efi disk (systemd-boot and a UKI on arm64's systemd-stub) and the iso-efi CD (GRUB) under
+AAVMF, which ``run qemu`` implies for media on arm64 (no BIOS). In each, the page
 the httpd service serves is fetched from the host through the port forward and the power
 button runs the onshutdown container. A two-architecture build pushed to a real registry is
 one index whose manifests are, byte for byte, the ones each architecture's build wrote
@@ -35,13 +36,13 @@ SPEC = ROOT / "examples" / "services.yml"
 
 @pytest.fixture(scope="module")
 def arm64_outputs(two_arch_packages, tmp_path_factory) -> Path:
-    """``build --arch arm64 -f kernel+initrd,raw-efi examples/services.yml``: out/services*."""
+    """``build --arch arm64 -f kernel+initrd,raw-efi,iso-efi examples/services.yml``."""
     cache = next(iter(two_arch_packages.values()))[0].root
     out = tmp_path_factory.mktemp("arm64") / "out"
     started = time.monotonic()
-    composer("build", "--cache", str(cache), "--arch", "arm64", "-f", "kernel+initrd,raw-efi",
-             "-o", str(out), str(SPEC))
-    print(f"arm64 cross-build of services.yml (kernel+initrd, raw-efi): "
+    composer("build", "--cache", str(cache), "--arch", "arm64", "-f",
+             "kernel+initrd,raw-efi,iso-efi", "-o", str(out), str(SPEC))
+    print(f"arm64 cross-build of services.yml (kernel+initrd, raw-efi, iso-efi): "
           f"{time.monotonic() - started:.1f} s")
     return out
 
@@ -102,6 +103,12 @@ def test_arm64_raw_efi_boots_under_aavmf(arm64_outputs: Path) -> None:
     lines = serve_and_power_off(arm64_outputs / "services-efi.img", "raw-efi (AAVMF, UKI)")
     text = "\n".join(lines)
     assert "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID" in text  # systemd-stub's
+
+
+def test_arm64_iso_efi_boots_under_aavmf(arm64_outputs: Path) -> None:
+    lines = serve_and_power_off(arm64_outputs / "services-efi.iso", "iso-efi (AAVMF, GRUB)")
+    assert any("Welcome to GRUB!" in ln for ln in lines)
+    assert any('"UEFI QEMU QEMU CD-ROM' in ln for ln in lines)  # booted as a CD
 
 
 def test_two_arch_build_pushes_one_index(two_arch_packages, registry, tmp_path: Path) -> None:

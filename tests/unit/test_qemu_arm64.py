@@ -4,6 +4,7 @@ table's architectures."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,20 @@ def test_formats_per_architecture() -> None:
     can = message.split("for arm64: ")[1].split(", ")
     assert "kernel+initrd" in can and "raw-bios" not in can and "iso-bios" not in can
     assert all(FORMATS[f].supports("arm64") for f in can)
+
+
+def test_an_arm64_iso_always_boots_under_aavmf(tmp_path: Path, monkeypatch) -> None:
+    """virt has no BIOS: ``run qemu NAME-efi.iso`` gets AAVMF without ``--uefi``."""
+    code, template = tmp_path / "CODE.fd", tmp_path / "VARS.fd"
+    code.write_bytes(b"c")
+    template.write_bytes(b"v")
+    monkeypatch.setitem(TARGETS, "arm64", dataclasses.replace(ARM64, firmware=(code, template)))
+    seen: list[list[str]] = []
+    monkeypatch.setattr(qemu.tools, "find_tool", lambda *a, **k: "/bin/true")
+    monkeypatch.setattr(qemu.vmctl, "supervise", lambda argv, **kw: seen.append(argv) or 0)
+    iso = tmp_path / "img-efi.iso"
+    iso.write_bytes(b"\0" * 4096)
+    assert qemu.run_qemu(iso, memory="512", timeout=10, accel="tcg", arch="arm64") == 0
+    [argv] = seen
+    assert argv[:5] == ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57"]
+    assert f"if=pflash,format=raw,unit=0,readonly=on,file={code}" in argv
