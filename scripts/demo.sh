@@ -15,7 +15,11 @@ port=${PORT:-8080}
 arch=()
 if [ -n "${ARCH:-}" ]; then arch=(--arch "$ARCH"); fi
 
-examples/fetch-debs --allow-newer
+if [ -n "${ARCH:-}" ]; then
+    examples/fetch-debs --allow-newer --arch "$ARCH"
+else
+    examples/fetch-debs --allow-newer --arch "$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+fi
 if [ "${DEMO:-services}" = hello ]; then
     image-composer pkg build examples/packages/kernel examples/packages/init \
         examples/packages/hello
