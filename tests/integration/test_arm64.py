@@ -90,8 +90,9 @@ def test_arm64_outputs_are_arm64(arm64_outputs: Path) -> None:
     assert record["build"]["arch"] == "arm64"
     kernel = (arm64_outputs / "services-kernel").read_bytes()
     assert kernel[:2] == b"MZ" and kernel[0x38:0x3C] == b"ARMd"
-    # the arm64 builds of systemd-boot and its stub, pinned from systemd-boot-efi:arm64
-    assert sorted(record["options"]["bootloaders"]) == ["efiaa64.stub", "sd-bootaa64.efi"]
+    # the arm64 builds of GRUB (iso-efi), systemd-boot and its stub (raw-efi), from arm64 debs
+    assert sorted(record["options"]["bootloaders"]) == ["bootaa64.efi", "efiaa64.stub",
+                                                        "sd-bootaa64.efi"]
 
 
 def test_arm64_kernel_initrd_boots_and_serves(arm64_outputs: Path) -> None:
