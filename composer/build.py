@@ -57,7 +57,9 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
     """Build; the outputs, ``NAME.build.json``, ``NAME.spdx.json`` and ``NAME.SHA256SUMS``
     appear together when everything succeeded (see :mod:`composer.repro.record`)."""
     from composer.spec import load_spec
+    from outputs import check_arch
 
+    check_arch(req.formats, req.arch)
     epoch = resolve_epoch(req.source_date_epoch)
     spec = load_spec(list(req.specs))
     for pos, message in spec.warnings:

@@ -29,3 +29,13 @@ def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def parse_arches(text: str) -> tuple[str, ...]:
+    """``--arch amd64,arm64`` -> ("amd64", "arm64"): each named once, in the order given."""
+    from composer.errors import UsageError
+
+    arches = tuple(a.strip() for a in text.split(","))
+    if any(not a for a in arches) or len(set(arches)) != len(arches):
+        raise UsageError(f"--arch {text!r}: give architectures separated by commas, each once")
+    return arches

@@ -18,8 +18,16 @@ Shared by the families: :mod:`outputs.options` (the options table), :mod:`output
 from __future__ import annotations
 
 from composer.streams.gz import compressor_id
-from outputs.formats import FORMATS, Converter, Format, check_clashes, get_format, output_files
+from outputs.formats import (
+    FORMATS,
+    Converter,
+    Format,
+    check_arch,
+    check_clashes,
+    get_format,
+    output_files,
+)
 from outputs.options import Options
 
-__all__ = ["FORMATS", "Converter", "Format", "Options", "check_clashes", "compressor_id",
-           "get_format", "output_files"]
+__all__ = ["FORMATS", "Converter", "Format", "Options", "check_arch", "check_clashes",
+           "compressor_id", "get_format", "output_files"]

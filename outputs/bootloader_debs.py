@@ -28,6 +28,13 @@ SYSTEMD_BOOT_EFI = PoolDeb("systemd-boot-efi", "252.39-1~deb12u2", "amd64",
 GRUB_EFI_AMD64_BIN = PoolDeb("grub-efi-amd64-bin", "2.06-13+deb12u2", "amd64",
                              "c04786d9f64fbf7cd181013266a8af52b463599cc54189915d03f1459e743135",
                              source="grub2")
+# the arm64 EFI bootloaders (cross-arch: plain files, nothing of them runs at build time)
+SYSTEMD_BOOT_EFI_ARM64 = PoolDeb("systemd-boot-efi", "252.39-1~deb12u2", "arm64",
+                                 "d75fbbfa90d37d409e7e65f1149afd770bc17daa3f15f49ef651f608fe7e1dbc",
+                                 source="systemd")
+GRUB_EFI_ARM64_BIN = PoolDeb("grub-efi-arm64-bin", "2.06-13+deb12u2", "arm64",
+                             "04e469e0221a357bfe0a1f0fc558f08a92edf99ef13c321aa9ea1e04951a2914",
+                             source="grub2")
 
 # role -> the pinned file (roles as in outputs.bootloaders)
 FILES: dict[str, DebFile] = {
@@ -58,4 +65,14 @@ FILES: dict[str, DebFile] = {
     "efi.stub": DebFile(
         SYSTEMD_BOOT_EFI, "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
         "c62ae56ffaf49d1a61de4434f4f531dd1d4ed3b5aee46c934c56e3f809b22cc4"),
+    # arm64: the same roles' files for the AArch64 UEFI (EFI/BOOT/BOOTAA64.EFI)
+    "bootaa64.efi": DebFile(
+        GRUB_EFI_ARM64_BIN, "usr/lib/grub/arm64-efi/monolithic/gcdaa64.efi",
+        "cc00b3b9c2a5097346513f956244497b740712726da27a4cfe196d34c4f962e4"),
+    "sd-bootaa64.efi": DebFile(
+        SYSTEMD_BOOT_EFI_ARM64, "usr/lib/systemd/boot/efi/systemd-bootaa64.efi",
+        "e11ba35ebe4f4b78d4569a63fe30b4a9d033ab92b83cda375e645ac76330b49f"),
+    "efiaa64.stub": DebFile(
+        SYSTEMD_BOOT_EFI_ARM64, "usr/lib/systemd/boot/efi/linuxaa64.efi.stub",
+        "e937f97467a4cebf48189e1f1348025c03d69bdee82a31cb2cf7e8307cb51dbf"),
 }

@@ -20,7 +20,14 @@ syslinux        usr/bin/syslinux (mtools installer; carries         syslinux
 mbr.bin         usr/lib/syslinux/mbr/mbr.bin (BIOS disk MBR code)  syslinux-common
 sd-boot.efi     usr/lib/systemd/boot/efi/systemd-bootx64.efi       systemd-boot-efi
 efi.stub        usr/lib/systemd/boot/efi/linuxx64.efi.stub         systemd-boot-efi
+bootaa64.efi    usr/lib/grub/arm64-efi/monolithic/gcdaa64.efi      grub-efi-arm64-bin (arm64)
+sd-bootaa64.efi usr/lib/systemd/boot/efi/systemd-bootaa64.efi      systemd-boot-efi (arm64)
+efiaa64.stub    usr/lib/systemd/boot/efi/linuxaa64.efi.stub        systemd-boot-efi (arm64)
 ==============  =================================================  ============================
+
+The last three are the arm64 builds of the EFI roles: :func:`for_arch` maps a format's roles
+to them when ``--arch arm64``, and :data:`EFI_BOOT_FILE` is the removable-media path each
+architecture's firmware starts (``EFI/BOOT/BOOTX64.EFI``, ``EFI/BOOT/BOOTAA64.EFI``).
 
 ``gcdx64.efi`` is Debian's prebuilt GRUB for CDs (every module it needs built in, prefix
 ``/boot/grub``), so no ``grub-mkstandalone`` runs at build time (its memdisk tar would carry
@@ -50,7 +57,15 @@ SYSLINUX = "syslinux"
 MBR = "mbr.bin"
 SYSTEMD_BOOT = "sd-boot.efi"
 EFI_STUB = "efi.stub"
-ROLES = (GRUB_EFI, EFI_STUB, ISOHDPFX, ISOLINUX, LDLINUX, MBR, SYSTEMD_BOOT, SYSLINUX)
+GRUB_EFI_AA64 = "bootaa64.efi"
+SYSTEMD_BOOT_AA64 = "sd-bootaa64.efi"
+EFI_STUB_AA64 = "efiaa64.stub"
+ROLES = (GRUB_EFI, EFI_STUB, ISOHDPFX, ISOLINUX, LDLINUX, MBR, SYSTEMD_BOOT, SYSLINUX,
+         GRUB_EFI_AA64, SYSTEMD_BOOT_AA64, EFI_STUB_AA64)
+# per architecture: the role that plays an (amd64-named) EFI role, and the file UEFI boots
+ARCH_ROLES = {"arm64": {GRUB_EFI: GRUB_EFI_AA64, SYSTEMD_BOOT: SYSTEMD_BOOT_AA64,
+                        EFI_STUB: EFI_STUB_AA64}}
+EFI_BOOT_FILE = {"amd64": "EFI/BOOT/BOOTX64.EFI", "arm64": "EFI/BOOT/BOOTAA64.EFI"}
 MAX_SIZE = 64 << 20  # bootloaders are small; refuse to read a huge file by mistake
 
 
@@ -76,6 +91,15 @@ PACKAGES = {role: f.deb.package for role, f in FILES.items()}
 BIOS_ROLES = (ISOLINUX, LDLINUX)
 HYBRID_ROLES = (ISOHDPFX,)
 EFI_ROLES = (GRUB_EFI,)
+
+
+def for_arch(role: str, arch: str) -> str:
+    """The role that plays ``role`` (an amd64 EFI role's name) on ``arch``."""
+    return ARCH_ROLES.get(arch.partition("/")[0], {}).get(role, role)
+
+
+def efi_boot_file(arch: str) -> str:
+    return EFI_BOOT_FILE[arch.partition("/")[0]]
 
 
 def parse_pin(text: str) -> Pin:

@@ -45,6 +45,8 @@ class Format:
     the phase-one result itself, nor directory outputs).
     ``tools``: ``module:function(fmt)`` naming the external programs (and versions) its bytes
     depend on, for the record.
+    ``arches``: the architectures (OCI names) it can be built for; None: any (it only
+    assembles files; whether the kernel boots is the kernel's business).
     """
 
     name: str
@@ -59,6 +61,10 @@ class Format:
     kept: bool = True
     tools: str | None = None
     by_format: bool = False
+    arches: frozenset[str] | None = None
+
+    def supports(self, arch: str) -> bool:
+        return self.arches is None or arch.partition("/")[0] in self.arches
 
     def output_files(self, name: str) -> tuple[str, ...]:
         return tuple(pattern.format(name=name) for pattern in self.files)
@@ -84,6 +90,10 @@ _ISO_PINS = "outputs.iso.formats:bootloader_pins"
 _DISK_PINS = "outputs.disk.formats:bootloader_pins"
 _ISO: dict[str, Any] = {"pins": _ISO_PINS, "by_format": True}  # the iso family's write_iso
 _DISK: dict[str, Any] = {"pins": _DISK_PINS, "by_format": True}  # the disk family's writers
+# BIOS boot (syslinux, isolinux, SeaBIOS) exists on x86 only; the EFI formats need a
+# bootloader pinned for the architecture (outputs/bootloader_debs.py)
+_X86 = frozenset({"amd64"})
+_EFI = frozenset({"amd64", "arm64"})
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("kernel+initrd", _KI, "outputs.initrd.formats:write_kernel_initrd", "initrd",
@@ -105,17 +115,17 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "outputs.initrd.formats:write_tar_kernel_initrd", "initrd",
            "one tar holding kernel, initrd.img and cmdline"),
     Format("iso-bios", ("{name}.iso",), "outputs.iso.formats:write_iso", "iso",
-           "ISO booting with isolinux (BIOS); a hybrid disk image too", **_ISO),
+           "ISO booting with isolinux (BIOS); a hybrid disk image too", **_ISO, arches=_X86),
 
     Format("iso-efi", ("{name}-efi.iso",), "outputs.iso.formats:write_iso", "iso",
-           "ISO booting with GRUB (UEFI)", **_ISO),
+           "ISO booting with GRUB (UEFI)", **_ISO, arches=_EFI),
 
     Format("iso-efi-initrd", ("{name}-efi-initrd.iso",),
            "outputs.iso.formats:write_iso", "iso",
-           "ISO booting with GRUB (UEFI), linuxkit's initrd variant", **_ISO),
+           "ISO booting with GRUB (UEFI), linuxkit's initrd variant", **_ISO, arches=_EFI),
 
     Format("iso-hybrid", ("{name}-hybrid.iso",), "outputs.iso.formats:write_iso", "iso",
-           "ISO booting under BIOS and UEFI, from a CD or as a disk", **_ISO),
+           "ISO booting under BIOS and UEFI, from a CD or as a disk", **_ISO, arches=_X86),
 
     Format("docker", ("{name}-docker.tar",), "outputs.image.formats:write_docker", "image",
            "docker load-able image (manifest.json + OCI layout)", pushable=True, loadable=True),
@@ -126,32 +136,32 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",
            "image", "linuxkit's docker build context (rootfs + Dockerfile)"),
     Format("raw-bios", ("{name}-bios.img",), "outputs.disk.formats:write_disk", "disk",
-           "raw disk: MBR, FAT and syslinux (BIOS), sized to its content", **_DISK),
+           "raw disk: MBR, FAT and syslinux (BIOS), sized to its content", **_DISK, arches=_X86),
 
     Format("raw-efi", ("{name}-efi.img",), "outputs.disk.formats:write_disk", "disk",
            "raw disk: GPT and an ESP with systemd-boot and a unified kernel image (UEFI)",
-           **_DISK),
+           **_DISK, arches=_EFI),
 
     Format("aws", ("{name}.raw",), "outputs.disk.formats:write_disk", "disk",
-           "raw disk AWS imports: MBR, FAT and syslinux filling --size", **_DISK),
+           "raw disk AWS imports: MBR, FAT and syslinux filling --size", **_DISK, arches=_X86),
 
     Format("qcow2-bios", ("{name}.qcow2",), "outputs.disk.formats:write_container", "disk",
-           "qcow2 of an MBR, FAT and syslinux disk of --size (BIOS)", **_DISK),
+           "qcow2 of an MBR, FAT and syslinux disk of --size (BIOS)", **_DISK, arches=_X86),
 
     Format("qcow2-efi", ("{name}-efi.qcow2",), "outputs.disk.formats:write_container", "disk",
-           "qcow2 of a GPT disk with an ESP and GRUB (UEFI)", **_DISK),
+           "qcow2 of a GPT disk with an ESP and GRUB (UEFI)", **_DISK, arches=_EFI),
 
     Format("vhd", ("{name}.vhd",), "outputs.disk.formats:write_container", "disk",
-           "fixed VHD, 1 GiB, 1 MiB-aligned (Azure): MBR, FAT and syslinux", **_DISK),
+           "fixed VHD, 1 GiB, 1 MiB-aligned (Azure): MBR, FAT and syslinux", **_DISK, arches=_X86),
 
     Format("dynamic-vhd", ("{name}.vhd",), "outputs.disk.formats:write_container", "disk",
-           "dynamic VHD, 25 GiB: MBR, FAT and syslinux", **_DISK),
+           "dynamic VHD, 25 GiB: MBR, FAT and syslinux", **_DISK, arches=_X86),
 
     Format("vmdk", ("{name}.vmdk",), "outputs.disk.formats:write_container", "disk",
-           "streamOptimized VMDK, 1 GiB (vSphere): MBR, FAT and syslinux", **_DISK),
+           "streamOptimized VMDK, 1 GiB (vSphere): MBR, FAT and syslinux", **_DISK, arches=_X86),
 
     Format("gcp", ("{name}.img.tar.gz",), "outputs.disk.formats:write_container", "disk",
-           "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", **_DISK),
+           "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", **_DISK, arches=_X86),
 )}
 
 
@@ -162,6 +172,15 @@ def get_format(name: str) -> Format:
     except KeyError:
         raise UsageError(f"unknown format {name!r} (known: {', '.join(sorted(FORMATS))})"
                          ) from None
+
+
+def check_arch(names: Iterable[str], arch: str) -> None:
+    """A format that cannot be made for ``arch`` is a usage error naming the ones that can."""
+    for name in names:
+        if not FORMATS[name].supports(arch):
+            can = ", ".join(f for f, row in FORMATS.items() if row.supports(arch))
+            only = ", ".join(sorted(FORMATS[name].arches or ()))
+            raise UsageError(f"format {name} is for {only} only, not {arch}; for {arch}: {can}")
 
 
 def output_files(fmt: str, name: str) -> tuple[str, ...]:

@@ -4,14 +4,22 @@
 # fetch the page its httpd service serves from this machine (127.0.0.1:$PORT, QEMU's user-mode
 # port forward), print it, then press the VM's ACPI power button so it shuts down cleanly and
 # the onshutdown container runs. The smoke-test example is `DEMO=hello scripts/demo.sh`.
+# ARCH=arm64 builds the same spec for arm64 (cross-built: the arm64 debs are pinned too) and
+# boots it in qemu-system-aarch64 -M virt -cpu cortex-a57 (TCG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 out=${OUT:-out}
 port=${PORT:-8080}
+arch=()
+if [ -n "${ARCH:-}" ]; then arch=(--arch "$ARCH"); fi
 
-examples/fetch-debs --allow-newer
+if [ -n "${ARCH:-}" ]; then
+    examples/fetch-debs --allow-newer --arch "$ARCH"
+else
+    examples/fetch-debs --allow-newer --arch "$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+fi
 if [ "${DEMO:-services}" = hello ]; then
     image-composer pkg build examples/packages/kernel examples/packages/init \
         examples/packages/hello
@@ -20,9 +28,9 @@ if [ "${DEMO:-services}" = hello ]; then
     exec image-composer run qemu "$out/hello"
 fi
 
-image-composer pkg build examples/packages/kernel examples/packages/rcinit \
+image-composer pkg build "${arch[@]}" examples/packages/kernel examples/packages/rcinit \
     examples/packages/runc examples/packages/hello
-image-composer build -f kernel+initrd -o "$out" examples/services.yml
+image-composer build "${arch[@]}" -f kernel+initrd -o "$out" examples/services.yml
 echo "--- booting $out/services in qemu (serial console below) ---" >&2
 image-composer run qemu "$out/services" --mem 512 --publish "$port:80" --timeout 900 \
     --console-log "$out/services-console.log" </dev/null &

@@ -2,6 +2,7 @@
 # Install everything image-composer needs on a fresh Debian/Ubuntu machine, then create .venv.
 #   scripts/setup.sh          runtime + demo tools (qemu, apt-get download works without root)
 #   scripts/setup.sh --test   also the test oracles and services (registry, skopeo, cpio, ...)
+#                             and qemu-system-aarch64 + AAVMF (also with ARCH=arm64)
 # Safe to run again: apt and pip skip what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ if [ "${1:-}" = "--test" ]; then
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
                time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
                squashfs-tools erofs-utils openssl)
+fi
+if [ "${1:-}" = "--test" ] || [ "${ARCH:-}" = arm64 ]; then
+    # arm64 guests: qemu-system-aarch64 (-M virt, TCG) and AAVMF for the EFI formats
+    packages+=(qemu-system-arm qemu-efi-aarch64)
 fi
 
 missing=()

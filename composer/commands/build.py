@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from composer.defaults import default_cache_dir, host_arch, log
+from composer.defaults import default_cache_dir, host_arch, log, parse_arches
 from composer.errors import UsageError
 
 
@@ -161,41 +161,53 @@ def run(args: argparse.Namespace) -> int:
         from composer.repro.attest import load_private_key
 
         load_private_key(args.sign)
+    arches = parse_arches(args.arch) if args.arch else (host_arch(),)
+    from outputs import check_arch
+
+    for arch in arches:
+        check_arch(chosen, arch)
+    if args.load and len(arches) > 1:
+        raise UsageError("--load takes one architecture (docker load keeps one image per tag)")
+    if one is not None and len(arches) > 1:
+        raise UsageError("--o writes one output: give one --arch")
     name = args.name or args.specs[-1].stem  # linuxkit names outputs after the last spec
     cache_dir = args.cache or default_cache_dir()
-    staging = None
-    if one is not None:
-        staging = _staging_dir(args.output_file, cache_dir)
-    request = BuildRequest(
-        specs=tuple(args.specs),
-        formats=tuple(chosen),
-        output_dir=staging or args.output or Path.cwd(),
-        name=name,
-        arch=args.arch or host_arch(),
-        cache_dir=cache_dir,
-        pull=args.pull,
-        offline=args.offline,
-        source_date_epoch=args.source_date_epoch,
-        locked=args.locked,
-        docker=args.docker,
-        quiet=args.quiet,
-        insecure=tuple(args.insecure_registry),
-        network=network_from_args(args),
-        sbom=not args.no_sbom,
-        sign_key=args.sign,
-        output_options=from_args(args),
-    )
+    staging = _staging_dir(args.output_file, cache_dir) if one is not None else None
+    network = network_from_args(args)
     quiet_log = (lambda _m: None) if args.quiet else log
-    if staging is not None and one is not None:
-        return _build_one(request, staging, one, args.output_file, quiet_log)
-    paths = run_build(request, log=quiet_log)
-    for path in paths:
-        print(path)
+    built: list[list[Path]] = []
+    for arch in arches:
+        # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
+        request = BuildRequest(
+            specs=tuple(args.specs),
+            formats=tuple(chosen),
+            output_dir=staging or args.output or Path.cwd(),
+            name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
+            arch=arch,
+            cache_dir=cache_dir,
+            pull=args.pull,
+            offline=args.offline,
+            source_date_epoch=args.source_date_epoch,
+            locked=args.locked,
+            docker=args.docker,
+            quiet=args.quiet,
+            insecure=tuple(args.insecure_registry),
+            network=network,
+            sbom=not args.no_sbom,
+            sign_key=args.sign,
+            output_options=from_args(args),
+        )
+        if staging is not None and one is not None:
+            return _build_one(request, staging, one, args.output_file, quiet_log)
+        paths = run_build(request, log=quiet_log)
+        for path in paths:
+            print(path)
+        built.append(paths)
     if args.push or args.load:
         from composer.commands.push import publish
 
-        for line in publish(paths, push_ref=args.push, load=args.load, log=quiet_log,
-                            network=request.network):
+        for line in publish(built, push_ref=args.push, load=args.load, log=quiet_log,
+                            network=network):
             print(line)
     return 0
 

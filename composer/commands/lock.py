@@ -49,7 +49,8 @@ def register(sub, common) -> None:
     p.add_argument("--update", action="store_true",
                    help="re-resolve every tag from its registry (default: keep existing pins)")
     p.add_argument("--arch", action="append", default=None,
-                   help="architecture to pin; repeatable (default: the host's, plus any "
+                   help="architecture to pin; repeatable or comma-separated (default: the "
+                   "host's, plus any "
                    "the lock already has)")
     p.add_argument("--cache", type=Path, help="image cache directory "
                    "(default: $IMAGE_COMPOSER_CACHE, else $LINUXKIT_CACHE, else "
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--update and --offline cannot be used together")
     spec = load_spec(list(args.specs))
     cache = Cache(args.cache or default_cache_dir())
-    arches = args.arch or [host_arch()]
+    from composer.defaults import parse_arches
+
+    arches = [a for text in args.arch for a in parse_arches(text)] if args.arch else [host_arch()]
     resolver = resolver_from_args(args, cache, arches[0])
     with cache.in_use():
         path, lock = update_lock(wanted_from_spec(spec), args.specs, arches, resolver,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from composer.defaults import default_cache_dir, host_arch
+from composer.defaults import default_cache_dir, host_arch, parse_arches
 
 
 def register(sub, common) -> None:
@@ -15,6 +15,8 @@ def register(sub, common) -> None:
     pb.add_argument("directory", type=Path, nargs="+")
     pb.add_argument("--debs", type=Path, default=None, metavar="DIR",
                     help="where the pinned .deb files are (default: DIRECTORY/../../debs)")
+    pb.epilog = ("--arch amd64,arm64 builds an image per architecture and tags a "
+                 "multi-platform index over them")
     pb.add_argument("--layout", type=Path, default=None, metavar="DIR",
                     help="also write the image into this OCI image layout directory")
     common(pb)
@@ -38,9 +40,10 @@ def run_build(args: argparse.Namespace) -> int:
     from composer.pkg import build as pkg
 
     cache = Cache(args.cache or default_cache_dir())
+    arches = parse_arches(args.arch) if args.arch else (host_arch(),)
     epoch = resolve_epoch(args.source_date_epoch)
     for directory in args.directory:
-        result = pkg.build_package(directory, cache, epoch=epoch, arch=args.arch or host_arch(),
+        result = pkg.build_package(directory, cache, epoch=epoch, arch=arches,
                                    debs_dir=args.debs, layout=args.layout)
         print(result)
     return 0

@@ -59,9 +59,10 @@ def push_files(files: list[Path], ref_text: str, log: Callable[[str], None] = lo
     return push(list(files), ref, _pusher(log, network)).pinned
 
 
-def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = False,
+def publish(outputs: list[list[Path]], *, push_ref: str | None = None, load: bool = False,
             log: Callable[[str], None] = log, network=None) -> list[str]:
-    """After a build committed ``outputs``: push and/or load its image output.
+    """After a build committed ``outputs`` (one list per architecture): push its image
+    outputs (several architectures: one multi-platform index) and/or load the image.
 
     Returns the lines to print (``NAME@DIGEST`` for a push, the loaded tags for a load).
     """
@@ -69,14 +70,16 @@ def publish(outputs: list[Path], *, push_ref: str | None = None, load: bool = Fa
 
     if not push_ref and not load:
         return []
-    image = image_output(outputs)
-    if image is None:
+    images = [image_output(paths) for paths in outputs]
+    if any(image is None for image in images):
         raise UsageError("--push and --load need an image output: add -f docker "
                          "(or oci / oci-dir for --push)")
+    found = [image for image in images if image is not None]
     lines = []
     if push_ref:
-        lines.append(push_files([image], push_ref, log, network))
+        lines.append(push_files(found, push_ref, log, network))
     if load:
+        [image] = found
         if not image.name.endswith("-docker.tar"):
             raise UsageError("--load needs the docker format (-f docker)")
         from composer.images.load import load_archive

@@ -10,7 +10,7 @@ def register(sub, common) -> None:
     run_p = sub.add_parser("run", help="boot outputs").add_subparsers(
         dest="run_command", required=True, parser_class=sub._parser_class)
     q = run_p.add_parser("qemu", help="boot NAME-kernel + NAME-initrd.img, or an ISO, in "
-                         "qemu-system-x86_64")
+                         "qemu-system-x86_64 (or qemu-system-aarch64)")
     q.add_argument("name", help="path prefix of the outputs, e.g. out/hello, or an ISO file "
                    "(NAME.iso)")
     fw = q.add_mutually_exclusive_group()
@@ -37,6 +37,10 @@ def register(sub, common) -> None:
     q.add_argument("--shutdown-after", type=float, default=None, metavar="S",
                    help="after S seconds press the guest's ACPI power button (a clean "
                    "power-off, as SIGTERM to image-composer does)")
+    q.add_argument("--arch", default=None, choices=("amd64", "arm64"),
+                   help="the guest's architecture (default: from NAME.build.json beside the "
+                   "outputs, else the kernel's header, else the host's); arm64 boots "
+                   "qemu-system-aarch64 -M virt -cpu cortex-a57, under AAVMF for EFI formats")
     q.add_argument("--accel", default=None,
                    help="qemu accelerator (default: kvm if usable, else tcg)")
     q.set_defaults(func=run_qemu)
@@ -55,4 +59,5 @@ def run_qemu(args: argparse.Namespace) -> int:
         disks=tuple(vmctl.parse_disk(d) for d in args.disks if d),
         console_log=args.console_log, shutdown_after=args.shutdown_after)
     return qemu.run_qemu(Path(args.name), memory=args.mem, timeout=args.timeout,
-                         accel=args.accel, uefi=args.uefi, disk=disk, machine=machine)
+                         accel=args.accel, uefi=args.uefi, disk=disk, machine=machine,
+                         arch=args.arch)

@@ -32,6 +32,7 @@ import requests
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.registry import RegistryClient, RegistryError
+from composer.oci.documents import index_document
 from composer.oci.media import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from composer.oci.refs import Ref
 from composer.streams.digest import CHUNK, VerifyingReader, check_digest
@@ -329,8 +330,7 @@ def push_index(sources: list[Path], ref: Ref, pusher: Pusher) -> Pushed:
             _push_tree(layout, desc, ref, pusher, desc["digest"])
             entries[key] = {"mediaType": desc["mediaType"], "digest": desc["digest"],
                             "size": desc["size"], "platform": platform}
-    index = canonjson.compact({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                               "manifests": [entries[k] for k in sorted(entries)]})
+    index = canonjson.compact(index_document(list(entries.values())))
     digest = "sha256:" + hashlib.sha256(index).hexdigest()
     pusher.put_manifest(ref, _reference(ref, digest), index, OCI_INDEX)
     return Pushed(ref, digest, len(index), OCI_INDEX)

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 from composer import canonjson
 from composer.images.cache import Cache
-from composer.oci.documents import config_document, manifest_document
-from composer.oci.media import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
+from composer.oci.documents import config_document, index_document, manifest_document
+from composer.oci.media import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
 
 GZIP_LEVEL = 9
 
@@ -102,16 +102,28 @@ def write_image(
     return Written(desc, man_bytes, cfg_bytes)
 
 
-def export_layout(store: Cache, written: Written, dest: Path, tag: str) -> None:
-    """Copy one image from a cache into an OCI image layout directory ``dest`` as ``tag``."""
+def write_index(store: Cache, images: list[Written]) -> dict:
+    """Store a multi-platform index over single-platform images; returns its descriptor."""
+    data = canonjson.compact(index_document([w.descriptor for w in images]))
+    return {"mediaType": OCI_INDEX, "digest": store.put_bytes(data), "size": len(data)}
+
+
+def export_layout(store: Cache, written: Written | list[Written], dest: Path, tag: str,
+                  top: dict | None = None) -> None:
+    """Copy images from a cache into an OCI image layout directory ``dest`` as ``tag``: one
+    image, or several under ``top`` (their index, already in ``store``)."""
     target = Cache(dest)
-    manifest = canonjson.loads(written.manifest)
-    for desc in [manifest["config"], *manifest["layers"]]:
-        if not target.has_blob(desc["digest"]):
-            with store.open_blob(desc["digest"], desc["size"]) as src:
-                target.put_blob(src, desc["digest"], desc["size"], desc["digest"])
-    target.put_bytes(written.manifest)
-    target.tag(tag, written.descriptor)
+    images = [written] if isinstance(written, Written) else list(written)
+    for one in images:
+        manifest = canonjson.loads(one.manifest)
+        for desc in [manifest["config"], *manifest["layers"]]:
+            if not target.has_blob(desc["digest"]):
+                with store.open_blob(desc["digest"], desc["size"]) as src:
+                    target.put_blob(src, desc["digest"], desc["size"], desc["digest"])
+        target.put_bytes(one.manifest)
+    if top is not None and top["digest"] != images[0].digest:
+        target.put_bytes(store.read_blob(top["digest"], top["size"]))
+    target.tag(tag, top if top is not None else images[0].descriptor)
     for stray in ("uncompressed", "tmp", "lock"):
         path = dest / stray
         if path.is_dir():

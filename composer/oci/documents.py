@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from composer.oci.media import OCI_MANIFEST
+from composer.oci.media import OCI_INDEX, OCI_MANIFEST
 
 
 def rfc3339(seconds: int) -> str:
@@ -45,3 +45,17 @@ def manifest_document(config: dict, layers: list[dict],
     if annotations:
         manifest["annotations"] = dict(annotations)
     return manifest
+
+
+def platform_key(desc: dict) -> tuple[str, str, str]:
+    """(os, architecture, variant) of a descriptor's platform: the order of index entries."""
+    platform = desc.get("platform") or {}
+    return (platform.get("os", ""), platform.get("architecture", ""),
+            platform.get("variant", ""))
+
+
+def index_document(manifests: list[dict]) -> dict:
+    """A multi-platform OCI index over manifest descriptors (with ``platform``), sorted by
+    platform so the order they were built in does not matter."""
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": sorted(manifests, key=platform_key)}

@@ -30,7 +30,7 @@ from composer.debian import deb
 from composer.epoch import Epoch
 from composer.errors import ComposerError, SpecError
 from composer.images.cache import Cache
-from composer.images.write import Written, export_layout, write_image
+from composer.images.write import Written, export_layout, write_image, write_index
 from composer.oci.refs import Ref, parse_ref
 from composer.pkg.package import (
     DEBIAN_ARCH,
@@ -149,11 +149,11 @@ def _stage_deb(stage: _Stage, index: int, pin: DebPin, path: Path, sha256: str) 
             raise ComposerError(f"{path}: hard link to {first!r}, which is not in the package")
 
 
-def _stage_rootfs(stage: _Stage, spec: PackageSpec) -> None:
-    root = spec.directory / spec.rootfs  # type: ignore[operator]
+def _stage_rootfs(stage: _Stage, spec: PackageSpec, rootfs: str) -> None:
+    root = spec.directory / rootfs
     t = stage.epoch.generated
     for rel, st, path in walk(root):
-        origin = f"{spec.rootfs}/"
+        origin = f"{rootfs}/"
         mode = git_mode(st)
         if stat.S_ISDIR(st.st_mode):
             stage.put(_Item(Entry(rel, Kind.DIR, mode, mtime=t), origin=origin))
@@ -253,8 +253,16 @@ class PackageResult:
     ref: str
     cache_name: str
     digest: str
-    written: Written
+    written: Written  # the first architecture's image
     overrides: tuple[Override, ...] = ()
+    platforms: tuple[Written, ...] = ()  # every architecture's image, in the order asked
+
+    def image_for(self, arch: str) -> Written:
+        """The image built for ``arch``."""
+        for w in self.platforms or (self.written,):
+            if w.descriptor["platform"]["architecture"] == arch:
+                return w
+        raise KeyError(arch)
 
     def __str__(self) -> str:
         return f"{self.ref}@{self.digest}"
@@ -273,6 +281,7 @@ def build_layer(spec: PackageSpec, out: BinaryIO, *, epoch: Epoch, arch: str, de
                 overrides: dict[tuple[str, str], Override]) -> None:
     """Write the package's one layer (an uncompressed canonical tar) to ``out``."""
     debian_arch = DEBIAN_ARCH.get(arch, arch)
+    spec = spec.for_arch(arch)
     with tempfile.TemporaryFile() as spool:
         stage = _Stage(spool, epoch)
         for index, pin in enumerate(spec.debs):
@@ -282,8 +291,9 @@ def build_layer(spec: PackageSpec, out: BinaryIO, *, epoch: Epoch, arch: str, de
                 version, sha = o.version, o.sha256
             path = _deb_path(debs_dir, pin.name, version, pin.arch or debian_arch)
             _stage_deb(stage, index, pin, path, sha)
-        if spec.rootfs is not None:
-            _stage_rootfs(stage, spec)
+        for rootfs in (spec.rootfs, spec.arch_rootfs):
+            if rootfs is not None:
+                _stage_rootfs(stage, spec, rootfs)
         for rule in spec.renames:
             _rename(stage, rule)
         for nest in spec.nested:
@@ -291,28 +301,40 @@ def build_layer(spec: PackageSpec, out: BinaryIO, *, epoch: Epoch, arch: str, de
         _write_tar(stage.items, stage, out)
 
 
-def build_package(directory: Path, cache: Cache, *, epoch: Epoch, arch: str,
+def build_package(directory: Path, cache: Cache, *, epoch: Epoch, arch: str | tuple[str, ...],
                   debs_dir: Path | None, layout: Path | None,
                   log: Callable[[str], None] = _warn) -> PackageResult:
-    """Build ``directory`` into the cache as ``docker.io/ORG/IMAGE:TAG`` (and ``layout``)."""
+    """Build ``directory`` into the cache as ``docker.io/ORG/IMAGE:TAG`` (and ``layout``).
+
+    One architecture: the tag names its image. Several (``("amd64", "arm64")``): an image each
+    and the tag names a multi-platform index over them (sorted by platform), so a spec naming
+    the package builds for any of them.
+    """
+    arches = (arch,) if isinstance(arch, str) else tuple(arch)
+    if not arches or len(set(arches)) != len(arches):
+        raise ComposerError(f"pkg build: give each architecture once (got {','.join(arches)})")
     spec = load_spec(directory)
     debs_dir = Path(debs_dir) if debs_dir is not None else default_debs_dir(directory)
-    overrides = load_overrides(debs_dir) if spec.debs else {}
+    overrides = load_overrides(debs_dir) if spec.all_debs() else {}
     applied = applied_overrides(spec, overrides)
     for o in applied:
         log(f"{spec.image}: using {o.name} {o.version} instead of the pinned {o.pinned} "
             f"(from {debs_dir / OVERRIDES_FILE})")
     tag = tag_for(spec, overrides)
-    with tempfile.TemporaryFile() as layer:
-        build_layer(spec, layer, epoch=epoch, arch=arch, debs_dir=debs_dir, overrides=overrides)
-        layer.seek(0)
-        written = write_image(cache, [layer], arch=arch, config=spec.config,
-                              created=_created(epoch))
+    images = []
+    for one in arches:
+        with tempfile.TemporaryFile() as layer:
+            build_layer(spec, layer, epoch=epoch, arch=one, debs_dir=debs_dir,
+                        overrides=overrides)
+            layer.seek(0)
+            images.append(write_image(cache, [layer], arch=one, config=spec.config,
+                                      created=_created(epoch)))
     ref = ref_for(spec, tag)
     parsed = parse_ref(ref)
     assert isinstance(parsed, Ref)
-    cache.tag(parsed.cache_name, written.descriptor)
+    top = images[0].descriptor if len(images) == 1 else write_index(cache, images)
+    cache.tag(parsed.cache_name, top)
     if layout is not None:
-        export_layout(cache, written, Path(layout), tag)
-    return PackageResult(ref, parsed.cache_name, written.digest, written, tuple(applied))
-
+        export_layout(cache, images, Path(layout), tag, top)
+    return PackageResult(ref, parsed.cache_name, top["digest"], images[0], tuple(applied),
+                         tuple(images))

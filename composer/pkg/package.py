@@ -14,6 +14,10 @@ A package directory holds a ``build.yml`` (small and strict; unknown keys are er
         include: ["boot/vmlinuz-*", "lib/modules/*/modules.order"]   # default ["**"]
         exclude: ["usr/share/doc/**"]                                # default []
     rootfs: rootfs                 # a directory in the package copied in (optional)
+    arches:                        # per-architecture parts (optional), added to the above
+      arm64:                       # OCI arch name; its pins default to that Debian arch
+        debs: [...]                # as above
+        rootfs: rootfs-arm64       # copied in after ``rootfs``
     rename:                        # move one entry each (optional)
       - {from: "boot/vmlinuz-*", to: kernel}
     nested:                        # move entries into a tar inside the image (optional)
@@ -28,6 +32,9 @@ TAG is 40 hex digits of a sha256 over a canonical listing of the package directo
 git-style modes, file hashes, symlink targets) and, if ``DEBS/overrides.yml`` replaces a pin (see
 ``examples/fetch-debs --allow-newer``), the replacements. It changes exactly when the inputs do;
 it names the inputs, the printed digest names the bytes (which also depend on the epoch and arch).
+
+With ``arches``, a package builds only for the architectures it lists (:meth:`PackageSpec.for_arch`
+is the package as one architecture sees it); without, for any (its pins name the files).
 """
 
 from __future__ import annotations
@@ -97,6 +104,30 @@ class PackageSpec:
     renames: tuple[Rename, ...] = ()
     nested: tuple[Nested, ...] = ()
     config: dict = field(default_factory=dict, hash=False)
+    arch_rootfs: str | None = None  # the chosen architecture's rootfs (after for_arch)
+    arches: dict[str, ArchPart] = field(default_factory=dict, hash=False)
+
+    def all_debs(self) -> tuple[DebPin, ...]:
+        """Every pin, of every architecture (what fetch-debs downloads)."""
+        return self.debs + tuple(p for part in self.arches.values() for p in part.debs)
+
+    def for_arch(self, arch: str) -> PackageSpec:
+        """The package as a build for ``arch`` (OCI name) sees it: its part added."""
+        if not self.arches:
+            return self
+        part = self.arches.get(arch)
+        if part is None:
+            raise ComposerError(f"{self.directory}: package {self.image} is not made for {arch} "
+                                f"(its build.yml has arches: {', '.join(sorted(self.arches))})")
+        return replace(self, debs=self.debs + part.debs, arch_rootfs=part.rootfs, arches={})
+
+
+@dataclass(frozen=True)
+class ArchPart:
+    """One architecture's pins and rootfs directory (``arches.ARCH`` in build.yml)."""
+
+    debs: tuple[DebPin, ...] = ()
+    rootfs: str | None = None
 
 
 class _Yaml:
@@ -171,7 +202,7 @@ def load_spec(directory: Path) -> PackageSpec:
     if root is None:
         raise SpecError.at(Position(str(path), 1, 1), f"{BUILD_FILE} is empty")
     top = y.mapping(root, BUILD_FILE, ("image",),
-                    ("org", "debs", "rootfs", "rename", "nested", "config"))
+                    ("org", "debs", "rootfs", "rename", "nested", "config", "arches"))
     image = y.text(top["image"], "image")
     org = y.text(top["org"], "org") if "org" in top else DEFAULT_ORG
     try:
@@ -184,14 +215,35 @@ def load_spec(directory: Path) -> PackageSpec:
                        nested=_nested(y, top["nested"]) if "nested" in top else (),
                        config=_config(y, top["config"]) if "config" in top else {})
     if "rootfs" in top:
-        rootfs = y.text(top["rootfs"], "rootfs")
-        real = os.path.realpath(directory / rootfs)
-        # inside the package, also after symlinks: the tag only covers the package directory
-        if (normalise(rootfs) != rootfs.rstrip("/") or not os.path.isdir(real)
-                or not real.startswith(os.path.realpath(directory) + os.sep)):
-            raise y.fail(top["rootfs"], f"rootfs: {rootfs!r} is not a directory in the package")
-        spec = replace(spec, rootfs=rootfs.rstrip("/"))
+        spec = replace(spec, rootfs=_rootfs(y, top["rootfs"], directory, "rootfs"))
+    if "arches" in top:
+        spec = replace(spec, arches=_arches(y, top["arches"], directory))
     return spec
+
+
+def _rootfs(y: _Yaml, node: yaml.Node, directory: Path, what: str) -> str:
+    rootfs = y.text(node, what)
+    real = os.path.realpath(directory / rootfs)
+    # inside the package, also after symlinks: the tag only covers the package directory
+    if (normalise(rootfs) != rootfs.rstrip("/") or not os.path.isdir(real)
+            or not real.startswith(os.path.realpath(directory) + os.sep)):
+        raise y.fail(node, f"{what}: {rootfs!r} is not a directory in the package")
+    return rootfs.rstrip("/")
+
+
+def _arches(y: _Yaml, node: yaml.Node, directory: Path) -> dict[str, ArchPart]:
+    out = {}
+    for arch, value in y.mapping(node, "arches", (), None).items():
+        if arch not in DEBIAN_ARCH:
+            raise y.fail(value, f"arches: unknown architecture {arch!r} (known: "
+                         f"{', '.join(sorted(DEBIAN_ARCH))})")
+        m = y.mapping(value, f"arches.{arch}", (), ("debs", "rootfs"))
+        debs = _debs(y, m["debs"], f"arches.{arch}.debs") if "debs" in m else ()
+        out[arch] = ArchPart(
+            debs=tuple(p if p.arch else replace(p, arch=DEBIAN_ARCH[arch]) for p in debs),
+            rootfs=_rootfs(y, m["rootfs"], directory, f"arches.{arch}.rootfs")
+            if "rootfs" in m else None)
+    return out
 
 
 def _list(y: _Yaml, node: yaml.Node, what: str) -> list[yaml.Node]:
@@ -200,10 +252,10 @@ def _list(y: _Yaml, node: yaml.Node, what: str) -> list[yaml.Node]:
     return node.value
 
 
-def _debs(y: _Yaml, node: yaml.Node) -> tuple[DebPin, ...]:
+def _debs(y: _Yaml, node: yaml.Node, where: str = "debs") -> tuple[DebPin, ...]:
     out = []
-    for i, item in enumerate(_list(y, node, "debs")):
-        what = f"debs[{i}]"
+    for i, item in enumerate(_list(y, node, where)):
+        what = f"{where}[{i}]"
         m = y.mapping(item, what, ("name", "version", "sha256"), ("arch", "source", "include",
                                                                     "exclude"))
         sha = y.text(m["sha256"], f"{what}.sha256")
@@ -410,7 +462,8 @@ def default_debs_dir(directory: Path) -> Path:
 
 def applied_overrides(spec: PackageSpec, overrides: dict[tuple[str, str], Override]
                       ) -> list[Override]:
-    return [overrides[(p.name, p.version)] for p in spec.debs if (p.name, p.version) in overrides]
+    return [overrides[(p.name, p.version)] for p in spec.all_debs()
+            if (p.name, p.version) in overrides]
 
 
 def tag_for(spec: PackageSpec, overrides: dict[tuple[str, str], Override]) -> str:

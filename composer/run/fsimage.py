@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from composer.errors import ComposerError, UsageError
+from composer.run.targets import TARGETS, Target
 from composer.run.vmctl import QEMU, kernel_cmdline
 
 SUFFIXES = {"-squashfs.img": "kernel+squashfs", "-erofs.img": "kernel+erofs",
@@ -52,7 +53,8 @@ def fsimage_format(path: Path) -> str | None:
     return None
 
 
-def fsimage_argv(image: Path, fmt: str, *, memory: str, accel: str) -> list[str]:
+def fsimage_argv(image: Path, fmt: str, *, memory: str, accel: str,
+                 target: Target = TARGETS["amd64"], head: list[str] | None = None) -> list[str]:
     suffix = next(s for s, f in SUFFIXES.items() if f == fmt)
     prefix = _prefix(image, suffix)
     kernel, cmdline_file = Path(f"{prefix}-kernel"), Path(f"{prefix}-cmdline")
@@ -62,7 +64,7 @@ def fsimage_argv(image: Path, fmt: str, *, memory: str, accel: str) -> list[str]
         text = cmdline_file.read_text(encoding="utf-8") if cmdline_file.is_file() else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise ComposerError(f"{cmdline_file}: cannot read: {exc}") from None
-    media = "cdrom" if fmt == "kernel+iso" else "disk"
-    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
-            "-kernel", str(kernel), "-append", f"{kernel_cmdline(text)} {ROOT[fmt]}",
-            "-drive", f"file={image},format=raw,index=0,media={media},readonly=on"]
+    head = head or [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot"]
+    return [*head, "-kernel", str(kernel),
+            "-append", f"{kernel_cmdline(text, target.console)} {ROOT[fmt]}",
+            *target.drive(image, "raw", cdrom=fmt == "kernel+iso", readonly=True, index=0)]

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError, UsageError
-from composer.run import fsimage, vmctl
-from composer.run.vmctl import QEMU, kernel_cmdline
+from composer.run import fsimage, targets, vmctl
+from composer.run.targets import TARGETS, Target
+from composer.run.vmctl import kernel_cmdline
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
@@ -65,7 +66,7 @@ def kvm_usable(device: str = "/dev/kvm", sys_module: Path = Path("/sys/module"))
         os.close(fd)
 
 
-def boot_files(prefix: Path) -> tuple[Path, Path, str]:
+def boot_files(prefix: Path, console: str = "ttyS0") -> tuple[Path, Path, str]:
     """``PREFIX-kernel``, ``PREFIX-initrd.img`` and the command line (``PREFIX-cmdline``)."""
     kernel = Path(f"{prefix}-kernel")
     initrd = Path(f"{prefix}-initrd.img")
@@ -78,33 +79,42 @@ def boot_files(prefix: Path) -> tuple[Path, Path, str]:
         text = cmdline.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ComposerError(f"{cmdline}: cannot read: {exc}") from None
-    return kernel, initrd, kernel_cmdline(text)
+    return kernel, initrd, kernel_cmdline(text, console)
+
+
+def head_argv(target: Target, memory: str, accel: str) -> list[str]:
+    """qemu, its board and CPU, and what every boot has."""
+    return [target.qemu, *target.machine, "-accel", accel, "-m", memory, "-nographic",
+            "-no-reboot"]
 
 
 def qemu_argv(kernel: Path, initrd: Path, cmdline: str, *, memory: str,
-              accel: str, ovmf_vars: Path | None = None) -> list[str]:
-    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
-            *firmware_args(ovmf_vars),
+              accel: str, ovmf_vars: Path | None = None,
+              target: Target = TARGETS["amd64"]) -> list[str]:
+    return [*head_argv(target, memory, accel), *firmware_args(ovmf_vars, target),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
 
-def firmware_args(ovmf_vars: Path | None) -> list[str]:
-    """SeaBIOS (qemu's default) when ``ovmf_vars`` is None, else OVMF with that vars file."""
+def firmware_code(target: Target) -> tuple[Path, Path]:
+    """The UEFI firmware and its variable store template for ``target``."""
+    return target.firmware or (OVMF_CODE, OVMF_VARS)
+
+
+def firmware_args(ovmf_vars: Path | None, target: Target = TARGETS["amd64"]) -> list[str]:
+    """The board's default (SeaBIOS on a PC; on arm64 virt, none: direct kernel boot) when
+    ``ovmf_vars`` is None, else UEFI (OVMF, AAVMF) with that vars file."""
     if ovmf_vars is None:
         return []
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+    code = firmware_code(target)[0]
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={ovmf_vars}"]
 
 
 def iso_argv(iso: Path, *, memory: str, accel: str, disk: bool,
-             ovmf_vars: Path | None = None) -> list[str]:
+             ovmf_vars: Path | None = None, target: Target = TARGETS["amd64"]) -> list[str]:
     """Boot ``iso`` as a CD-ROM or as a (never written) hard disk."""
-    if "," in str(iso):
-        raise UsageError(f"{iso}: qemu cannot take a file name with a comma")
-    media = (f"file={iso},format=raw,if=ide,media=disk,snapshot=on" if disk
-             else f"file={iso},format=raw,if=ide,media=cdrom,readonly=on")
-    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
-            *firmware_args(ovmf_vars), "-drive", media]
+    return [*head_argv(target, memory, accel), *firmware_args(ovmf_vars, target),
+            *target.drive(iso, "raw", cdrom=not disk, readonly=not disk)]
 
 
 def is_iso(path: Path) -> bool:
@@ -129,30 +139,40 @@ def disk_image(path: Path) -> tuple[str, bool] | None:
 
 
 def disk_argv(image: Path, driver: str, *, memory: str, accel: str,
-              ovmf_vars: Path | None = None) -> list[str]:
+              ovmf_vars: Path | None = None, target: Target = TARGETS["amd64"]) -> list[str]:
     """Boot a disk image from its own file, through qemu's driver for its container; never
     written (``snapshot=on``)."""
-    if "," in str(image):
-        raise UsageError(f"{image}: qemu cannot take a file name with a comma")
-    return [QEMU, "-accel", accel, "-m", memory, "-nographic", "-no-reboot",
-            *firmware_args(ovmf_vars),
-            "-drive", f"file={image},format={driver},if=ide,media=disk,snapshot=on"]
+    return [*head_argv(target, memory, accel), *firmware_args(ovmf_vars, target),
+            *target.drive(image, driver, cdrom=False, readonly=False)]
 
 
 @contextlib.contextmanager
-def ovmf_vars_copy(uefi: bool) -> Iterator[Path | None]:
-    """A fresh writable copy of OVMF's variable store (the firmware writes to it), or None."""
+def ovmf_vars_copy(uefi: bool, target: Target = TARGETS["amd64"]) -> Iterator[Path | None]:
+    """A fresh writable copy of the UEFI variable store (the firmware writes to it), or None."""
     if not uefi:
         yield None
         return
-    missing = [str(p) for p in (OVMF_CODE, OVMF_VARS) if not p.is_file()]
+    code, template = firmware_code(target)
+    missing = [str(p) for p in (code, template) if not p.is_file()]
     if missing:
-        raise ComposerError(f"--uefi needs OVMF: missing {', '.join(missing)} "
-                            "(apt-get install ovmf)")
+        raise ComposerError(f"--uefi needs UEFI firmware: missing {', '.join(missing)} "
+                            f"(apt-get install {target.firmware_package})")
     with tempfile.TemporaryDirectory(prefix="image-composer-ovmf.") as tmp:
-        copy = Path(tmp) / OVMF_VARS.name
-        shutil.copyfile(OVMF_VARS, copy)
+        copy = Path(tmp) / template.name
+        shutil.copyfile(template, copy)
         yield copy
+
+
+_RECORD_SUFFIXES = sorted({*(s for s, _, _ in DISKS), *fsimage.SUFFIXES, "-efi.iso",
+                           "-efi-initrd.iso", "-hybrid.iso", ".iso"}, key=len, reverse=True)
+
+
+def output_prefix(path: Path) -> Path:
+    """``out/NAME`` for an output file ``out/NAME-efi.img`` (or a prefix given as such)."""
+    for suffix in _RECORD_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
 
 
 @contextlib.contextmanager
@@ -175,10 +195,11 @@ def _terminal_restored() -> Iterator[None]:
 
 def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
              uefi: bool = False, disk: bool | None = None,
-             machine: vmctl.Machine | None = None) -> int:
+             machine: vmctl.Machine | None = None, arch: str | None = None) -> int:
     """Boot the outputs at ``prefix`` (or the ISO file ``prefix``); returns qemu's exit
     status, or fails after ``timeout``. ``disk`` (ISOs only): as a hard disk, not a CD.
-    ``machine``: CPUs, port forwards, disks, console log, shutdown (:mod:`composer.run.vmctl`)."""
+    ``machine``: CPUs, port forwards, disks, console log, shutdown (:mod:`composer.run.vmctl`).
+    ``arch``: the guest's (default: :func:`composer.run.targets.guess_arch`)."""
     machine = machine or vmctl.Machine()
     memory = str(memory).strip()
     if not _MEMORY.match(memory):
@@ -190,6 +211,9 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
     if machine.shutdown_after is not None and machine.shutdown_after <= 0:
         raise UsageError("--shutdown-after must be positive")
     prefix = Path(prefix)
+    base = output_prefix(prefix)
+    kernel_file = Path(f"{base}-kernel")
+    target = targets.target(arch or targets.guess_arch(base, kernel_file))
     fs_format = fsimage.fsimage_format(prefix) if prefix.is_file() else None
     disk_format = disk_image(prefix)
     if disk_format is not None or fs_format is not None:
@@ -199,7 +223,8 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
             raise UsageError("--cdrom and --disk are for ISO files (NAME.iso)")
         uefi = uefi or bool(disk_format and disk_format[1])  # implied by an EFI disk format
         return _boot(prefix, memory=memory, timeout=timeout, accel=accel, uefi=uefi,
-                     machine=machine, disk_format=disk_format, fs_format=fs_format)
+                     machine=machine, disk_format=disk_format, fs_format=fs_format,
+                     target=target)
     iso = is_iso(prefix)
     if iso and not prefix.is_file():
         raise ComposerError(f"cannot boot {prefix}: no such file (build with -f iso-bios, "
@@ -207,32 +232,37 @@ def run_qemu(prefix: Path, *, memory: str, timeout: float, accel: str | None,
     if disk is not None and not iso:
         raise UsageError("--cdrom and --disk are for ISO files (NAME.iso)")
     if not iso:
-        kernel, initrd, cmdline = boot_files(prefix)
+        kernel, initrd, cmdline = boot_files(prefix, target.console)
     return _boot(prefix, memory=memory, timeout=timeout, accel=accel, uefi=uefi,
                  machine=machine, iso=iso, as_disk=bool(disk),
-                 files=None if iso else (kernel, initrd, cmdline))
+                 files=None if iso else (kernel, initrd, cmdline), target=target)
 
 
 def _boot(prefix: Path, *, memory: str, timeout: float, accel: str | None, uefi: bool,
           machine: vmctl.Machine, iso: bool = False, as_disk: bool = False,
           files: tuple[Path, Path, str] | None = None,
-          disk_format: tuple[str, bool] | None = None, fs_format: str | None = None) -> int:
-    chosen = accel or ("kvm" if kvm_usable() else "tcg")
-    tools.find_tool(QEMU, "install qemu-system-x86 (apt-get install qemu-system-x86)")
-    with ovmf_vars_copy(uefi) as ovmf_vars:
+          disk_format: tuple[str, bool] | None = None, fs_format: str | None = None,
+          target: Target = TARGETS["amd64"]) -> int:
+    if (iso or disk_format is not None) and not target.bios:
+        uefi = True  # media on a board with no BIOS: its UEFI (AAVMF) is the only firmware
+    native = target.arch == targets.host_arch()
+    chosen = accel or ("kvm" if native and kvm_usable() else "tcg")
+    tools.find_tool(target.qemu, f"install {target.package} (apt-get install {target.package})")
+    with ovmf_vars_copy(uefi, target) as ovmf_vars:
         if fs_format is not None:
-            argv = fsimage.fsimage_argv(prefix.resolve(), fs_format, memory=memory, accel=chosen)
+            argv = fsimage.fsimage_argv(prefix.resolve(), fs_format, memory=memory, accel=chosen,
+                                        target=target, head=head_argv(target, memory, chosen))
         elif disk_format is not None:
             argv = disk_argv(prefix.resolve(), disk_format[0], memory=memory, accel=chosen,
-                             ovmf_vars=ovmf_vars)
+                             ovmf_vars=ovmf_vars, target=target)
         elif iso:
             argv = iso_argv(prefix.resolve(), memory=memory, accel=chosen, disk=as_disk,
-                            ovmf_vars=ovmf_vars)
+                            ovmf_vars=ovmf_vars, target=target)
         else:
             assert files is not None
             kernel, initrd, cmdline = files
             argv = qemu_argv(kernel, initrd, cmdline, memory=memory, accel=chosen,
-                             ovmf_vars=ovmf_vars)
+                             ovmf_vars=ovmf_vars, target=target)
         with vmctl.qmp_path() as qmp, _terminal_restored():
             # the console through a filter: no terminal reset, line wrapping left on
             argv += vmctl.machine_args(machine, qmp)

@@ -34,11 +34,14 @@ from composer.run import console
 QEMU = "qemu-system-x86_64"
 
 
-def kernel_cmdline(text: str) -> str:
-    """The file's command line plus ``console=ttyS0`` (unless it names a console) and panic=-1."""
+def kernel_cmdline(text: str, console: str = "ttyS0") -> str:
+    """The file's command line plus ``console=CONSOLE`` (the board's serial port: ttyS0 on a
+    PC, ttyAMA0 on arm64 virt) unless it names that one, and panic=-1."""
     words = text.split()
-    if not any(w.startswith("console=") for w in words):
+    if console == "ttyS0" and not any(w.startswith("console=") for w in words):
         words.append("console=ttyS0")
+    elif console != "ttyS0" and not any(w.startswith(f"console={console}") for w in words):
+        words.append(f"console={console}")
     if not any(w.startswith("panic=") for w in words):
         words.append("panic=-1")
     return " ".join(words)

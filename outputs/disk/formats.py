@@ -47,7 +47,8 @@ CONTAINER = {"qcow2-bios": "qcow2", "qcow2-efi": "qcow2", "vhd": "vhd",
 
 def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
     """The bootloader files (and digests) format ``fmt`` (or its raw layer) uses."""
-    return bootloaders.resolve(LAYOUTS[LAYER.get(fmt, fmt)].roles, options.bootloaders)
+    return bootloaders.resolve(LAYOUTS[LAYER.get(fmt, fmt)].roles_for(options.arch),
+                               options.bootloaders)
 
 
 def size_mib(options: Options) -> int:
@@ -67,7 +68,8 @@ def _write(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: st
     cmdline = boot_files(rootfs, tmp, name, fmt, options.gzip_level)
     return build_raw_disk(layout, kernel=tmp / "kernel", initrd=tmp / "initrd.img",
                           cmdline=cmdline, out=out, seed_bytes=seed_bytes, mtime=options.mtime,
-                          loaded=loaded, scratch=tmp, size_mib=size_mib(options))
+                          loaded=loaded, scratch=tmp, size_mib=size_mib(options),
+                          arch=options.arch)
 
 
 def write_disk(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: str) -> None:

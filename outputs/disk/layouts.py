@@ -62,6 +62,10 @@ class DiskLayout:
                 "systemd-boot": (bootloaders.EFI_STUB, bootloaders.SYSTEMD_BOOT),
                 "grub": (bootloaders.GRUB_EFI,)}[self.boot]
 
+    def roles_for(self, arch: str) -> tuple[str, ...]:
+        """:attr:`roles` as the architecture's builds (arm64: the aa64 EFI files)."""
+        return tuple(bootloaders.for_arch(role, arch) for role in self.roles)
+
 
 BIOS = DiskLayout("bios", "mbr", "syslinux", sized=False)
 BIOS_SIZED = DiskLayout("bios-sized", "mbr", "syslinux", sized=True)
@@ -120,13 +124,19 @@ def uki_cmdline(cmdline: str) -> bytes:
 
 
 def partition_files(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: str,
-                    loaded: Mapping[str, bytes], scratch: Path) -> dict[str, bytes | Path]:
+                    loaded: Mapping[str, bytes], scratch: Path,
+                    arch: str = "amd64") -> dict[str, bytes | Path]:
     """The files of the layout's FAT partition (the UKI is written into ``scratch``)."""
+    boot_file = bootloaders.efi_boot_file(arch) if layout.table == "gpt" else ""
+
+    def role(name: str) -> bytes:
+        return loaded[bootloaders.for_arch(name, arch)]
+
     if layout.boot == "syslinux":
         return {"syslinux.cfg": syslinux_cfg(cmdline), "kernel": kernel, "initrd.img": initrd}
     if layout.boot == "grub":
         cfg = grub_cfg(cmdline)
-        return {"EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.GRUB_EFI],
+        return {boot_file: role(bootloaders.GRUB_EFI),
                 "EFI/BOOT/grub.cfg": cfg,  # $cmdpath/grub.cfg
                 "boot/grub/grub.cfg": cfg,  # gcdx64.efi's prefix on its own partition
                 "kernel": kernel, "initrd.img": initrd}
@@ -134,9 +144,9 @@ def partition_files(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: 
 
     uki = scratch / "linuxkit.efi"
     with open(uki, "w+b") as out:
-        write_uki(out, loaded[bootloaders.EFI_STUB], osrel=OS_RELEASE,
+        write_uki(out, role(bootloaders.EFI_STUB), osrel=OS_RELEASE,
                   cmdline=uki_cmdline(cmdline), kernel=kernel, initrd=initrd)
-    return {"EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.SYSTEMD_BOOT],
+    return {boot_file: role(bootloaders.SYSTEMD_BOOT),
             "loader/loader.conf": b"timeout 0\n", UKI_PATH: uki}
 
 
@@ -171,7 +181,7 @@ def disk_geometry(layout: DiskLayout, part_bytes: int | None,
 def build_raw_disk(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: str,
                    out: BinaryIO, seed_bytes: bytes, mtime: int,
                    loaded: Mapping[str, bytes], scratch: Path,
-                   size_mib: int | None = None) -> int:
+                   size_mib: int | None = None, arch: str = "amd64") -> int:
     """Write the disk image of ``layout`` to ``out`` (a seekable, empty file; zero runs are
     left as holes) and return its size. ``loaded``: the bytes of the layout's bootloader
     roles. ``size_mib``: the disk size for sized layouts (default 1024)."""
@@ -179,7 +189,7 @@ def build_raw_disk(layout: DiskLayout, *, kernel: Path, initrd: Path, cmdline: s
 
     ident = Identity.from_seed(seed_bytes)
     files = partition_files(layout, kernel=kernel, initrd=initrd, cmdline=cmdline,
-                            loaded=loaded, scratch=scratch)
+                            loaded=loaded, scratch=scratch, arch=arch)
     syslinux_room = 256 << 10 if layout.boot == "syslinux" else 0  # ldlinux.sys + .c32
     disk_bytes, part_bytes = disk_geometry(
         layout, None if layout.sized else content_size(files, syslinux_room), size_mib)

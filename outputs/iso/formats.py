@@ -9,7 +9,8 @@ names; ISO 9660 names are the same in upper case)::
     boot/image_id_<16 hex>          marker GRUB searches for to find this ISO
     boot/boot.cat                   El Torito boot catalog
     isolinux/isolinux.bin, ldlinux.c32, isolinux.cfg     (BIOS)
-    boot/efi.img                    FAT12 ESP: EFI/BOOT/BOOTX64.EFI (GRUB) + grub.cfg   (UEFI)
+    boot/efi.img                    FAT12 ESP: EFI/BOOT/BOOTX64.EFI (GRUB) + grub.cfg   (UEFI;
+                                    arm64: EFI/BOOT/BOOTAA64.EFI)
     boot/grub/grub.cfg              (UEFI)
 
 =================  =======================  ===========================================
@@ -83,7 +84,8 @@ ISO_FILES = {"iso-bios": ("{name}.iso",), "iso-efi": ("{name}-efi.iso",),
 
 def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
     """The bootloader files (and digests) format ``fmt`` uses, for the build record."""
-    return bootloaders.resolve(LAYOUTS[fmt].roles, options.bootloaders)
+    roles = tuple(bootloaders.for_arch(role, options.arch) for role in LAYOUTS[fmt].roles)
+    return bootloaders.resolve(roles, options.bootloaders)
 
 
 def seed(rootfs_sha256: str, layout: Layout, pins: tuple[bootloaders.Pin, ...],
@@ -137,7 +139,8 @@ def write_iso(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt:
             from outputs.fat import write_esp  # pyfatfs: imported only when an ESP is made
 
             write_esp(tmp / "efi.img", {
-                "EFI/BOOT/BOOTX64.EFI": loaded[bootloaders.GRUB_EFI],
+                bootloaders.efi_boot_file(options.arch):
+                    loaded[bootloaders.for_arch(bootloaders.GRUB_EFI, options.arch)],
                 "EFI/BOOT/grub.cfg": cfg,  # for a GRUB that reads $cmdpath/grub.cfg
                 "boot/grub/grub.cfg": cfg,  # GRUB's prefix when it starts on the ESP partition
             }, serial=derive_u32(seed_bytes, "fat-serial"), mtime=options.mtime)

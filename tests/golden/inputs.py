@@ -103,12 +103,13 @@ files:
 """
 
 
-def make_inputs(dest: Path) -> Path:
-    """Write ``dest/oci`` (an OCI layout with the images) and ``dest/golden.yml``; return it."""
+def make_inputs(dest: Path, arch: str = "amd64") -> Path:
+    """Write ``dest/oci`` (an OCI layout with the images, for ``arch``) and ``dest/golden.yml``;
+    return it. The arm64 inputs differ from the amd64 ones only in the configs' architecture."""
     store = Cache(dest / ".store")
     for tag, layers in IMAGES.items():
         config = {"Cmd": ["/bin/app"]} if tag == "app" else {}
-        written = write_image(store, layers, config=config, compress=False)
+        written = write_image(store, layers, config=config, compress=False, arch=arch)
         export_layout(store, written, dest / "oci", tag)
     spec = dest / f"{NAME}.yml"
     spec.write_text(SPEC)

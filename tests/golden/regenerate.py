@@ -1,6 +1,7 @@
 """Build the golden inputs and write ``tests/golden/digests.json``.
 
-Usage: ``python -m tests.golden.regenerate [--formats tar,...]`` from the repository root.
+Usage: ``python -m tests.golden.regenerate [--formats tar,...] [--arch arm64]`` from the
+repository root.
 
 Run it only when an output's bytes are *meant* to change (a new format, a deliberate format
 change, a new composer version, which the SBOM names) and say why in the commit; never to make a
@@ -27,14 +28,22 @@ COMPRESSED = ("{name}-initrd.img", "{name}-initrd.tar", "{name}.iso", "{name}-ef
               "{name}.raw", "{name}-squashfs.img")
 
 
-def build_golden(workdir: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+# The arm64 goldens (the "arm64" entry of digests.json): every format that can be made for
+# arm64 and shares one build, from the same inputs with arm64 configs, cross-built here.
+ARM64_FORMATS = ("tar", "kernel+initrd", "tar-kernel-initrd", "iso-efi", "iso-efi-initrd",
+                 "docker", "oci", "oci-dir", "docker-context", "raw-efi", "kernel+squashfs",
+                 "kernel+erofs")
+
+
+def build_golden(workdir: Path, formats: tuple[str, ...], arch: str = "amd64"
+                 ) -> dict[str, Path]:
     """Generate the inputs in ``workdir`` and build ``formats``; returns name -> output path."""
     from composer.build import BuildRequest, run_build
     from tests.golden.inputs import NAME, SOURCE_DATE_EPOCH, make_inputs
 
-    spec = make_inputs(workdir / "inputs")
+    spec = make_inputs(workdir / "inputs", arch)
     req = BuildRequest(specs=(spec,), formats=formats, output_dir=workdir / "out", name=NAME,
-                       arch="amd64", cache_dir=workdir / "cache", offline=True,
+                       arch=arch, cache_dir=workdir / "cache", offline=True,
                        source_date_epoch=SOURCE_DATE_EPOCH)
     return {p.name: p for p in run_build(req, log=lambda _m: None)}
 
@@ -82,10 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default=",".join(one_build(FORMATS)),
                         help="comma-separated formats (default: every registered format that "
                              "one build can make: kernel+iso and iso-bios both write NAME.iso)")
+    parser.add_argument("--arch", choices=("amd64", "arm64"), default="amd64",
+                        help="which entries to rewrite: amd64 (the top level, the default) or "
+                        "arm64 (the \"arm64\" entry, ARM64_FORMATS); the other is kept")
     args = parser.parse_args(argv)
     formats = tuple(f for f in args.formats.split(",") if f)
+    old = canonjson.loads(DIGESTS.read_bytes()) if DIGESTS.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        doc = digests(build_golden(Path(tmp), formats), formats)
+        if args.arch == "arm64":
+            doc = dict(old)
+            doc["arm64"] = digests(build_golden(Path(tmp), ARM64_FORMATS, "arm64"),
+                                   ARM64_FORMATS)
+            del doc["arm64"]["compressor"]  # the top level's: one zlib makes both
+        else:
+            doc = digests(build_golden(Path(tmp), formats), formats)
+            if "arm64" in old:
+                doc["arm64"] = old["arm64"]
     DIGESTS.write_bytes(canonjson.pretty(doc))
     print(f"wrote {DIGESTS}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ import pytest
 from composer import canonjson
 from composer.errors import ComposerError
 from outputs import FORMATS, compressor_id
-from tests.golden.regenerate import DIGESTS, build_golden, digests
+from tests.golden.regenerate import ARM64_FORMATS, DIGESTS, build_golden, digests
 
 GOLDEN = canonjson.loads(DIGESTS.read_bytes())
 
@@ -42,17 +42,46 @@ def test_every_golden_output_is_built(built):
 
 @pytest.mark.parametrize("name", sorted(GOLDEN["outputs"]))
 def test_output_matches_golden_digest(built, name):
+    check_output(built, name, GOLDEN)
+
+
+ARM64 = GOLDEN["arm64"]
+
+
+@pytest.fixture(scope="module")
+def built_arm64(tmp_path_factory):
+    """The same inputs with arm64 configs, cross-built here for every format arm64 has."""
+    assert tuple(ARM64["formats"]) == ARM64_FORMATS
+    try:
+        return build_golden(tmp_path_factory.mktemp("golden-arm64"), ARM64_FORMATS, "arm64")
+    except ComposerError as exc:
+        if "bootloader" in str(exc) and os.environ.get("CI") != "true":
+            pytest.skip(f"cannot build the EFI goldens here: {exc}")
+        raise
+
+
+def test_every_arm64_golden_output_is_built(built_arm64):
+    assert sorted(ARM64["outputs"]) == sorted(digests(built_arm64, ARM64_FORMATS)["outputs"])
+
+
+@pytest.mark.parametrize("name", sorted(ARM64["outputs"]))
+def test_arm64_output_matches_golden_digest(built_arm64, name):
+    check_output(built_arm64, name, {**ARM64, "compressor": GOLDEN["compressor"]})
+
+
+def check_output(built, name, golden):
+    """``name`` of ``built`` has the digest ``golden`` lists (by content where zlib differs)."""
     top = name.split("/", 1)[0]
     data = (built[top] / name.split("/", 1)[1] if "/" in name else built[name]).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
-    if name in GOLDEN["compressed"] and compressor_id() != GOLDEN["compressor"]:
-        if name in GOLDEN["content"]:
-            assert hashlib.sha256(gzip.decompress(data)).hexdigest() == GOLDEN["content"][name]
+    if name in golden["compressed"] and compressor_id() != golden["compressor"]:
+        if name in golden["content"]:
+            assert hashlib.sha256(gzip.decompress(data)).hexdigest() == golden["content"][name]
         message = (f"{name}: compressor here is {compressor_id()!r}, the goldens were made with "
-                   f"{GOLDEN['compressor']!r}; compressed bytes cannot be compared")
+                   f"{golden['compressor']!r}; compressed bytes cannot be compared")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    assert actual == GOLDEN["outputs"][name], (
-        f"{name}: sha256 {actual}, golden {GOLDEN['outputs'][name]}; run "
+    assert actual == golden["outputs"][name], (
+        f"{name}: sha256 {actual}, golden {golden['outputs'][name]}; run "
         f"`image-composer diff` against a build from the commit that made the goldens")

@@ -73,6 +73,26 @@ def example_packages(debs_dir: Path, tmp_path_factory) -> dict:
             for name in ("kernel", "init", "hello")}
 
 
+TWO_ARCH = ("amd64", "arm64")
+TWO_ARCH_PACKAGES = ("hello", "kernel", "rcinit", "runc")
+
+
+@pytest.fixture(scope="session")
+def two_arch_packages(debs_dir: Path, tmp_path_factory) -> dict:
+    """examples/packages/{hello,kernel,rcinit,runc} built for amd64 and arm64 at once (each
+    tag a two-platform index) into one cache, as ``pkg build --arch amd64,arm64`` does:
+    name -> (cache, PackageResult). Every arm64 test shares it (about 40 s here)."""
+    from composer.epoch import Epoch
+    from composer.images.cache import Cache
+    from composer.pkg import build as pkg
+
+    cache = Cache(tmp_path_factory.mktemp("two-arch-packages"))
+    return {name: (cache, pkg.build_package(EXAMPLES / "packages" / name, cache,
+                                            epoch=Epoch(None), arch=TWO_ARCH,
+                                            debs_dir=debs_dir, layout=None))
+            for name in TWO_ARCH_PACKAGES}
+
+
 @dataclass(frozen=True)
 class Registry:
     """A running Debian ``docker-registry`` on loopback (plain HTTP)."""

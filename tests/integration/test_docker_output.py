@@ -80,7 +80,7 @@ def test_build_load_through_the_sdk(dockerd, busybox, tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", dockerd.host)
     outputs = build(tmp_path, ("docker", "tar"), busybox,
                     Options(mtime=MTIME, image_tag="composer-test/rc:1"), rc_init=True)
-    assert publish(outputs, load=True) == ["loaded composer-test/rc:1"]
+    assert publish([outputs], load=True) == ["loaded composer-test/rc:1"]
     assert dockerd.run("run", "--rm", "--network", "none", "composer-test/rc:1", "hi") \
         == "init says: hi\n"
 

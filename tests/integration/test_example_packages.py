@@ -35,13 +35,23 @@ NAMES = ("hello", "init", "kernel")
 # Committed expectations: the tag (a hash of the package directory) and the uncompressed layer
 # digest (independent of zlib) of each example package with the default epoch. Any machine must
 # derive the same; update them when a package is changed on purpose.
+# (The tags changed when build.yml gained its arches: parts; no amd64 layer did.)
 GOLDEN = {
-    "hello": ("0dfd86c7787cf6dd593a822c7d8a5276ac1b0a11",
+    "hello": ("6312c2a605382d99ea80d30ed3c27f6edad56d6b",
               "sha256:cecad35175ba3928d68b9f44eebdf94ffa0bc83ef03b3e8b5275cd9ae1816896"),
-    "init": ("f555cfcbd8b4f7a34206242a0e57871d27d7bf02",
+    "init": ("63c28a3eb9263237c715c1b2d084e23943ab76f1",
              "sha256:5b4a46f95a3d747661ca72ad90c3fc3d4c6211a64eb3e23ac8a4a51af7586f13"),
-    "kernel": ("d482880ab4d7824a4d994e9a527804f8674a2cce",
+    "kernel": ("e314427a3b9691ecf01ddcc42e79c21ef76f9ee4",
                "sha256:c249a837f3e46f31fbe858aca69d7fdd939a8a4f334ba56000bfd34f30f74826"),
+}
+
+# The arm64 layers (pkg build --arch amd64,arm64), cross-built here from Debian's arm64 debs:
+# the same bytes an arm64 machine makes, as nothing in a package build runs its programs.
+ARM64_GOLDEN = {
+    "hello": "sha256:c59107bdbda490cad0e69933e4b5b23d8dd2127df04f87fe6c85c1727907390a",
+    "kernel": "sha256:797880335526fe3f7f987c07c79aaca943736be33286ef80f7692e6e2f729f86",
+    "rcinit": "sha256:b8b67ab02685b9d8e73d7a9c59f2c60b3873e3253e69f67ee1dd3535ccf968e5",
+    "runc": "sha256:d20a4cbabe9cb00534c4b1f3cecb6ca8806176296a557f0855cade0e239a753f",
 }
 
 
@@ -58,9 +68,9 @@ def image(cache: Cache, result: pkg.PackageResult) -> tuple[dict, dict[str, tupl
     return config, {e.path: (e, r.read() if r else b"") for e, r in read_entries(io.BytesIO(tar))}
 
 
-def deb_files(debs_dir: Path, name: str) -> dict[str, bytes]:
+def deb_files(debs_dir: Path, name: str, arch: str = "amd64") -> dict[str, bytes]:
     """sha256 of every regular file in a .deb, as dpkg-deb unpacks it."""
-    [path] = debs_dir.glob(f"{name}_*_amd64.deb")
+    [path] = debs_dir.glob(f"{name}_*_{arch}.deb")
     require_tool("dpkg-deb", "dpkg")
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(path)], stdout=subprocess.PIPE)
     out = {}
@@ -140,3 +150,68 @@ def test_rebuild_elsewhere_is_identical(built, debs_dir: Path, tmp_path: Path) -
                           capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [str(built[n][1]) for n in NAMES]
+
+
+def layer_of(cache: Cache, manifest_digest: str) -> tuple[dict, dict[str, tuple[Entry, bytes]]]:
+    manifest = canonjson.loads(cache.read_blob(manifest_digest))
+    config = canonjson.loads(cache.read_blob(manifest["config"]["digest"]))
+    [layer] = manifest["layers"]
+    tar = gzip.decompress(cache.read_blob(layer["digest"]))
+    return config, {e.path: (e, r.read() if r else b"") for e, r in read_entries(io.BytesIO(tar))}
+
+
+def test_two_arch_tags_are_indexes_and_amd64_is_unchanged(two_arch_packages, built) -> None:
+    """Each tag names an index of exactly amd64 and arm64; its amd64 image is byte for byte the
+    single-arch build's, and the arm64 layers are the committed ones."""
+    arm64 = {}
+    for name, (cache, result) in two_arch_packages.items():
+        index = canonjson.loads(cache.read_blob(result.digest))
+        assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        assert [m["platform"] for m in index["manifests"]] == [
+            {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}]
+        assert cache.lookup(result.cache_name)["digest"] == result.digest
+        assert result.ref == pkgdir.package_ref(EXAMPLES / "packages" / name)
+        if name in built:
+            assert index["manifests"][0]["digest"] == built[name][1].digest
+        config, _ = layer_of(cache, index["manifests"][1]["digest"])
+        assert config["architecture"] == "arm64"
+        arm64[name] = config["rootfs"]["diff_ids"][0]
+    assert arm64 == ARM64_GOLDEN
+
+
+def test_arm64_kernel_image(two_arch_packages, debs_dir: Path) -> None:
+    cache, result = two_arch_packages["kernel"]
+    _, files = layer_of(cache, result.image_for("arm64").digest)
+    assert list(files) == ["kernel", "kernel.tar"]
+    version = "6.1.0-50-arm64"
+    mods = f"lib/modules/{version}"
+    oracle = deb_files(debs_dir, "linux-image-6.1.0-50-arm64", "arm64")
+    kernel = files["kernel"][1]
+    assert hashlib.sha256(kernel).digest() == oracle[f"boot/vmlinuz-{version}"]
+    assert kernel[:2] == b"MZ" and kernel[0x38:0x3C] == b"ARMd"  # an uncompressed arm64 Image
+    inner = {e.path: (e, r.read() if r else b"")
+             for e, r in read_entries(io.BytesIO(files["kernel.tar"][1]))}
+    kos = sorted(p for p in inner if p.endswith(".ko"))
+    assert len(kos) == 22 and f"{mods}/kernel/drivers/input/keyboard/gpio_keys.ko" in kos
+    for path in [*kos, f"{mods}/modules.order", f"{mods}/modules.builtin"]:
+        assert hashlib.sha256(inner[path][1]).digest() == oracle[path], path
+    named = set()
+    for line in inner[f"{mods}/modules.dep"][1].decode().splitlines():
+        module, _, deps = line.partition(":")
+        named.update([module, *deps.split()])
+    assert {f"{mods}/{m}" for m in named} == set(kos)
+    assert not [p for p in inner if "amd64" in p]
+
+
+def test_arm64_runc_and_busybox_are_aarch64(two_arch_packages) -> None:
+    """ELF machine 183 (EM_AARCH64) for every binary, and runc finds its loader."""
+    cache, result = two_arch_packages["runc"]
+    _, runc = layer_of(cache, result.image_for("arm64").digest)
+    loader = "aarch64-linux-gnu/ld-linux-aarch64.so.1"
+    assert runc["lib/ld-linux-aarch64.so.1"][0].linkname == loader
+    cache, result = two_arch_packages["hello"]
+    _, hello = layer_of(cache, result.image_for("arm64").digest)
+    for data in (runc["usr/sbin/runc"][1], runc["usr/bin/gojq"][1], hello["bin/busybox"][1],
+                 runc["lib/aarch64-linux-gnu/libc.so.6"][1]):
+        assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183
+    assert not [p for p in runc if "x86_64" in p]

@@ -113,8 +113,9 @@ def entries(tar: bytes) -> dict[str, tuple[Entry, bytes | None]]:
 
 
 def build(directory: Path, debs: Path, cache: Path, epoch: Epoch | None = None, **kw):
-    return pkg.build_package(directory, Cache(cache), epoch=epoch or Epoch(None), arch="amd64",
-                             debs_dir=debs, layout=kw.pop("layout", None), **kw)
+    return pkg.build_package(directory, Cache(cache), epoch=epoch or Epoch(None),
+                             arch=kw.pop("arch", "amd64"), debs_dir=debs,
+                             layout=kw.pop("layout", None), **kw)
 
 
 def test_full_package(tmp_path: Path) -> None:
@@ -439,3 +440,75 @@ def test_file_over_a_parent_directory_is_refused(tmp_path: Path) -> None:
     write(directory / "rootfs" / "usr", "not a directory\n")
     with pytest.raises(ComposerError, match="its parent 'usr' is not a directory"):
         build(directory, debs, tmp_path / "cache")
+
+
+ARCHES = """\
+    image: demo
+    rootfs: rootfs
+    arches:
+      amd64:
+        debs:
+          - {name: demo, version: "1:2.0-1", sha256: SHA, include: ["usr/bin/zzz"]}
+        rootfs: rootfs-amd64
+      arm64:
+        debs:
+          - {name: demo, version: "1:2.0-1", sha256: ARMPIN, include: ["boot/**"]}
+"""
+
+
+def make_two_arch(tmp_path: Path) -> tuple[Path, Path]:
+    directory, debs = make_package(tmp_path, ARCHES)
+    arm = make_deb(debs / "demo_1%3a2.0-1_arm64.deb",
+                   [(n, d, dict(a)) for n, d, a in DEB_MEMBERS[:3]], version=VERSION)
+    yml = directory / "build.yml"
+    yml.write_text(yml.read_text().replace("ARMPIN", arm))
+    write(directory / "rootfs-amd64" / "etc" / "only-amd64", "x\n")
+    return directory, debs
+
+
+def test_arches_parts_and_a_two_platform_index(tmp_path: Path) -> None:
+    """Each architecture gets the common part plus its own; two at once: an index over both,
+    whose amd64 entry is the single-arch build's image."""
+    directory, debs = make_two_arch(tmp_path)
+    spec = pkgdir.load_spec(directory)
+    assert [p.arch for p in spec.all_debs()] == ["amd64", "arm64"]
+    single = build(directory, debs, tmp_path / "one")
+    both = build(directory, debs, tmp_path / "two", arch=("arm64", "amd64"))
+    cache = Cache(tmp_path / "two")
+    index = canonjson.loads(cache.read_blob(both.digest))
+    assert cache.lookup(both.cache_name)["digest"] == both.digest
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
+    assert index["manifests"][0]["digest"] == single.digest == both.image_for("amd64").digest
+    amd = entries(gzip.decompress(cache.read_blob(canonjson.loads(cache.read_blob(
+        single.digest))["layers"][0]["digest"])))
+    arm_manifest = canonjson.loads(cache.read_blob(both.image_for("arm64").digest))
+    arm = entries(gzip.decompress(cache.read_blob(arm_manifest["layers"][0]["digest"])))
+    assert "etc/only-amd64" in amd and "usr/bin/zzz" in amd and "boot" not in amd
+    assert "etc/only-amd64" not in arm and "boot/vmlinuz-6.1.0-test" in arm and "usr" not in arm
+    assert canonjson.loads(cache.read_blob(arm_manifest["config"]["digest"]))[
+        "architecture"] == "arm64"
+
+
+def test_an_architecture_the_package_does_not_list(tmp_path: Path) -> None:
+    directory, debs = make_two_arch(tmp_path)
+    with pytest.raises(ComposerError, match=r"not made for riscv64 .*arches: amd64, arm64"):
+        build(directory, debs, tmp_path / "c", arch="riscv64")
+    yml = directory / "build.yml"
+    yml.write_text(yml.read_text().replace("arm64:", "sparc:"))
+    with pytest.raises(SpecError, match="unknown architecture 'sparc'"):
+        pkgdir.load_spec(directory)
+
+
+def test_pkg_build_arch_list_on_the_command_line(tmp_path: Path) -> None:
+    directory, debs = make_two_arch(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "composer", "pkg", "build", "--arch",
+                          "amd64,arm64", "--debs", str(debs), "--cache", str(tmp_path / "c"),
+                          str(directory)], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    digest = out.stdout.strip().rsplit("@", 1)[1]
+    index = canonjson.loads(Cache(tmp_path / "c").read_blob(digest))
+    assert len(index["manifests"]) == 2
+    bad = subprocess.run([sys.executable, "-m", "composer", "pkg", "build", "--arch",
+                          "amd64,amd64", str(directory)], capture_output=True, text=True,
+                         cwd=ROOT, check=False)
+    assert bad.returncode == 2 and "each once" in bad.stderr
