@@ -2,7 +2,10 @@
 # The README's promise on fresh machines: in stock Debian 12 (bookworm) and Debian 13 (trixie)
 # roots made by debootstrap (minbase, plus git and ca-certificates), clone this checkout, run the
 # README's setup as a new user would, build the example for every format, run the unit tests, and
-# compare every output byte (records included) across the roots and this host.
+# compare every output byte (records included) across the roots and this host. Each root and the
+# host also build the example a second time, from a fresh image cache (pkg build included), with
+# Python's zlib replaced by another implementation (tests/fixtures/zlibswap: ISA-L by default),
+# and those outputs must be byte-identical too: no output byte may come from the machine's zlib.
 #
 #   sudo scripts/crosscheck.sh            # needs root: debootstrap, chroot, mounts
 #   sudo scripts/crosscheck.sh --demo     # only time the README's scripts/demo.sh in each
@@ -20,7 +23,8 @@
 #
 # Environment: CROSSCHECK_SUITES (default "bookworm trixie"), CROSSCHECK_MIRROR (debootstrap's
 # mirror, default Debian's), CROSSCHECK_KEEP=1 (keep the work directory), CROSSCHECK_TESTS=0
-# (skip the unit tests), CROSSCHECK_PYTEST (extra pytest arguments).
+# (skip the unit tests), CROSSCHECK_PYTEST (extra pytest arguments), CROSSCHECK_ZLIB_SWAP (the
+# replacement zlib of the second builds: isal (default) or zlib-ng; "none" skips them).
 set -euo pipefail
 mode=check
 if [ "${1:-}" = --demo ]; then mode=demo; fi
@@ -30,6 +34,11 @@ mirror=${CROSSCHECK_MIRROR:-http://deb.debian.org/debian}
 suites=${CROSSCHECK_SUITES:-bookworm trixie}
 run_tests=${CROSSCHECK_TESTS:-1}
 pytest_args=${CROSSCHECK_PYTEST:-}
+zlib_swap=${CROSSCHECK_ZLIB_SWAP:-isal}
+case $zlib_swap in
+    isal | zlib-ng | none) ;;
+    *) echo "crosscheck: CROSSCHECK_ZLIB_SWAP must be isal, zlib-ng or none" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
     echo "crosscheck: needs root (debootstrap, chroot, mounts); try: sudo $0" >&2
@@ -60,11 +69,18 @@ mkdir -p "$cache"
 formats=$(cd "$repo" && python3 -c 'import sys; sys.path.insert(0, "."); from outputs import FORMATS; print(" ".join(FORMATS))')
 
 # The example, built as the README's demo does (fetch the pinned debs, pkg build, build), for
-# every format, into OUT. Runs inside a clone at SRC whose .venv is set up.
+# every format, into OUT. Runs inside a clone at SRC whose .venv is set up. With SWAP set (isal
+# or zlib-ng), Python's zlib is that replacement (the sitecustomize on PYTHONPATH) and the image
+# cache is a fresh one, so pkg build compresses its layers again under the swap.
 build_example='
 set -euo pipefail
 cd "$SRC"
 export PATH="$PWD/.venv/bin:$PATH"
+if [ -n "${SWAP:-}" ]; then
+    export PYTHONPATH=$PWD/tests/fixtures/zlibswap IMAGE_COMPOSER_ZLIB_SWAP=$SWAP
+    export IMAGE_COMPOSER_CACHE=$OUT.cache
+    python -c "import sys, zlib; assert zlib.SWAPPED == sys.argv[1], zlib" "$SWAP"
+fi
 examples/fetch-debs
 image-composer pkg build examples/packages/kernel examples/packages/init examples/packages/hello
 args=()
@@ -158,6 +174,18 @@ build_root() {  # SUITE: the example for every format, into $work/out-SUITE
         exit 1
     fi
     ln -s "$root/home/builder/out" "$work/out-$suite"
+    [ "$zlib_swap" = none ] && return
+    stamp "$suite: build the example again, Python's zlib swapped for $zlib_swap"
+    in_root "$suite" builder /usr/bin/env SRC=/home/builder/src OUT=/home/builder/out-swap \
+        FORMATS="$formats" SWAP="$zlib_swap" /bin/bash -c "$build_example" \
+        > "$work/$suite-swap-build.log" 2>&1 \
+        || { tail -30 "$work/$suite-swap-build.log" >&2; exit 1; }
+    if grep -q "Exception ignored\|Warning" "$work/$suite-swap-build.log"; then
+        grep "Exception ignored\|Warning" "$work/$suite-swap-build.log" >&2
+        echo "crosscheck: $suite: the swapped build printed noise on stderr" >&2
+        exit 1
+    fi
+    ln -s "$root/home/builder/out-swap" "$work/out-$suite-swap"
 }
 
 test_root() {  # SUITE: the unit tests
@@ -178,6 +206,11 @@ build_host() {  # the same example on this host, from a clone of the same commit
         || { tail -30 "$work/host-setup.log" >&2; exit 1; }
     SRC=$work/host OUT=$work/out-host FORMATS=$formats bash -c "$build_example" \
         > "$work/host-build.log" 2>&1 || { tail -30 "$work/host-build.log" >&2; exit 1; }
+    [ "$zlib_swap" = none ] && return
+    stamp "host: build the example again, Python's zlib swapped for $zlib_swap"
+    SRC=$work/host OUT=$work/out-host-swap FORMATS=$formats SWAP=$zlib_swap \
+        bash -c "$build_example" > "$work/host-swap-build.log" 2>&1 \
+        || { tail -30 "$work/host-swap-build.log" >&2; exit 1; }
 }
 
 listing() {  # DIR: "sha256  path" of every file under DIR, sorted (the env file left out)
@@ -210,7 +243,12 @@ build_host
 stamp "compare every output byte"
 listing "$work/out-host" > "$work/host.sums"
 status=0
-for suite in $suites; do
+compared=$suites
+if [ "$zlib_swap" != none ]; then
+    compared="$compared host-swap"
+    for suite in $suites; do compared="$compared $suite-swap"; done
+fi
+for suite in $compared; do
     listing "$work/out-$suite" > "$work/$suite.sums"
     if cmp -s "$work/host.sums" "$work/$suite.sums"; then
         echo "crosscheck: $suite: every output byte-identical to the host's ($(wc -l < "$work/host.sums") files, records included)" >&2
@@ -232,4 +270,4 @@ if [ "$run_tests" = 1 ]; then
         test_root "$suite"
     done
 fi
-stamp "done: outputs identical across ${suites// /, } and the host"
+stamp "done: outputs identical across ${compared// /, } and the host"
