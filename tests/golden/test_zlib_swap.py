@@ -28,7 +28,7 @@ GOLDEN = canonjson.loads(DIGESTS.read_bytes())
 # disks as well), for the shorter runs
 DEFLATED = ("kernel+initrd", "vmdk", "gcp")
 PLAIN = ("golden-kernel", "golden-cmdline", "golden.spdx.json")
-PINNED_LAYER = hashlib.sha256(gzip_bytes(LAYER)).hexdigest()  # made here, with Python's zlib
+PINNED_LAYER = hashlib.sha256(gzip_bytes(LAYER)).hexdigest()  # here: real zlib, the pin on
 
 
 def swapped_build(tmp_path: Path, swap: str, formats: tuple[str, ...], *extra: str) -> dict:
