@@ -1,6 +1,7 @@
 """Benchmarks: image-composer side by side with the C-tool pipelines a user would script.
 
-    python -m bench [--workload tiny|small|large|huge] [--runs N] [--only phase1,initrd,iso,disk]
+    python -m bench [--workload tiny|small|many|large|huge] [--runs N]
+                    [--only phase1,initrd,iso,disk,linuxkit] [--linuxkit PATH]
 
 Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its results):
 
@@ -19,6 +20,11 @@ Rows (``--only`` picks groups; ``phase1`` always runs, the others start from its
   systemd-boot, the UKI and loader.conf + ``truncate`` + ``sgdisk`` + ``dd conv=notrunc``; and
   ``build -f qcow2-efi`` vs the same with GRUB (gcdx64.efi + grub.cfg, kernel, initrd) plus
   ``qemu-img convert -O qcow2``. Both sides use the project's pinned bootloader files.
+
+- linuxkit (with ``--linuxkit PATH``; skipped with a note otherwise): the real ``linuxkit build``
+  against ours on one spec served by a loopback ``docker-registry``: cold ``-f tar``, warm and
+  unchanged ``-f kernel+initrd``, one row per ``--initrd-compression``, and both caches' size
+  (:mod:`bench.linuxkit`). ``--workload many`` is the many-small-files workload.
 
 Each contender runs as a separate process under ``/usr/bin/time`` (wall seconds and peak RSS);
 medians over ``--runs``. Results go to stdout and to bench/RESULTS.md with the machine described
@@ -49,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 EPOCH = "1700000000"
 CMDLINE = "console=ttyS0"
-GROUPS = ("phase1", "initrd", "iso", "disk")
+GROUPS = ("phase1", "initrd", "iso", "disk", "linuxkit")
 
 
 @dataclass
@@ -314,7 +320,11 @@ def main() -> int:
     parser.add_argument("--workload", default="small", choices=sorted(WORKLOADS))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default=",".join(GROUPS),
-                        help="row groups: phase1 (always run), initrd, iso, disk")
+                        help="row groups: phase1 (always run), initrd, iso, disk, linuxkit")
+    parser.add_argument("--linuxkit", type=Path, default=os.environ.get("LINUXKIT"),
+                        metavar="PATH", help="a linuxkit binary for the linuxkit rows "
+                        "(../shared/tools/build-linuxkit.sh builds one); without it they are "
+                        "skipped with a note")
     parser.add_argument("--work-dir", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
@@ -333,6 +343,14 @@ def main() -> int:
     unknown = only - set(GROUPS)
     if unknown:
         sys.exit(f"bench: unknown --only group(s): {', '.join(sorted(unknown))}")
+    notes: list[str] = []
+    if "linuxkit" in only and args.linuxkit is None:
+        only.discard("linuxkit")
+        notes.append("linuxkit rows skipped: no linuxkit binary given (--linuxkit PATH or "
+                     "LINUXKIT=PATH; ../shared/tools/build-linuxkit.sh GITDIR OUT builds one).")
+        print(f"bench: {notes[-1]}", file=sys.stderr)
+    elif "linuxkit" in only and not os.access(args.linuxkit, os.X_OK):
+        sys.exit(f"bench: --linuxkit {args.linuxkit}: not an executable")
     load_start = os.getloadavg()
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
@@ -344,6 +362,14 @@ def main() -> int:
                 results |= iso(layout, kernel, scratch, n)
             if "disk" in only:
                 results |= disk(layout, kernel, scratch, n)
+            if "linuxkit" in only:
+                from bench import linuxkit
+
+                found, lk_notes = linuxkit.rows(args.linuxkit, layout, kernel, scratch, n,
+                                                epoch=EPOCH, timed=timed, composer=composer)
+                results |= found
+                if n == 0:
+                    notes += lk_notes
             for key, pair in results.items():
                 rows.setdefault(key, []).append(pair)
             print(f"bench: run {n + 1}/{args.runs} done", file=sys.stderr)
@@ -364,12 +390,15 @@ def main() -> int:
                      f"{cpu_o / max(cpu_t, 0.01):.2f}x |")
     lines += ["", f"Medians of {args.runs} runs; regenerate with "
               f"`python -m bench --workload {work.name} --runs {args.runs}"
-              + (f" --only {args.only}" if only != set(GROUPS) else "") + "`.",
+              + (f" --only {args.only}" if args.only != ",".join(GROUPS) else "")
+              + (" --linuxkit PATH" if "linuxkit" in only else "") + "`.",
               "", "Ratio: image-composer time / other time (below 1.00x, image-composer is "
               "faster). No-op rows compare a rebuild with the cold build. CPU: user + system "
               "seconds of each process tree.",
               "", f"Load average (1/5/15 min) at start {_loads(load_start)}, at end "
               f"{_loads(os.getloadavg())}, on {os.cpu_count()} cores."]
+    if notes:
+        lines += ["", *notes]
     if STEPS:
         lines += ["", *step_lines()]
     text = "\n".join(lines) + "\n"

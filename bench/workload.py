@@ -40,6 +40,8 @@ WORKLOADS = {
     "small": Workload("small", 50 * 2**20, 5_000, 5),
     "large": Workload("large", 2**30, 50_000, 10),
     "huge": Workload("huge", 2 * 2**30, 100_000, 10),
+    # many small files: per-entry costs dominate (issue 19's second phase-one workload)
+    "many": Workload("many", 200 * 2**20, 100_000, 4),
 }
 
 
@@ -123,10 +125,43 @@ def generate(work: Workload, dest: Path, tag: str = "bench") -> Path:
         "layers": layers})
     store.tag(tag, {"mediaType": OCI_MANIFEST, "digest": store.put_bytes(manifest),
                     "size": len(manifest)})
-    for stray in ("uncompressed", "tmp"):
-        for p in sorted((dest / stray).rglob("*"), reverse=True):
-            p.rmdir() if p.is_dir() else p.unlink()
-        (dest / stray).rmdir()
-    (dest / "lock").unlink(missing_ok=True)
+    _tidy(dest)
     done.touch()
+    return dest
+
+
+def _tidy(dest: Path) -> None:
+    """Leave a plain OCI layout: drop the cache's own side directories and lock file."""
+    for stray in ("uncompressed", "tmp"):
+        if (dest / stray).exists():
+            for p in sorted((dest / stray).rglob("*"), reverse=True):
+                p.rmdir() if p.is_dir() else p.unlink()
+            (dest / stray).rmdir()
+    (dest / "lock").unlink(missing_ok=True)
+
+
+def kernel_image(kernel: Path, dest: Path, tag: str = "kernel") -> Path:
+    """An OCI layout at ``dest`` with one image tagged ``tag``: ``kernel`` as its only file
+    (linuxkit's default name), for the rows that need a kernel image rather than ``files:``."""
+    store = Cache(dest)
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz:
+        plain = HashingWriter(gz)
+        with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            info = tarfile.TarInfo("kernel")
+            info.size, info.mode, info.mtime = kernel.stat().st_size, 0o644, 1_600_000_000
+            with open(kernel, "rb") as fh:
+                tf.addfile(info, fh)
+    layer = raw.getvalue()
+    config = canonjson.compact({"architecture": "amd64", "os": "linux", "config": {},
+                                "rootfs": {"type": "layers", "diff_ids": [plain.digest]}})
+    manifest = canonjson.compact({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": store.put_bytes(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": store.put_bytes(layer),
+                    "size": len(layer)}]})
+    store.tag(tag, {"mediaType": OCI_MANIFEST, "digest": store.put_bytes(manifest),
+                    "size": len(manifest)})
+    _tidy(dest)
     return dest

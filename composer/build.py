@@ -59,9 +59,15 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
     spec = load_spec(list(req.specs))
     for pos, message in spec.warnings:
         log(f"{pos}: warning: {message}" if pos else f"warning: {message}")
+    from composer.rootfs import flatten
+
     cache = Cache(req.cache_dir)
-    with cache.in_use():
-        return _build(req, spec, cache, epoch, log)
+    cache.on_layer = flatten.prescan  # layer headers are read while other layers download
+    try:
+        with cache.in_use():
+            return _build(req, spec, cache, epoch, log)
+    finally:
+        flatten.forget_prescans()
 
 
 def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
@@ -72,13 +78,15 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
                           quiet=req.quiet, insecure=req.insecure)
+    from composer.debian.pool import offline_mode
     from composer.repro.record import RecordingOutputSet
 
     stored = _phase_one(spec, cache, epoch, images, log)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
-        with RecordingOutputSet(req.output_dir, known) as outs:
+        # --offline holds for phase two too: the pinned bootloader .debs are never downloaded
+        with offline_mode(req.offline), RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
                 convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
@@ -156,27 +164,30 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
         log(_as_warning(message))
     (cache.root / "tmp").mkdir(parents=True, exist_ok=True)
     path = memo.tar_path(cache.root, key)
+    databases: list = []
     try:
         with atomic_file(path, cache.root / "tmp") as fh:
             hashing = HashingWriter(fh)
             with write_behind(hashing) as out:
-                count = write_tree(tree, out, epoch)
+                count = write_tree(tree, out, epoch, databases=databases)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
-    memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch))
+    memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch, databases))
     log(f"rootfs: {count} entries")
     return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
 
 
-def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
-    """The SBOM's package list from the tree just written (the same entries as its tar)."""
+def tree_packages(tree, epoch: Epoch, databases: list | None = None) -> list[dict[str, str]]:
+    """The SBOM's package list from the tree just written (the same entries as its tar):
+    from ``databases``, the candidates :func:`write_tree` kept, or else from the whole tree."""
     from composer.rootfs.packages import packages_in
     from composer.rootfs.tree import read_content
 
+    pairs = databases if databases is not None else tree.entries(clamp=epoch.clamp)
     return packages_in((entry, functools.partial(read_content, node.content, entry.size)
                         if node.content is not None else None)
-                       for entry, node in tree.entries(clamp=epoch.clamp))
+                       for entry, node in pairs)
 
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,

@@ -14,9 +14,11 @@ Everything that goes wrong across a set of pins is reported at once, in one erro
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,22 @@ CACHE_ENV = "IMAGE_COMPOSER_DEB_CACHE"
 TIMEOUT = 60  # seconds without a byte before a download is given up
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+
+
+#: set by ``build --offline`` for what it calls (the bootloader files of phase two): no download
+_OFFLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("debian_pool_offline",
+                                                                default=False)
+
+
+@contextlib.contextmanager
+def offline_mode(offline: bool = True) -> Iterator[None]:
+    """Within the block (and this thread), :func:`fetch` never downloads: a .deb not cached
+    is an error that says so."""
+    token = _OFFLINE.set(offline)
+    try:
+        yield
+    finally:
+        _OFFLINE.reset(token)
 
 
 class PoolError(ComposerError):
@@ -135,6 +153,7 @@ def fetch(debs: Iterable[PoolDeb], directory: Path | None = None, *,
     downloading the ones missing or wrong; ``names`` gives each its file name there (default
     the pool's). Raises one :class:`PoolError` listing every problem."""
     directory = directory or cache_dir(environ)
+    offline = offline or _OFFLINE.get()
     wanted = sorted(set(debs), key=lambda d: (d.package, d.version, d.arch))
     out: dict[PoolDeb, Path] = {}
     problems: list[str] = []

@@ -26,7 +26,7 @@ import os
 import tempfile
 import types
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -151,6 +151,9 @@ class Cache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        #: called (in the storing thread) with each uncompressed layer file this object has
+        #: just stored: phase one reads the layer's headers there, while other layers download
+        self.on_layer: Callable[[Path], None] | None = None
 
     # -- paths -----------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -285,7 +288,12 @@ class Cache:
         self._ensure()
         with self.open_blob(digest, size, what) as compressed:
             self._decompress_into(compressed, media_type, diff_id, what)
+        self._stored(dest)
         return dest
+
+    def _stored(self, path: Path) -> None:
+        if self.on_layer is not None:
+            self.on_layer(path)
 
     def put_layer(self, source: Readable, digest: str, size: int, media_type: str, diff_id: str,
                   what: str) -> None:
@@ -307,6 +315,7 @@ class Cache:
             tee = io.BufferedReader(_Tee(verified, blob), CHUNK)
             self._decompress_into(tee, media_type, diff_id, what)
             drain(tee)  # whatever the decompressor left unread, so the digest is checked
+        self._stored(self.uncompressed_path(diff_id))
 
     def _decompress_into(self, compressed: io.BufferedIOBase, media_type: str, diff_id: str,
                          what: str) -> None:

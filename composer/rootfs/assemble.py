@@ -35,6 +35,7 @@ from composer.images.cache import Cache
 from composer.images.model import Image
 from composer.rootfs import bootchecks, bundle
 from composer.rootfs.flatten import image_tree, nested_tar
+from composer.rootfs.packages import is_database
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
@@ -339,13 +340,20 @@ def build_tree(spec: Spec, ctx: Context) -> Tree:
 
 
 def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
-               progress: Callable[[int], None] | None = None) -> int:
-    """Write ``tree`` as the canonical rootfs tar; returns the number of entries."""
+               progress: Callable[[int], None] | None = None,
+               databases: list[tuple[Entry, Node]] | None = None) -> int:
+    """Write ``tree`` as the canonical rootfs tar; returns the number of entries.
+
+    ``databases``, if given, receives the entries that may be package databases (with their
+    nodes), so the SBOM's package list needs no second pass over the tree.
+    """
     writer = CanonicalTarWriter(out)
     handles: dict[str, BinaryIO] = {}
     count = 0
     try:
         for entry, node in tree.entries(clamp=epoch.clamp):
+            if databases is not None and is_database(entry):
+                databases.append((entry, node))
             data = None
             if entry.kind is Kind.FILE and node.content is not None:
                 data = open_content(node.content, handles)

@@ -15,6 +15,7 @@ import os
 import posixpath
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import cast
 
 from composer.errors import ComposerError
@@ -71,14 +72,8 @@ class Window(io.RawIOBase):
 def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, source: str,
               location: str, whiteouts: bool = True) -> None:
     """Apply one plain tar (open as ``fh``; content spans refer to ``file_path``) onto ``tree``."""
-    try:
-        try:
-            entries, removals, opaque = _scan_fast(fh, base_offset, what, whiteouts)
-        except GiveUp:
-            fh.seek(0)
-            entries, removals, opaque = _scan_tarfile(fh, base_offset, what, whiteouts)
-    except CanonError as exc:
-        raise LayerError(f"{what}: {exc}") from exc
+    scan = _PRESCANNED.pop(file_path, None) if base_offset == 0 and whiteouts else None
+    entries, removals, opaque = scan or _scan(fh, base_offset, what, whiteouts)
     for path in opaque:
         tree.clear_children(tree.resolve_parent(path) if path else "")
     for path in removals:
@@ -103,6 +98,27 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
 
 
 _Scan = tuple[list[tuple[Entry, int, tuple | None]], list[str], list[str]]
+#: headers of layer files read ahead by :func:`prescan`, by path; taken by :func:`apply_tar`
+_PRESCANNED: dict[str, _Scan] = {}
+
+
+def prescan(path: Path) -> None:
+    """Read a just-stored layer file's headers now, in the thread that stored it, so phase one
+    finds them ready: the reading overlaps the other layers' downloads instead of following
+    them. The file is content-addressed, so the result is what :func:`apply_tar` would read;
+    if anything is wrong with the layer, nothing is kept and apply_tar reports it in its words.
+    """
+    try:
+        with open(path, "rb") as fh:
+            scan = _scan_fast(fh, 0, str(path), True)
+    except (GiveUp, ComposerError, CanonError, OSError, ValueError):
+        return
+    _PRESCANNED[str(path)] = scan  # one dict store: atomic under the GIL
+
+
+def forget_prescans() -> None:
+    """Drop what :func:`prescan` read and no build used (a failed build, a reused rootfs)."""
+    _PRESCANNED.clear()
 
 
 class _Sorter:
@@ -132,6 +148,17 @@ class _Sorter:
 
     def result(self) -> _Scan:
         return self.entries, self.removals, self.opaque
+
+
+def _scan(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:
+    try:
+        try:
+            return _scan_fast(fh, base_offset, what, whiteouts)
+        except GiveUp:
+            fh.seek(0)
+            return _scan_tarfile(fh, base_offset, what, whiteouts)
+    except CanonError as exc:
+        raise LayerError(f"{what}: {exc}") from exc
 
 
 def _scan_fast(fh, base_offset: int, what: str, whiteouts: bool) -> _Scan:

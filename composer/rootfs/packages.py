@@ -65,6 +65,15 @@ def find_packages(rootfs: Path) -> list[dict[str, str]]:
                            for entry, data in read_entries(fh))
 
 
+def is_database(entry: Entry) -> bool:
+    """Might ``entry`` be a package database :func:`packages_in` reads? (A cheap test, so the
+    tar writer can keep just these entries as it goes.)"""
+    if entry.kind is not Kind.FILE or entry.size > MAX_DB:
+        return False
+    path = entry.path
+    return any(path == db or path.endswith("/" + db) for db in (DPKG_STATUS, APK_INSTALLED))
+
+
 def packages_in(entries: Iterable[tuple[Entry, Callable[[], bytes] | None]]
                 ) -> list[dict[str, str]]:
     """Every package in the databases among ``entries`` (canonical tar entries, each with a way
@@ -72,7 +81,7 @@ def packages_in(entries: Iterable[tuple[Entry, Callable[[], bytes] | None]]
     written, so a cold build needs no second pass over the rootfs tar to make its SBOM."""
     found = []
     for entry, read in entries:
-        if entry.kind is not Kind.FILE or read is None or entry.size > MAX_DB:
+        if not is_database(entry) or read is None:
             continue
         for db, parse in ((DPKG_STATUS, parse_dpkg_status), (APK_INSTALLED, parse_apk_installed)):
             if entry.path == db or entry.path.endswith("/" + db):

@@ -17,15 +17,17 @@ under a prefix, so there is one set of replacement rules:
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from composer.errors import ComposerError
 from composer.tar.canon import Entry, Kind, sort_key
 
 MAX_SYMLINK_HOPS = 40
+SMALL_READ = 256 << 10  # file content up to this size is read whole, in one system call
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +221,18 @@ class Tree:
                                     ("LINUXKIT.source", node.source)) if v
             )
             mtime = clamp(entry.mtime) if clamp else entry.mtime
-            if entry.kind is not Kind.DIR and id(node) in first_path:
-                yield replace(entry, path=path, kind=Kind.HARDLINK, size=0,
-                              linkname=first_path[id(node)], mtime=mtime, records=records), node
+            kind = entry.kind
+            if kind is not Kind.DIR and id(node) in first_path:
+                yield Entry(path, Kind.HARDLINK, entry.mode, entry.uid, entry.gid, mtime, 0,
+                            first_path[id(node)], entry.devmajor, entry.devminor, entry.xattrs,
+                            records), node
                 continue
-            if entry.kind is not Kind.DIR:
+            if kind is not Kind.DIR:
                 first_path[id(node)] = path
-            yield replace(entry, path=path, mtime=mtime, records=records), node
+            # built field by field: dataclasses.replace was a tenth of a cold build's time
+            yield Entry(path, kind, entry.mode, entry.uid, entry.gid, mtime, entry.size,
+                        entry.linkname, entry.devmajor, entry.devminor, entry.xattrs,
+                        records), node
 
 
 class _SparseReader(io.RawIOBase):
@@ -297,5 +304,7 @@ def open_content(content: Content, cache: dict[str, BinaryIO]) -> BinaryIO | byt
     fh = cache.get(content.path)
     if fh is None:
         fh = cache[content.path] = open(content.path, "rb")  # noqa: SIM115
+    if content.size <= SMALL_READ:  # one pread instead of a seek and buffered reads
+        return os.pread(fh.fileno(), content.size, content.offset)
     fh.seek(content.offset)
     return fh

@@ -201,3 +201,19 @@ def test_missing_kernel_for_kernel_initrd_leaves_nothing(tmp_path, layout):
     assert len(errors) == 1 and "kernel" in errors[0], proc.stderr
     assert proc.stderr.splitlines()[-1] == errors[0]
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_offline_never_downloads_the_bootloader_debs_either(tmp_path, layout):
+    """``--offline`` holds for phase two: with an empty .deb cache and a mirror that would
+    answer, iso-bios fails saying the pinned packages are not cached, and leaves nothing."""
+    spec = tmp_path / "s.yml"
+    spec.write_text(spec_text(layout))
+    out = tmp_path / "out"
+    proc = run_cli(["build", "-f", "iso-bios", "-o", str(out), "--cache", str(tmp_path / "c"),
+                    "--offline", str(spec)], cwd=tmp_path,
+                   env_extra={"IMAGE_COMPOSER_DEB_CACHE": str(tmp_path / "debs"),
+                              "IMAGE_COMPOSER_DEBIAN_MIRRORS": "http://127.0.0.1:9"})
+    assert proc.returncode == 1, proc.stderr
+    assert "(offline)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "debs").exists() or not any((tmp_path / "debs").iterdir())
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []

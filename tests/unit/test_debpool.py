@@ -205,3 +205,14 @@ def test_fetch_debs_takes_pins_from_the_pool_whatever_apt_has(archive, tmp_path)
     assert "changed=1-1 (all)" in errors[0] and "gone=1-1 (all)" in errors[0]
     assert "fetched  good-bin_1%3a2.0-1_all.deb" in proc.stdout
     assert sha((tmp_path / "d" / "good-bin_1%3a2.0-1_all.deb").read_bytes()) == good.sha256
+
+
+def test_offline_mode_holds_for_everything_called_inside_it(archive, tmp_path):
+    """``build --offline`` wraps phase two in offline_mode: the bootloader .debs it needs are
+    then taken from the cache or refused, never downloaded."""
+    deb = pinned(archive)
+    with debpool.offline_mode(), pytest.raises(PoolError, match=r"\(offline\)"):
+        debpool.fetch([deb], environ=env(archive, tmp_path))
+    assert archive.hits == {}
+    debpool.fetch([deb], environ=env(archive, tmp_path))  # outside: it downloads
+    assert archive.hits

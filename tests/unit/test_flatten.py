@@ -258,3 +258,49 @@ def test_prepare_layers_reports_a_bad_layer(tmp_path):
     bad = Image("test/bad:1", good.digest, {}, (bad_layer,))
     with pytest.raises(DigestMismatch, match="test/bad:1 layer 0"):
         prepare_layers([bad], cache, workers=2)
+
+
+def _tar_of(tree) -> bytes:
+    buf = io.BytesIO()
+    write_tree(tree, buf, Epoch(None))
+    return buf.getvalue()
+
+
+def test_headers_read_ahead_by_the_storing_thread_give_the_same_tree(tmp_path):
+    """Phase one reads each layer's headers as soon as the layer is stored (Cache.on_layer):
+    the read-ahead must be used, used once, and give exactly the tree a fresh read gives."""
+    from composer.rootfs import flatten as fl
+
+    layers = (layer(member("etc", "dir"), member("etc/a", data=b"one"), member("etc/b")),
+              layer(member("etc/.wh.b"), member("etc/c", data=b"three"),
+                    member("etc/d", "link", link="etc/c")))
+    fresh = Cache(tmp_path / "fresh")
+    expected = _tar_of(image_tree(make_image(fresh, *layers), fresh, implicit_mtime=0,
+                                  source="s", location="l"))
+    cache = Cache(tmp_path / "ahead")
+    stored: list = []
+    cache.on_layer = lambda path: (stored.append(path), fl.prescan(path))
+    image = make_image(cache, *layers)
+    for number, lay in enumerate(image.layers):
+        cache.uncompressed_layer(lay.digest, lay.size, lay.media_type, lay.diff_id, str(number))
+    assert len(stored) == 2 and all(str(p) in fl._PRESCANNED for p in stored)
+    try:
+        tree = image_tree(image, cache, implicit_mtime=0, source="s", location="l")
+        assert not any(str(p) in fl._PRESCANNED for p in stored)  # taken, not kept
+        assert _tar_of(tree) == expected
+    finally:
+        fl.forget_prescans()
+
+
+def test_a_bad_layer_is_not_read_ahead_and_fails_as_before(tmp_path):
+    from composer.rootfs import flatten as fl
+
+    cache = Cache(tmp_path / "cache")
+    cache.on_layer = fl.prescan
+    bad = layer(member("etc/.wh."))  # an invalid whiteout
+    image = make_image(cache, bad)
+    lay = image.layers[0]
+    path = cache.uncompressed_layer(lay.digest, lay.size, lay.media_type, lay.diff_id, "bad")
+    assert str(path) not in fl._PRESCANNED
+    with pytest.raises(LayerError, match="invalid whiteout"):
+        image_tree(image, cache, implicit_mtime=0, source="s", location="l")

@@ -108,9 +108,12 @@ def test_packages_from_the_tree_equal_packages_from_its_tar(tmp_path):
     tree.put("containers/services/b/lower/lib/apk/db/installed", apk)
     tree.put("containers/services/c/lower/lib/apk/db/installed", apk)  # a hard link
     out = tmp_path / "rootfs.tar"
+    kept: list = []
     with open(out, "wb") as fh:
-        write_tree(tree, fh, Epoch(None))
+        write_tree(tree, fh, Epoch(None), databases=kept)
     from_tree = tree_packages(tree, Epoch(None))
     assert from_tree == find_packages(out)
+    assert tree_packages(tree, Epoch(None), kept) == from_tree  # what phase one uses
+    assert len(kept) == 3  # the hard link's second path is no database file
     assert {p["location"] for p in from_tree} == {
         "/", "containers/onboot/a/lower", "containers/services/b/lower"}
