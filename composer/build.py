@@ -233,7 +233,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     key, NAME.provenance.intoto.json and NAME.SHA256SUMS.sig), through the build's OutputSet."""
     from composer import canonjson
     from composer.repro import record
-    from composer.streams.gz import compressor_settings
+    from composer.streams.gz import compressor_id
 
     image_list = [{"ref": ref.text, "name": images[ref.text].ref,
                    "digest": images[ref.text].digest,
@@ -251,7 +251,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     doc = record.build_record(
         name=req.name, arch=req.arch, formats=req.formats,
         source_date_epoch=epoch.source_date_epoch,
-        compressor=compressor_settings(options.gzip_level),
+        compressor=compressor_id(options.gzip_level),
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
         options=record.options_record(options, req.formats))

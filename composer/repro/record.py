@@ -28,7 +28,7 @@ from composer.atomic import OutputSet
 from composer.errors import ComposerError
 
 SCHEMA = "image-composer/build-record/v1"
-PINNED_LIBRARIES = ("pycdlib", "pyfatfs", "zstandard", "lz4")
+PINNED_LIBRARIES = ("pycdlib", "pyfatfs", "zstandard", "lz4", "zlib-ng")
 CHUNK = 1 << 20
 
 

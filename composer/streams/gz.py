@@ -1,4 +1,5 @@
-"""A deterministic, streaming gzip writer (RFC 1952) on top of :mod:`zlib`.
+"""A deterministic, streaming gzip writer (RFC 1952) on top of the pinned deflate library
+(:mod:`composer.streams.deflate`: zlib-ng from its wheel, never the system's libz).
 
 We write the 10-byte gzip header ourselves instead of using :mod:`gzip` or zlib's own gzip
 wrapper, because both put host-dependent bytes there (zlib's OS byte depends on the platform it
@@ -11,19 +12,20 @@ with XFL = 2 for level 9, 4 for level 1, else 0 (what gzip(1) and zlib write). T
 deflate at a fixed level with zlib's default window, memory level and strategy, in independent
 256 KiB blocks (see :class:`GzipWriter`), followed by CRC-32 and the length mod 2**32.
 
-The deflate bytes still depend on the zlib implementation and version (zlib-ng differs), so
-:func:`compressor_id` names both for the build record: same id, same bytes.
+The deflate bytes depend on the deflate implementation and its version, which the package pins
+(so they are the same on every machine); :func:`compressor_id` names it with the settings for
+the build record: same id, same bytes.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from composer.errors import ComposerError
+from composer.streams import deflate
 from composer.streams.types import Writable
 
 DEFAULT_LEVEL = 6  # gzip(1)'s and zlib's default: the usual speed/size balance
@@ -44,16 +46,9 @@ def header(level: int) -> bytes:
 
 
 def compressor_id(level: int = DEFAULT_LEVEL) -> str:
-    """Which compressor shaped the bytes, e.g. ``zlib-1.2.13 gzip -6``, zlib build included
-    (what the golden digests were made with)."""
-    return f"zlib-{zlib.ZLIB_RUNTIME_VERSION} {compressor_settings(level)}"
-
-
-def compressor_settings(level: int = DEFAULT_LEVEL) -> str:
-    """The compressor's settings without the host's zlib build, for the build record: zlib
-    1.2.13 and 1.3.1 give the same bytes, and the record must not differ where the outputs do
-    not (the zlib version goes into the environment file)."""
-    return f"gzip -{check_level(level)} blocks 256KiB"
+    """Which compressor shaped the bytes, e.g. ``zlib-ng-2.3.3 gzip -6 blocks 256KiB``: the
+    pinned library and every setting, for the build record and the golden digests."""
+    return f"{deflate.library_id()} gzip -{check_level(level)} blocks 256KiB"
 
 
 class GzipWriter:
@@ -85,7 +80,7 @@ class GzipWriter:
         if self._closed:
             raise ValueError("write to a closed GzipWriter")
         n = len(data)
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = deflate.crc32(data, self._crc)
         self._size += n
         view = memoryview(data)
         while view:
@@ -129,8 +124,6 @@ class GzipWriter:
 
 
 def _deflate_block(block: bytes, dictionary: bytes, level: int, final: bool) -> bytes:
-    """One block as raw deflate; zlib releases the GIL while it works."""
-    kwargs = {"zdict": dictionary} if dictionary else {}
-    deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL,
-                               zlib.Z_DEFAULT_STRATEGY, **kwargs)
-    return deflate.compress(block) + deflate.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    """One block as raw deflate; the library releases the GIL while it works."""
+    compressor = deflate.compressobj(level, -deflate.MAX_WBITS, dictionary)
+    return compressor.compress(block) + deflate.finish(compressor, final)

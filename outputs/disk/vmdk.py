@@ -16,22 +16,24 @@ entry 0). When the size is not a whole number of grains, the last grain holds on
 up to the capacity, as qemu writes it. Grains are zlib streams (RFC 1950, as VMware and qemu's
 ``uncompress`` expect) at a fixed level with zlib's default window, memory level and strategy
 (``composer.streams.gz``'s rules), compressed on a bounded thread pool and written in order, so the
-thread count never changes a byte; they equal qemu-img's grains (tested). The bytes do depend
-on the zlib build, recorded by :func:`compressor_id`. The descriptor is written last (the
-output is seeked back to sector 1): it needs the content's CID.
+thread count never changes a byte. The deflate library is the pinned one
+(:mod:`composer.streams.deflate`, zlib-ng), named by :func:`compressor_id`, so the bytes are the
+same on every machine; qemu-img's grains (from the system's zlib) are the same grains with the
+same parameters and content, compressed by another implementation (tested). The descriptor is
+written last (the output is seeked back to sector 1): it needs the content's CID.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from composer.errors import ComposerError
+from composer.streams import deflate
 from composer.streams.gz import DEFAULT_LEVEL, check_level
 from outputs.disk.rawscan import ContentDigest, data_chunks, derive, disk_size
 
@@ -49,13 +51,13 @@ MARKER_EOS, MARKER_GT, MARKER_GD, MARKER_FOOTER = 0, 1, 2, 3
 
 def compressor_id(level: int = DEFAULT_LEVEL) -> str:
     """Which compressor shaped the grains, for the build record."""
-    return f"zlib-{zlib.ZLIB_RUNTIME_VERSION} deflate -{check_level(level)} grains 64KiB"
+    return f"{deflate.library_id()} deflate -{check_level(level)} grains 64KiB"
 
 
 def compress_grain(grain: bytes, level: int) -> bytes:
-    c = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL,
-                         zlib.Z_DEFAULT_STRATEGY)
-    return c.compress(grain) + c.flush(zlib.Z_FINISH)
+    """One grain as one zlib stream (RFC 1950)."""
+    c = deflate.compressobj(level, deflate.MAX_WBITS)
+    return c.compress(grain) + deflate.finish(c)
 
 
 def header(capacity: int, gd_offset: int) -> bytes:

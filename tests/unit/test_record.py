@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
 
 import pytest
+from zlib_ng import zlib_ng
 
 from composer import canonjson
 from composer.errors import ComposerError
@@ -48,8 +50,12 @@ def test_record_names_inputs_and_outputs(builds):
     assert record["build"] == {"arch": "amd64", "compressor": record["build"]["compressor"],
                                "formats": list(FORMATS), "name": NAME,
                                "source_date_epoch": SOURCE_DATE_EPOCH}
-    assert record["build"]["compressor"] == "gzip -6 blocks 256KiB"  # no host zlib version
-    assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard", "lz4"}
+    # the pinned deflate library, never the host's zlib version
+    assert (record["build"]["compressor"]
+            == f"zlib-ng-{zlib_ng.ZLIBNG_VERSION} gzip -6 blocks 256KiB")
+    assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard", "lz4",
+                                                    "zlib-ng"}
+    assert record["composer"]["libraries"]["zlib-ng"] == importlib.metadata.version("zlib-ng")
     spec = out[f"{NAME}.tar"].parent.parent / "inputs" / f"{NAME}.yml"
     assert record["specs"] == [{"name": f"{NAME}.yml",
                                 "sha256": hashlib.sha256(spec.read_bytes()).hexdigest(),

@@ -113,26 +113,52 @@ def test_descriptor(tmp_path: Path) -> None:
     assert qemu_info(tmp_path / "NAME.vmdk", "vmdk")["format-specific"]["data"]["cid"] == cid
 
 
-def test_grains_equal_qemu_img_grains(tmp_path: Path) -> None:
-    """qemu compresses each grain with zlib's compress() at the default level: so do we."""
-    raw = make_raw(tmp_path / "disk.raw", 9 * MiB + 1536)
-    ours = convert(raw, tmp_path / "ours.vmdk").read_bytes()
+def _grain_payloads(image: bytes, start: int) -> dict[int, bytes]:
+    """LBA -> the compressed payload of every grain marker from sector ``start`` on."""
+    got, sector = {}, start
+    while True:
+        val, size = struct.unpack_from("<QI", image, sector * 512)
+        if not size:
+            return got
+        got[val] = image[sector * 512 + 12:sector * 512 + 12 + size]
+        sector += -(-(12 + size) // 512)
+
+
+def _qemu_grains(raw: Path, tmp_path: Path) -> dict[int, bytes]:
     qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o",
              "adapter_type=lsilogic,subformat=streamOptimized,compat6", raw,
              tmp_path / "qemu.vmdk")
     theirs = (tmp_path / "qemu.vmdk").read_bytes()
+    return _grain_payloads(theirs, struct.unpack_from("<Q", theirs, 64)[0])
 
-    def grain_payloads(image: bytes, start: int) -> dict[int, bytes]:
-        got, sector = {}, start
-        while True:
-            val, size = struct.unpack_from("<QI", image, sector * 512)
-            if not size:
-                return got
-            got[val] = image[sector * 512 + 12:sector * 512 + 12 + size]
-            sector += -(-(12 + size) // 512)
 
-    qemu_first = struct.unpack_from("<Q", theirs, 64)[0]
-    assert grain_payloads(ours, 128) == grain_payloads(theirs, qemu_first)
+def test_grains_are_qemu_img_grains_from_the_pinned_deflate(tmp_path: Path) -> None:
+    """qemu compresses each grain with zlib's compress() at the default level (from the
+    system's libz); we make the same grains with the same parameters from the pinned zlib-ng:
+    the same LBAs and content, and each payload exactly zlib-ng's compress() of it."""
+    from zlib_ng import zlib_ng
+
+    raw = make_raw(tmp_path / "disk.raw", 9 * MiB + 1536)
+    ours = _grain_payloads(convert(raw, tmp_path / "ours.vmdk").read_bytes(), 128)
+    theirs = _qemu_grains(raw, tmp_path)
+    assert sorted(ours) == sorted(theirs)
+    for lba, payload in theirs.items():
+        plain = zlib.decompress(payload)
+        assert zlib.decompress(ours[lba]) == plain, lba
+        assert zlib.compress(plain, 6) == payload, lba  # qemu: the system zlib, level 6
+        c = zlib_ng.compressobj(6, zlib_ng.DEFLATED, zlib_ng.MAX_WBITS, 8, 0)
+        assert c.compress(plain) + c.flush() == ours[lba], lba
+
+
+def test_without_the_pin_grains_equal_qemu_img_grains(tmp_path: Path, monkeypatch) -> None:
+    """With the deflate pin removed (the system zlib, which qemu links too), the payloads are
+    qemu's byte for byte: the grain layout and parameters are qemu's, only the library is not."""
+    from composer.streams import deflate
+
+    monkeypatch.setattr(deflate, "_LIB", zlib)
+    raw = make_raw(tmp_path / "disk.raw", 9 * MiB + 1536)
+    ours = _grain_payloads(convert(raw, tmp_path / "ours.vmdk").read_bytes(), 128)
+    assert ours == _qemu_grains(raw, tmp_path)
 
 
 # --- determinism --------------------------------------------------------------------------------
@@ -180,7 +206,9 @@ def test_level_shapes_bytes_and_is_checked(tmp_path: Path) -> None:
             != convert(raw, tmp_path / "b.vmdk").read_bytes())
     with pytest.raises(ComposerError, match="level"):
         convert(raw, tmp_path / "c.vmdk", level=0)
-    assert vmdk.compressor_id().startswith(f"zlib-{zlib.ZLIB_RUNTIME_VERSION} deflate -6")
+    from zlib_ng import zlib_ng
+
+    assert vmdk.compressor_id() == f"zlib-ng-{zlib_ng.ZLIBNG_VERSION} deflate -6 grains 64KiB"
 
 
 @pytest.mark.parametrize("name", ["", 'a"b', "d\n"])
