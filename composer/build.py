@@ -26,6 +26,7 @@ from composer.streams.digest import sha256_file
 from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
+    from composer.cache.remote.use import RemoteCache, Settings
     from composer.repro.record import RecordingOutputSet
     from outputs import Format, Options
 
@@ -48,6 +49,8 @@ class BuildRequest:
     insecure: tuple[str, ...] = ()
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
+    # --cache-to/--cache-from and their keys (composer.cache.remote); None: no remote cache
+    remote: Settings | None = None
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
@@ -69,31 +72,44 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     from composer.images.lock import resolve_spec
     from outputs import FORMATS, Options
 
+    remote = None
+    if req.remote is not None and req.remote.active and not req.offline:
+        from composer.cache.remote.use import RemoteCache
+
+        remote = RemoteCache(req.remote, log)
+    # with a remote cache, layers are fetched only if phase one has to run (a hit pulls none)
+    deferred: list[Callable[[], None]] | None = [] if remote is not None else None
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
-                          quiet=req.quiet, insecure=req.insecure)
+                          quiet=req.quiet, insecure=req.insecure, deferred=deferred)
     from composer.repro.record import RecordingOutputSet
 
-    stored = _phase_one(spec, cache, epoch, images, log)
+    stored = _phase_one(spec, cache, epoch, images, log, remote, deferred)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
         with RecordingOutputSet(req.output_dir, known) as outs:
             options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
-                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
+                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log, remote)
             packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
-                               (stored.sha256, stored.size), outs, packages)
-            return outs.commit()
+                               (stored.sha256, stored.size), outs, packages,
+                               remote.provenance() if remote is not None else None)
+            done = outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
+    if remote is not None:
+        remote.publish()  # after the outputs are in place: a failed push costs only a warning
+    return done
 
 
 def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSet,
-            options: Options, cache: Cache, log: Callable[[str], None]) -> None:
+            options: Options, cache: Cache, log: Callable[[str], None],
+            remote: RemoteCache | None = None) -> None:
     """Format ``fmt``'s files: placed from the cache when nothing that shapes them changed
-    (:mod:`composer.cache.outputs`), else converted and then kept there."""
+    (:mod:`composer.cache.outputs`; then a ``--cache-from`` remote cache), else converted and
+    then kept there (and offered to ``--cache-to``)."""
     from composer.cache import outputs as kept
 
     if not fmt.kept:
@@ -104,6 +120,9 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
     if hit is not None and sorted(k.name for k in hit) == sorted(fmt.output_files(name)):
         kept.place(outs, hit)
         log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
+        _offer_outputs(remote, fmt.name, key, hit)
+        return
+    if remote is not None and _remote_outputs(fmt, name, key, outs, cache, log, remote):
         return
     fmt.convert(stored.path, name, outs, options)
     wanted = set(fmt.output_files(name))  # a shared file (NAME-kernel) may be an earlier one's
@@ -116,6 +135,46 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
         outs.digests[tmp] = digest
         files.append((out_name, tmp, *digest))
     kept.store(cache.root, key, files)
+    if remote is not None and remote.writing:
+        stored_now = kept.lookup(cache.root, key)
+        if stored_now is not None:
+            _offer_outputs(remote, fmt.name, key, stored_now)
+
+
+def _offer_outputs(remote: RemoteCache | None, fmt: str, key: str, kept_files: list) -> None:
+    if remote is not None and remote.writing:
+        remote.offer("outputs", key, fmt, {k.name: (k.path, k.sha256, k.size)
+                                           for k in kept_files})
+
+
+def _remote_outputs(fmt: Format, name: str, key: str, outs: RecordingOutputSet, cache: Cache,
+                    log: Callable[[str], None], remote: RemoteCache) -> bool:
+    """Place ``fmt``'s files from a remote entry (kept locally too); False on a miss."""
+    from composer.cache import outputs as kept
+    from composer.cache.remote.use import discard
+
+    got = remote.fetch("outputs", key, cache.root / "tmp")
+    if got is None:
+        return False
+    payload, paths = got
+    try:
+        if sorted(paths) != sorted(fmt.output_files(name)):
+            log(f"warning: remote cache: {fmt.name} entry {key[:12]} has other files than "
+                "the format makes; converting instead")
+            return False
+        files = [(f.name, paths[f.name], f.digest.removeprefix("sha256:"), f.size)
+                 for f in payload.files]
+        kept.store(cache.root, key, files)
+        hit = kept.lookup(cache.root, key)
+        if hit is not None:
+            kept.place(outs, hit)
+        else:  # a cache that cannot keep it: place the verified download itself
+            for out_name, path, sha, size in files:
+                outs.place(out_name, path, digest=(sha, size))
+        log(f"{fmt.name}: from the remote cache ({key[:12]}, {remote.hits[-1].source})")
+        return True
+    finally:
+        discard(paths)
 
 
 def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Options
@@ -138,8 +197,10 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
 
 
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
-               log: Callable[[str], None]) -> memo.Stored:
-    """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
+               log: Callable[[str], None], remote: RemoteCache | None = None,
+               deferred: list[Callable[[], None]] | None = None) -> memo.Stored:
+    """The canonical rootfs tar, from the cache if nothing that shapes it has changed (the
+    local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise)."""
     from composer.atomic import atomic_file
     from composer.streams.behind import write_behind
     from composer.streams.digest import HashingWriter
@@ -148,7 +209,14 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
+        _offer_rootfs(remote, cache, key, stored)
         return stored
+    if remote is not None:
+        stored = _remote_rootfs(remote, cache, key, log)
+        if stored is not None:
+            return stored
+    for fetch_layers in deferred or ():
+        fetch_layers()
     prepare_layers(images.values(), cache)
     ctx = Context(cache, epoch, images)
     tree = build_tree(spec, ctx)
@@ -166,7 +234,55 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
     memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch))
     log(f"rootfs: {count} entries")
-    return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
+    stored = memo.Stored(path, hashing.hexdigest(), hashing.size, count)
+    _offer_rootfs(remote, cache, key, stored)
+    return stored
+
+
+def _offer_rootfs(remote: RemoteCache | None, cache: Cache, key: str, stored: memo.Stored
+                  ) -> None:
+    """Offer the rootfs tar and its package list to ``--cache-to``."""
+    if remote is None or not remote.writing:
+        return
+    from composer.streams.digest import sha256_file
+
+    memo.packages(cache.root, stored)  # makes sure the list is kept beside it
+    listing = memo.packages_file(cache.root, stored.sha256)
+    remote.offer("rootfs", key, "tar", {
+        "rootfs.tar": (stored.path, stored.sha256, stored.size),
+        "packages.json": (listing, *sha256_file(listing))}, {"entries": stored.entries})
+
+
+def _remote_rootfs(remote: RemoteCache, cache: Cache, key: str, log: Callable[[str], None]
+                   ) -> memo.Stored | None:
+    """A ``--cache-from`` entry for ``key``, installed as the local phase-one result."""
+    import os
+
+    from composer import canonjson
+    from composer.cache.remote.use import discard
+
+    got = remote.fetch("rootfs", key, cache.root / "tmp")
+    if got is None:
+        return None
+    payload, paths = got
+    try:
+        files = {f.name: f for f in payload.files}
+        entries = payload.meta.get("entries")
+        if set(files) != {"rootfs.tar", "packages.json"} or not isinstance(entries, int):
+            log(f"warning: remote cache: rootfs entry {key[:12]} is malformed; building instead")
+            return None
+        found = canonjson.loads(paths["packages.json"].read_bytes())
+        tar = files["rootfs.tar"]
+        sha = tar.digest.removeprefix("sha256:")
+        os.replace(paths["rootfs.tar"], memo.tar_path(cache.root, key))
+        memo.record(cache.root, key, sha, tar.size, entries)
+        if isinstance(found, list):
+            memo.remember_packages(cache.root, sha, found)
+        log(f"rootfs: {entries} entries (from the remote cache: {key[:12]}, "
+            f"{remote.hits[-1].source})")
+        return memo.Stored(memo.tar_path(cache.root, key), sha, tar.size, entries)
+    finally:
+        discard(paths)
 
 
 def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
@@ -182,7 +298,8 @@ def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
                        outs: RecordingOutputSet,
-                       packages: list[dict[str, str]] | None = None) -> None:
+                       packages: list[dict[str, str]] | None = None,
+                       remote_cache: dict[str, Any] | None = None) -> None:
     """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json, through the
     build's OutputSet."""
     from composer import canonjson
@@ -217,7 +334,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     with outs.create(record.sums_name(req.name)) as fh:
         fh.write(record.sha256sums(sums))
     with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
-        fh.write(canonjson.pretty(record.build_environment()))
+        fh.write(canonjson.pretty(record.build_environment(remote_cache)))
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:

@@ -28,6 +28,9 @@ def register(sub, common) -> None:
     add("verify", "re-hash every blob; fail if any is corrupt", run_verify)
     add("import", "add the tagged images of an OCI archive", run_import).add_argument(
         "file", type=Path, metavar="FILE")
+    from composer.commands.cache_remote import register as register_remote
+
+    register_remote(cache)
     export = add("export", "write a ref and its blobs as an OCI archive", run_export)
     export.add_argument("ref", metavar="REF")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")

@@ -6,9 +6,12 @@ the record's sha256 and rootfs digest. It is a pure function of the record's byt
 with :func:`canonjson.compact`, so every rebuilder who attests the same record signs the very
 same payload, and signatures accumulate in one DSSE envelope (one ``signatures`` entry per key).
 
-Signatures are ed25519 (the ``cryptography`` library) over DSSE's pre-authentication encoding.
-A key id is the sha256 of the raw 32-byte public key. Keys are PEM files: PKCS#8 private keys,
-SubjectPublicKeyInfo public keys (``*.pub`` in a keys directory); ``generate_key`` makes a pair.
+Signatures are ed25519 or ECDSA P-256 with SHA-256 (the ``cryptography`` library) over DSSE's
+pre-authentication encoding. A key id is the sha256 of the raw public key (the 32 bytes of an
+ed25519 key, the uncompressed X9.62 point of a P-256 key). Keys are PEM files: PKCS#8 private
+keys, SubjectPublicKeyInfo public keys (``*.pub`` in a keys directory); ``generate_key`` makes a
+pair. :func:`sign_payload` and :func:`verify_payload` are the DSSE signing other signed
+documents use (the remote build cache's entries, :mod:`composer.cache.remote`).
 
 Checking (:func:`check_envelope`) counts distinct trusted keys whose signature verifies over the
 payload, after checking that the payload is exactly the statement for the record in hand: a
@@ -83,19 +86,49 @@ def _crypto():
     return serialization, ed25519
 
 
+def _ec():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec
+
+
+def _usable_private(key) -> bool:
+    _, ed25519 = _crypto()
+    ec = _ec()
+    return isinstance(key, ed25519.Ed25519PrivateKey) or (
+        isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1")
+
+
+def _usable_public(key) -> bool:
+    _, ed25519 = _crypto()
+    ec = _ec()
+    return isinstance(key, ed25519.Ed25519PublicKey) or (
+        isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1")
+
+
 def key_id(public_key) -> str:
-    serialization, _ = _crypto()
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    serialization, ed25519 = _crypto()
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    else:
+        raw = public_key.public_bytes(serialization.Encoding.X962,
+                                      serialization.PublicFormat.UncompressedPoint)
     return hashlib.sha256(raw).hexdigest()
 
 
-def generate_key(path: Path) -> tuple[Path, Path]:
-    """Write a new ed25519 private key to ``path`` (mode 0600) and its public key to PATH.pub."""
+def generate_key(path: Path, kind: str = "ed25519") -> tuple[Path, Path]:
+    """Write a new private key (``ed25519`` or ``ecdsa-p256``) to ``path`` (mode 0600) and its
+    public key to PATH.pub."""
     serialization, ed25519 = _crypto()
     path = Path(path)
     if path.exists():
         raise ComposerError(f"{path}: already exists; refusing to overwrite a key")
-    key = ed25519.Ed25519PrivateKey.generate()
+    if kind == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    elif kind == "ecdsa-p256":
+        key = _ec().generate_private_key(_ec().SECP256R1())
+    else:
+        raise ComposerError(f"unknown key kind {kind!r} (ed25519 or ecdsa-p256)")
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -108,34 +141,97 @@ def generate_key(path: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path):
-    serialization, ed25519 = _crypto()
+    serialization, _ed25519 = _crypto()
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except OSError as exc:
         raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:
         raise ComposerError(f"{path}: not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ComposerError(f"{path}: not an ed25519 key")
+    if not _usable_private(key):
+        raise ComposerError(f"{path}: not an ed25519 or ECDSA P-256 key")
+    return key
+
+
+def load_public_key(path: Path):
+    """One PEM public key (ed25519 or ECDSA P-256)."""
+    serialization, _ed25519 = _crypto()
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except OSError as exc:
+        raise ComposerError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComposerError(f"{path}: not a PEM public key: {exc}") from None
+    if not _usable_public(key):
+        raise ComposerError(f"{path}: not an ed25519 or ECDSA P-256 public key")
     return key
 
 
 def load_public_keys(directory: Path) -> dict[str, Any]:
     """key id -> public key for every ``*.pub`` PEM in ``directory`` (sorted, ids deduplicated)."""
-    serialization, ed25519 = _crypto()
     directory = Path(directory)
     if not directory.is_dir():
         raise ComposerError(f"{directory}: not a directory")
     keys: dict[str, Any] = {}
     for path in sorted(directory.glob("*.pub")):
-        try:
-            key = serialization.load_pem_public_key(path.read_bytes())
-        except ValueError as exc:
-            raise ComposerError(f"{path}: not a PEM public key: {exc}") from None
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise ComposerError(f"{path}: not an ed25519 public key")
+        key = load_public_key(path)
         keys[key_id(key)] = key
     return keys
+
+
+def _sign_bytes(key, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    _, ed25519 = _crypto()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, _ec().ECDSA(hashes.SHA256()))
+
+
+def _verify_bytes(public_key, signature: bytes, data: bytes) -> None:
+    """Raises cryptography's InvalidSignature unless ``signature`` is good."""
+    from cryptography.hazmat.primitives import hashes
+
+    _, ed25519 = _crypto()
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        public_key.verify(signature, data)
+    else:
+        public_key.verify(signature, data, _ec().ECDSA(hashes.SHA256()))
+
+
+def sign_payload(key, payload_type: str, payload: bytes) -> dict[str, Any]:
+    """A DSSE envelope with one signature by ``key`` (a loaded private key) over ``payload``."""
+    kid = key_id(key.public_key())
+    sig = _b64(_sign_bytes(key, pae(payload_type, payload)))
+    return {"payloadType": payload_type, "payload": _b64(payload),
+            "signatures": [{"keyid": kid, "sig": sig}]}
+
+
+def verify_payload(env: object, payload_type: str, keys: dict[str, Any]
+                   ) -> tuple[bytes, str] | None:
+    """(payload, key id) if the envelope has ``payload_type`` and a signature that one of
+    ``keys`` verifies; None otherwise (unsigned, untrusted signer, or not an envelope)."""
+    from cryptography.exceptions import InvalidSignature
+
+    if not isinstance(env, dict) or env.get("payloadType") != payload_type \
+            or not isinstance(env.get("signatures"), list):
+        return None
+    try:
+        payload = _unb64(env.get("payload"), "envelope payload")
+    except ComposerError:
+        return None
+    for sig in env["signatures"]:
+        kid = sig.get("keyid") if isinstance(sig, dict) else None
+        if not isinstance(sig, dict):
+            continue
+        for cand in [kid] if kid in keys else list(keys):
+            try:
+                _verify_bytes(keys[cand], _unb64(sig.get("sig"), "signature"),
+                              pae(payload_type, payload))
+                return payload, cand
+            except (InvalidSignature, ComposerError, AttributeError, ValueError):
+                continue
+    return None
 
 
 # -- envelopes -------------------------------------------------------------------------------
@@ -169,7 +265,7 @@ def sign(record_bytes: bytes, key_path: Path, envelope_path: Path) -> str:
     else:
         signatures = []
     kid = key_id(key.public_key())
-    sig = _b64(key.sign(pae(PAYLOAD_TYPE, payload)))
+    sig = _b64(_sign_bytes(key, pae(PAYLOAD_TYPE, payload)))
     signatures = [s for s in signatures if s.get("keyid") != kid] + [{"keyid": kid, "sig": sig}]
     env = {"payloadType": PAYLOAD_TYPE, "payload": _b64(payload),
            "signatures": sorted(signatures, key=lambda s: str(s.get("keyid")))}
@@ -215,11 +311,11 @@ def check_envelope(record_bytes: bytes, envelope_path: Path, keys: dict[str, Any
         good = None
         for cand in candidates:
             try:
-                keys[cand].verify(_unb64(sig.get("sig"), f"signature {n}"), pae(PAYLOAD_TYPE,
-                                                                                 payload))
+                _verify_bytes(keys[cand], _unb64(sig.get("sig"), f"signature {n}"),
+                              pae(PAYLOAD_TYPE, payload))
                 good = cand
                 break
-            except (InvalidSignature, ComposerError, AttributeError):
+            except (InvalidSignature, ComposerError, AttributeError, ValueError):
                 continue
         if good is None:
             rejected.append(f"signature {n} (keyid {kid}): no trusted key verifies it")

@@ -134,6 +134,11 @@ def _packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
     return directory(cache_root) / f"packages-{key}.json"
 
 
+def packages_file(cache_root: Path, rootfs_sha256: str) -> Path:
+    """Where the package list of a rootfs is kept (the remote cache ships it with the tar)."""
+    return _packages_path(cache_root, rootfs_sha256)
+
+
 def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
     """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
     every header of a large rootfs costs seconds; the list is a function of its bytes)."""
