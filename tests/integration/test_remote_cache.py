@@ -67,6 +67,8 @@ def write_spec(path: Path, host: str, refs: dict[str, str]) -> Path:
         return host + ref[ref.index("/"):]
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "motd").write_text("built once, shared by many\n")  # a host file: its
+    # checkout's path must not matter to the key
     path.write_text(f"""\
 kernel:
   image: {via(refs['kernel'])}
@@ -76,6 +78,9 @@ init:
 onboot:
   - name: hello
     image: {via(refs['hello'])}
+files:
+  - path: etc/motd
+    source: motd
 """)
     return path
 

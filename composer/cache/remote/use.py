@@ -123,7 +123,7 @@ class RemoteCache:
     hits: list[Hit] = field(default_factory=list)
     published: list[dict[str, str]] = field(default_factory=list)
     _offers: list[_Offer] = field(default_factory=list)
-    _down: set[str] = field(default_factory=set)
+    _down: set[tuple[str, bool]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -142,12 +142,15 @@ class RemoteCache:
 
     # -- failures --------------------------------------------------------------------------
     def _unreachable(self, repo: Repo, exc: ComposerError, reading: bool) -> None:
+        """Note a registry that failed once, and use it no more in this build (for reading
+        or for writing: one may work without the other)."""
         if reading and self.settings.required:
-            raise ComposerError(f"remote cache {repo.name}: {exc} (--cache-from-required)")
-        if repo.name not in self._down:
-            self.log(f"warning: remote cache {repo.name}: {exc}; "
+            raise ComposerError(f"remote cache {exc} (--cache-from-required)")
+        mode = (repo.name, reading)
+        if mode not in self._down:
+            self.log(f"warning: remote cache {exc}; "
                      + ("building instead" if reading else "not published"))
-        self._down.add(repo.name)
+        self._down.add(mode)
 
     def _rejected(self, exc: ComposerError) -> None:
         if self.settings.required:
@@ -160,7 +163,7 @@ class RemoteCache:
         """The first trusted, intact entry for ``key`` among the ``--cache-from`` caches,
         downloaded into a new directory under ``scratch`` (the caller installs and removes it)."""
         for repo in self._readers:
-            if repo.name in self._down:
+            if (repo.name, True) in self._down:
                 continue
             try:
                 got = self._fetch_from(repo, kind, key, scratch)
@@ -255,7 +258,7 @@ class RemoteCache:
         created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for repo in self._writers:
             for offer in self._offers:
-                if repo.name in self._down:
+                if (repo.name, False) in self._down:
                     break
                 p = offer.payload
                 try:
