@@ -148,6 +148,8 @@ def test_builder_b_gets_identical_outputs_and_pulls_no_layer(registry, images, k
     # same bytes; the proxy in front of B's images saw no layer download, B's cache holds none
     assert outputs(tmp_path / "out-a") == outputs(tmp_path / "out-b")
     assert proxy.plan.log and layer_gets(proxy, images["layers"]) == []
+    assert {p.name: p.stat().st_mode for p in (tmp_path / "out-a").iterdir()} == \
+        {p.name: p.stat().st_mode for p in (tmp_path / "out-b").iterdir()}
     stored = {p.name for p in (tmp_path / "cache-b" / "blobs" / "sha256").iterdir()}
     assert not {d.split(":")[1] for d in images["layers"]} & stored
     # the record of where B's results came from, and who signed them

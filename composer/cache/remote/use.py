@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -212,22 +211,23 @@ class RemoteCache:
             return None
         payload, digest, signer = found
         scratch.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=scratch, prefix=f".remote-{key[:12]}-"))
         paths: dict[str, Path] = {}
         try:
             for f in payload.files:
-                path = tmp / f.name
-                with open(path, "wb") as fh:
+                # plain files in the cache's tmp/ (what ``cache clean`` sweeps if we are killed)
+                fd, name = tempfile.mkstemp(dir=scratch, prefix=f"remote-{key[:12]}-")
+                paths[f.name] = Path(name)
+                os.fchmod(fd, 0o644)  # as every cache file and output, whatever the umask
+                with os.fdopen(fd, "wb") as fh:
                     repo.download(f.digest, f.size, fh, f"{repo.name}:{kind}-{key[:12]}: "
                                                         f"{f.name}")
                     fh.flush()
                     os.fsync(fh.fileno())
-                paths[f.name] = path
         except DigestMismatch as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            discard(paths)
             raise entry.Rejected(str(exc)) from None
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            discard(paths)
             raise
         self.hits.append(Hit(kind, key, payload.format, repo.name, digest, signer,
                              tuple(sorted(paths))))
@@ -300,8 +300,8 @@ class RemoteCache:
 
 
 def discard(paths: dict[str, Path]) -> None:
-    """Remove a fetched entry's temporary directory (after installing it)."""
+    """Remove a fetched entry's temporary files (after installing them: they were linked or
+    moved into the local cache)."""
     for path in paths.values():
         with contextlib.suppress(OSError):
-            shutil.rmtree(path.parent)
-        break
+            path.unlink()
