@@ -69,14 +69,21 @@ def one_run(spec: Path, host: str, formats: str, keys: tuple[Path, Path], scratc
     repo = f"{host}/bench/cache{n}-{formats.replace(',', '-').replace('+', '_')}"
 
     def build(who: str, *extra: str) -> Measure:
-        return timed(composer("build", "-q", "-f", formats, "-o", str(scratch / f"out-{who}"),
-                              "--cache", str(scratch / f"cache-{who}"),
-                              "--source-date-epoch", EPOCH, *extra, str(spec)))
+        # not -q: its warnings (a failed publish, a rejected entry) go to LOG for the checks
+        log = scratch / f"{who}.log"
+        return timed(["sh", "-c", 'log="$1"; shift; exec "$@" 2>"$log"', "sh", str(log),
+                      *composer("build", "-f", formats, "-o", str(scratch / f"out-{who}"),
+                                "--cache", str(scratch / f"cache-{who}"),
+                                "--source-date-epoch", EPOCH, *extra, str(spec))])
 
     cold = build("a")
     publish = build("a2", "--cache-to", repo, "--cache-key", str(keys[0]))
     b = build("b", "--cache-from", repo, "--cache-trust", str(keys[1]),
               "--cache-from-required")
+    for who in ("a2", "b"):
+        said = (scratch / f"{who}.log").read_text()
+        if "warning" in said or ("published" if who == "a2" else "from the remote") not in said:
+            sys.exit(f"bench: builder {who}:\n{said}")
     if files(scratch / "out-a") != files(scratch / "out-b"):
         sys.exit("bench: builder B's outputs differ from A's")
     if any(p.is_file() for p in (scratch / "cache-b" / "uncompressed").rglob("*")):
