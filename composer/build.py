@@ -84,14 +84,17 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
                           quiet=req.quiet, insecure=req.insecure, deferred=deferred)
     from composer.repro.record import RecordingOutputSet
 
-    stored = _phase_one(spec, cache, epoch, images, log, remote, deferred)
+    options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
+    rootfs = _phase_one(spec, cache, epoch, images, log, remote, deferred,
+                        lambda promised: _needs_tar(req, promised, options, cache, remote))
+    stored = rootfs.stored
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
         with RecordingOutputSet(req.output_dir, known) as outs:
-            options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
-                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log, remote)
+                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log, remote,
+                        rootfs.tar)
             packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages,
@@ -106,14 +109,16 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
 
 def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSet,
             options: Options, cache: Cache, log: Callable[[str], None],
-            remote: RemoteCache | None = None) -> None:
+            remote: RemoteCache | None = None, tar: Callable[[], Path] | None = None) -> None:
     """Format ``fmt``'s files: placed from the cache when nothing that shapes them changed
     (:mod:`composer.cache.outputs`; then a ``--cache-from`` remote cache), else converted and
-    then kept there (and offered to ``--cache-to``)."""
+    then kept there (and offered to ``--cache-to``). ``tar`` gives the rootfs tar's path
+    when a conversion needs it (a remote hit may not have downloaded it yet)."""
     from composer.cache import outputs as kept
 
+    tar = tar or (lambda: stored.path)
     if not fmt.kept:
-        fmt.convert(stored.path, name, outs, options)
+        fmt.convert(tar(), name, outs, options)
         return
     key = kept.output_key(output_key_parts(fmt, stored, name, options))
     hit = kept.lookup(cache.root, key)
@@ -124,7 +129,7 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
         return
     if remote is not None and _remote_outputs(fmt, name, key, outs, cache, log, remote):
         return
-    fmt.convert(stored.path, name, outs, options)
+    fmt.convert(tar(), name, outs, options)
     wanted = set(fmt.output_files(name))  # a shared file (NAME-kernel) may be an earlier one's
     made = [(n, tmp) for n, tmp in outs.since(0) if n in wanted]
     if any(tmp.is_dir() for _, tmp in made):
@@ -196,27 +201,67 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
     }
 
 
+@dataclass
+class Rootfs:
+    """Phase one's result; ``fetch`` gets its tar when a remote hit has not downloaded it
+    (every output was in the remote cache too), should a conversion need it after all."""
+
+    stored: memo.Stored
+    fetch: Callable[[], None] | None = None
+
+    def tar(self) -> Path:
+        if self.fetch is not None:
+            fetch, self.fetch = self.fetch, None
+            fetch()
+        return self.stored.path
+
+
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None], remote: RemoteCache | None = None,
-               deferred: list[Callable[[], None]] | None = None) -> memo.Stored:
+               deferred: list[Callable[[], None]] | None = None,
+               needs_tar: Callable[[memo.Stored], bool] = lambda _s: True) -> Rootfs:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed (the
-    local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise)."""
-    from composer.atomic import atomic_file
-    from composer.streams.behind import write_behind
-    from composer.streams.digest import HashingWriter
-
+    local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise).
+    A remote hit downloads the tar only if ``needs_tar`` says a conversion will read it."""
     key = memo.rootfs_key(spec, images, epoch)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
         _offer_rootfs(remote, cache, key, stored)
-        return stored
+        return Rootfs(stored)
     if remote is not None:
-        stored = _remote_rootfs(remote, cache, key, log)
-        if stored is not None:
-            return stored
+        found = _remote_rootfs(remote, cache, key, log, needs_tar)
+        if found is not None:
+            promised, fetch = found
+            if fetch is None:
+                return Rootfs(promised)
+
+            def fetch_or_build() -> None:
+                if fetch():
+                    return
+                made = _build_rootfs(spec, cache, epoch, images, log, remote, deferred, key)
+                if made.sha256 != promised.sha256:
+                    raise ComposerError(
+                        f"remote cache: rootfs entry {key[:12]} promised sha256 "
+                        f"{promised.sha256[:12]}, this build made {made.sha256[:12]}; outputs "
+                        "already taken from the remote cache would not match it: build without "
+                        "--cache-from, and remove that entry")
+            return Rootfs(promised, fetch_or_build)
+    return Rootfs(_build_rootfs(spec, cache, epoch, images, log, remote, deferred, key))
+
+
+def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
+                  log: Callable[[str], None], remote: RemoteCache | None,
+                  deferred: list[Callable[[], None]] | None, key: str) -> memo.Stored:
+    """Phase one itself: the layers (fetched now if deferred), the tree, the tar."""
+    from composer.atomic import atomic_file
+    from composer.streams.behind import write_behind
+    from composer.streams.digest import HashingWriter
+
     for fetch_layers in deferred or ():
         fetch_layers()
+    if deferred:
+        deferred.clear()
     prepare_layers(images.values(), cache)
     ctx = Context(cache, epoch, images)
     tree = build_tree(spec, ctx)
@@ -253,36 +298,80 @@ def _offer_rootfs(remote: RemoteCache | None, cache: Cache, key: str, stored: me
         "packages.json": (listing, *sha256_file(listing))}, {"entries": stored.entries})
 
 
-def _remote_rootfs(remote: RemoteCache, cache: Cache, key: str, log: Callable[[str], None]
-                   ) -> memo.Stored | None:
-    """A ``--cache-from`` entry for ``key``, installed as the local phase-one result."""
+def _remote_rootfs(remote: RemoteCache, cache: Cache, key: str, log: Callable[[str], None],
+                   needs_tar: Callable[[memo.Stored], bool]
+                   ) -> tuple[memo.Stored, Callable[[], bool] | None] | None:
+    """A ``--cache-from`` entry for ``key``: its package list installed, the result it promises,
+    and (if the tar was not downloaded now) a call that downloads it, False if it fails."""
     import os
 
     from composer import canonjson
     from composer.cache.remote.use import discard
 
-    got = remote.fetch("rootfs", key, cache.root / "tmp")
+    found = remote.find("rootfs", key)
+    if found is None:
+        return None
+    files = {f.name: f for f in found.payload.files}
+    entries = found.payload.meta.get("entries")
+    if set(files) != {"rootfs.tar", "packages.json"} or not isinstance(entries, int):
+        log(f"warning: remote cache: rootfs entry {key[:12]} is malformed; building instead")
+        return None
+    tar = files["rootfs.tar"]
+    sha = tar.digest.removeprefix("sha256:")
+    got = remote.download(found, cache.root / "tmp", ("packages.json",))
     if got is None:
         return None
-    payload, paths = got
     try:
-        files = {f.name: f for f in payload.files}
-        entries = payload.meta.get("entries")
-        if set(files) != {"rootfs.tar", "packages.json"} or not isinstance(entries, int):
-            log(f"warning: remote cache: rootfs entry {key[:12]} is malformed; building instead")
-            return None
-        found = canonjson.loads(paths["packages.json"].read_bytes())
-        tar = files["rootfs.tar"]
-        sha = tar.digest.removeprefix("sha256:")
-        os.replace(paths["rootfs.tar"], memo.tar_path(cache.root, key))
-        memo.record(cache.root, key, sha, tar.size, entries)
-        if isinstance(found, list):
-            memo.remember_packages(cache.root, sha, found)
-        log(f"rootfs: {entries} entries (from the remote cache: {key[:12]}, "
-            f"{remote.hits[-1].source})")
-        return memo.Stored(memo.tar_path(cache.root, key), sha, tar.size, entries)
+        listed = canonjson.loads(got["packages.json"].read_bytes())
+    except ValueError:
+        listed = None
     finally:
-        discard(paths)
+        discard(got)
+    if isinstance(listed, list):
+        memo.remember_packages(cache.root, sha, listed)
+    promised = memo.Stored(memo.tar_path(cache.root, key), sha, tar.size, entries)
+
+    def fetch() -> bool:
+        downloaded = remote.download(found, cache.root / "tmp", ("rootfs.tar",))
+        if downloaded is None:
+            return False
+        try:
+            os.replace(downloaded["rootfs.tar"], promised.path)
+            memo.record(cache.root, key, sha, tar.size, entries)
+        finally:
+            discard(downloaded)
+        return True
+
+    where = f"from the remote cache: {key[:12]}, {found.repo.name}"
+    if not needs_tar(promised):
+        log(f"rootfs: {entries} entries ({where}; every output is there too: tar not fetched)")
+        return promised, fetch
+    if not fetch():
+        return None
+    log(f"rootfs: {entries} entries ({where})")
+    return promised, None
+
+
+def _needs_tar(req: BuildRequest, promised: memo.Stored, options: Options, cache: Cache,
+               remote: RemoteCache | None) -> bool:
+    """Whether some requested format will read the rootfs tar: one that is not kept, or one
+    whose files neither the local cache nor a ``--cache-from`` holds."""
+    from composer.cache import outputs as kept
+    from outputs import FORMATS
+
+    for name in req.formats:
+        fmt = FORMATS[name]
+        if not fmt.kept:
+            return True
+        key = kept.output_key(output_key_parts(fmt, promised, req.name, options))
+        wanted = sorted(fmt.output_files(req.name))
+        hit = kept.lookup(cache.root, key)
+        if hit is not None and sorted(k.name for k in hit) == wanted:
+            continue
+        found = remote.find("outputs", key) if remote is not None else None
+        if found is None or sorted(f.name for f in found.payload.files) != wanted:
+            return True
+    return False
 
 
 def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:

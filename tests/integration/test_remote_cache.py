@@ -86,8 +86,8 @@ files:
 
 
 def build(spec: Path, cache: Path, out: Path, *extra: str, env: dict | None = None,
-          wait: bool = True):
-    argv = [sys.executable, "-m", "composer", "build", "-f", FORMATS, "-o", str(out),
+          wait: bool = True, formats: str = FORMATS):
+    argv = [sys.executable, "-m", "composer", "build", "-f", formats, "-o", str(out),
             "--cache", str(cache), *extra, str(spec)]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_COMPOSER_")}
     environ.update(env or {})
@@ -233,8 +233,7 @@ def test_a_trusted_entry_whose_bytes_do_not_match_is_rejected(registry, images, 
     data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the digest tells
     blob.write_bytes(bytes(data))
     try:
-        b = build(spec, tmp_path / "cb", tmp_path / "ob", "-f", "tar",
-                  *reader(repo, pub))
+        b = build(spec, tmp_path / "cb", tmp_path / "ob", *reader(repo, pub), formats="tar")
         assert b.returncode == 0, b.stderr
         assert "rejected" in b.stderr and "expected" in b.stderr
         assert outputs(tmp_path / "oa")["s.tar"] == outputs(tmp_path / "ob")["s.tar"]
@@ -243,6 +242,38 @@ def test_a_trusted_entry_whose_bytes_do_not_match_is_rejected(registry, images, 
     finally:
         data[len(data) // 2] ^= 0xFF
         blob.write_bytes(bytes(data))
+
+
+def test_a_builder_that_finds_every_output_fetches_no_rootfs(registry, images, keys, tmp_path):
+    repo = f"{registry.host}/ci/lazy"
+    key, pub = keys["ci"]
+    spec = write_spec(tmp_path / "s.yml", registry.host, images["refs"])
+    a = build(spec, tmp_path / "ca", tmp_path / "oa", *writer(repo, key))
+    assert a.returncode == 0, a.stderr
+    b = build(spec, tmp_path / "cb", tmp_path / "ob", *reader(repo, pub),
+              formats="kernel+initrd")
+    assert b.returncode == 0 and "tar not fetched" in b.stderr, b.stderr
+    assert not list((tmp_path / "cb" / "rootfs").glob("*.tar"))
+    made = outputs(tmp_path / "ob")
+    assert {n: made[n] for n in ("s-kernel", "s-initrd.img", "s-cmdline")} == \
+        {n: outputs(tmp_path / "oa")[n] for n in ("s-kernel", "s-initrd.img", "s-cmdline")}
+    # the output entry's bytes spoilt after the check of its signature: the rootfs is fetched
+    # after all and the initrd converted, with the same bytes
+    initrd = next(r for r in entries(repo) if r[1] == "kernel+initrd")
+    manifest = json.loads(registry.inspect_raw(f"{repo}:{initrd[0]}"))
+    layer = next(d for d in manifest["layers"]
+                 if d["annotations"]["org.opencontainers.image.title"] == "s-initrd.img")
+    blob = registry.blob_file(layer["digest"])
+    original = blob.read_bytes()
+    blob.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        c = build(spec, tmp_path / "cc", tmp_path / "oc", *reader(repo, pub),
+                  formats="kernel+initrd")
+    finally:
+        blob.write_bytes(original)
+    assert c.returncode == 0, c.stderr
+    assert "rejected" in c.stderr and list((tmp_path / "cc" / "rootfs").glob("*.tar"))
+    assert outputs(tmp_path / "oc") == outputs(tmp_path / "ob")
 
 
 # -- racing builders ----------------------------------------------------------------------

@@ -88,9 +88,9 @@ def trusted_keys(paths: tuple[Path, ...]) -> dict[str, Any]:
     return keys
 
 
-@dataclass(frozen=True)
+@dataclass
 class Hit:
-    """One entry a build used: which, from where, signed by whom."""
+    """One entry a build used: which, from where, signed by whom, which of its files."""
 
     kind: str
     key: str
@@ -98,12 +98,22 @@ class Hit:
     source: str
     manifest: str
     signer: str
-    files: tuple[str, ...]
+    files: list[str]
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "key": self.key, "format": self.format,
                 "from": self.source, "manifest": self.manifest, "signer": self.signer,
                 "files": list(self.files)}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A trusted entry, not downloaded yet."""
+
+    repo: Repo
+    payload: entry.Payload
+    manifest: str
+    signer: str
 
 
 @dataclass
@@ -123,6 +133,8 @@ class RemoteCache:
     published: list[dict[str, str]] = field(default_factory=list)
     _offers: list[_Offer] = field(default_factory=list)
     _down: set[tuple[str, bool]] = field(default_factory=set)
+    _found: dict[tuple[str, str], Found | None] = field(default_factory=dict)
+    _bad: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -160,25 +172,62 @@ class RemoteCache:
     def fetch(self, kind: str, key: str, scratch: Path
               ) -> tuple[entry.Payload, dict[str, Path]] | None:
         """The first trusted, intact entry for ``key`` among the ``--cache-from`` caches,
-        downloaded into a new directory under ``scratch`` (the caller installs and removes it)."""
+        downloaded into temporary files under ``scratch`` (the caller installs them and
+        removes what is left with :func:`discard`)."""
+        while (found := self.find(kind, key)) is not None:
+            paths = self.download(found, scratch)
+            if paths is not None:
+                return found.payload, paths
+        return None
+
+    def find(self, kind: str, key: str) -> Found | None:
+        """The first ``--cache-from`` entry for ``key`` that a trusted key signed (manifest
+        and envelope only; answers are remembered for the rest of the build)."""
+        if (kind, key) in self._found:
+            return self._found[(kind, key)]
+        result = None
         for repo in self._readers:
-            if (repo.name, True) in self._down:
+            if (repo.name, True) in self._down or (repo.name, kind, key) in self._bad:
                 continue
             try:
-                got = self._fetch_from(repo, kind, key, scratch)
+                result = self._verified(repo, kind, key)
             except entry.Rejected as exc:
                 self._rejected(exc)
                 continue
             except RegistryError as exc:
                 self._unreachable(repo, exc, reading=True)
                 continue
-            if got is not None:
-                return got
-        return None
+            if result is not None:
+                break
+        self._found[(kind, key)] = result
+        return result
 
-    def _verified(self, repo: Repo, kind: str, key: str
-                  ) -> tuple[entry.Payload, str, str] | None:
-        """(payload, manifest digest, signer) of the tagged entry if a trusted key signed it."""
+    def download(self, found: Found, scratch: Path, names: tuple[str, ...] | None = None
+                 ) -> dict[str, Path] | None:
+        """Download an entry's files (or those named), each verified against the signed
+        digest while it streams; None (with a warning) if any fails, and then the entry is
+        not used again in this build (:meth:`find` looks at the next ``--cache-from``)."""
+        try:
+            paths = self._download(found, scratch, names)
+        except (entry.Rejected, RegistryError) as exc:
+            if isinstance(exc, entry.Rejected):
+                self._rejected(exc)
+            else:
+                self._unreachable(found.repo, exc, reading=True)
+            self._bad.add((found.repo.name, found.payload.kind, found.payload.key))
+            self._found.pop((found.payload.kind, found.payload.key), None)
+            return None
+        hit = next((h for h in self.hits if h.manifest == found.manifest
+                    and h.source == found.repo.name), None)
+        if hit is None:
+            hit = Hit(found.payload.kind, found.payload.key, found.payload.format,
+                      found.repo.name, found.manifest, found.signer, [])
+            self.hits.append(hit)
+        hit.files[:] = sorted(set(hit.files) | set(paths))
+        return paths
+
+    def _verified(self, repo: Repo, kind: str, key: str) -> Found | None:
+        """The tagged entry if a trusted key signed it (and its manifest lists its files)."""
         tag = entry.tag(kind, key)
         what = f"{repo.name}:{tag[:19]}"
         found = repo.manifest(tag)
@@ -202,25 +251,24 @@ class RemoteCache:
                                  f"(signer {', '.join(signers) or 'none'})")
         payload = entry.parse_payload(verified[0], kind, key, what)
         entry.check_layers(doc, payload, what)
-        return payload, digest, verified[1]
+        return Found(repo, payload, digest, verified[1])
 
-    def _fetch_from(self, repo: Repo, kind: str, key: str, scratch: Path
-                    ) -> tuple[entry.Payload, dict[str, Path]] | None:
-        found = self._verified(repo, kind, key)
-        if found is None:
-            return None
-        payload, digest, signer = found
+    def _download(self, found: Found, scratch: Path, names: tuple[str, ...] | None
+                  ) -> dict[str, Path]:
+        repo, payload = found.repo, found.payload
         scratch.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
         try:
             for f in payload.files:
+                if names is not None and f.name not in names:
+                    continue
                 # plain files in the cache's tmp/ (what ``cache clean`` sweeps if we are killed)
-                fd, name = tempfile.mkstemp(dir=scratch, prefix=f"remote-{key[:12]}-")
+                fd, name = tempfile.mkstemp(dir=scratch, prefix=f"remote-{payload.key[:12]}-")
                 paths[f.name] = Path(name)
                 os.fchmod(fd, 0o644)  # as every cache file and output, whatever the umask
                 with os.fdopen(fd, "wb") as fh:
-                    repo.download(f.digest, f.size, fh, f"{repo.name}:{kind}-{key[:12]}: "
-                                                        f"{f.name}")
+                    repo.download(f.digest, f.size, fh,
+                                  f"{repo.name}:{payload.kind}-{payload.key[:12]}: {f.name}")
                     fh.flush()
                     os.fsync(fh.fileno())
         except DigestMismatch as exc:
@@ -229,9 +277,7 @@ class RemoteCache:
         except BaseException:
             discard(paths)
             raise
-        self.hits.append(Hit(kind, key, payload.format, repo.name, digest, signer,
-                             tuple(sorted(paths))))
-        return payload, paths
+        return paths
 
     # -- writing ---------------------------------------------------------------------------
     def offer(self, kind: str, key: str, fmt: str, files: dict[str, tuple[Path, str, int]],
@@ -287,7 +333,8 @@ class RemoteCache:
             return False  # a broken or foreign entry: ours replaces it
         if found is None:
             return False
-        if sorted(found[0].files, key=lambda f: f.name) != sorted(p.files, key=lambda f: f.name):
+        if sorted(found.payload.files, key=lambda f: f.name) != \
+                sorted(p.files, key=lambda f: f.name):
             self.log(f"warning: remote cache {repo.name}: {p.kind} {p.key[:12]} is there with "
                      "other bytes than this build made (not reproducible?); left as it is")
         return True
