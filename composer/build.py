@@ -343,7 +343,7 @@ def _remote_rootfs(remote: RemoteCache, cache: Cache, key: str, log: Callable[[s
         return True
 
     where = f"from the remote cache: {key[:12]}, {found.repo.name}"
-    if not needs_tar(promised):
+    if isinstance(listed, list) and not needs_tar(promised):  # else the SBOM scans the tar
         log(f"rootfs: {entries} entries ({where}; every output is there too: tar not fetched)")
         return promised, fetch
     if not fetch():
