@@ -228,3 +228,16 @@ def test_no_trusted_key_means_no_remote_reads(keys, tmp_path):
                      client=double)  # type: ignore[arg-type]
     assert rc.fetch("rootfs", KEY, tmp_path) is None
     assert double.calls == 0 and len(said) == 1 and said[0].startswith("note: ")
+
+
+def test_the_build_flags_are_checked_before_anything_is_built(tmp_path, capsys, keys):
+    from composer.cli import main
+
+    spec = tmp_path / "s.yml"
+    spec.write_text("init:\n  - oci:nowhere\n")
+    assert main(["build", "--cache-to", REPO, str(spec)]) == 2
+    assert "--cache-key" in capsys.readouterr().err
+    assert main(["build", "--cache-from", "nohost", str(spec)]) == 2
+    assert "repository" in capsys.readouterr().err
+    assert main(["build", "--cache-to", REPO, "--cache-key", str(keys["ci"][1]), str(spec)]) == 1
+    assert "not an unencrypted PEM private key" in capsys.readouterr().err
