@@ -241,3 +241,15 @@ def test_the_build_flags_are_checked_before_anything_is_built(tmp_path, capsys, 
     assert "repository" in capsys.readouterr().err
     assert main(["build", "--cache-to", REPO, "--cache-key", str(keys["ci"][1]), str(spec)]) == 1
     assert "not an unencrypted PEM private key" in capsys.readouterr().err
+
+
+def test_attestations_take_ecdsa_p256_keys_too(keys, tmp_path):
+    record = canonjson.pretty({"build": {"name": "x"}, "outputs": [
+        {"name": "x.tar", "sha256": "00" * 32, "size": 1}], "rootfs": {"sha256": "11" * 32}})
+    env = tmp_path / "x.att.json"
+    kid = attest.sign(record, keys["p256"][0], env)
+    pub = attest.load_public_key(keys["p256"][1])
+    check = attest.check_envelope(record, env, {attest.key_id(pub): pub})
+    assert check.valid == (kid,) and check.rejected == ()
+    other = attest.load_public_key(keys["ci"][1])
+    assert attest.check_envelope(record, env, {attest.key_id(other): other}).valid == ()
