@@ -24,6 +24,7 @@ from composer.images.push import Pusher
 from composer.images.registry import RegistryClient, RegistryError
 from composer.oci.media import OCI_MANIFEST
 from composer.oci.refs import Ref, RefError, parse_ref
+from composer.streams.behind import write_behind
 from composer.streams.digest import CHUNK, VerifyingReader, drain, sha256_digest
 
 from . import entry
@@ -109,7 +110,9 @@ class Repo:
         def consume(stream: BinaryIO) -> None:
             out.seek(0)
             out.truncate()
-            drain(VerifyingReader(stream, digest, size, what, close_raw=False), out)
+            # writing on another thread overlaps the disk with receiving and hashing
+            with write_behind(out) as behind:
+                drain(VerifyingReader(stream, digest, size, what, close_raw=False), behind)
 
         self.client.fetch_blob(self.ref, digest, consume, what)
 
