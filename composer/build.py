@@ -27,6 +27,7 @@ from composer.streams.digest import sha256_file
 from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
+    from composer.cache.remote.use import RemoteCache, Settings
     from composer.repro.record import RecordingOutputSet
     from outputs import Format, Options
 
@@ -51,6 +52,8 @@ class BuildRequest:
     network: Network | None = None  # --mirror, --cert-file
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
+    # --cache-to/--cache-from and their keys (composer.cache.remote); None: no remote cache
+    remote: Settings | None = None
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
@@ -84,9 +87,17 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     from composer.images.lock import resolve_spec
     from outputs import FORMATS, Options
 
+    remote = None
+    if req.remote is not None and req.remote.active and not req.offline:
+        from composer.cache.remote.use import RemoteCache
+
+        remote = RemoteCache(req.remote, log)
+    # with a remote cache, layers are fetched only if phase one has to run (a hit pulls none)
+    deferred: list[Callable[[], None]] | None = [] if remote is not None else None
     images = resolve_spec(spec, cache, arch=req.arch, pull=req.pull, offline=req.offline,
                           log=log, specs=req.specs, locked=req.locked, docker=req.docker,
-                          quiet=req.quiet, insecure=req.insecure, network=req.network)
+                          quiet=req.quiet, insecure=req.insecure, network=req.network,
+                          deferred=deferred)
     from composer.cache.gc import touch
     from composer.debian.pool import offline_mode
     from composer.repro.record import RecordingOutputSet
@@ -94,32 +105,43 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     for image in images.values():
         for digest in filter(None, (image.digest, image.index_digest)):
             touch(cache.root, "image", digest)
-    stored = _phase_one(spec, cache, epoch, images, log)
+    options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
+    rootfs = _phase_one(spec, cache, epoch, images, log, remote, deferred,
+                        lambda promised: _needs_tar(req, promised, options, cache, remote))
+    stored = rootfs.stored
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
         # --offline holds for phase two too: the pinned bootloader .debs are never downloaded
         with offline_mode(req.offline), RecordingOutputSet(req.output_dir, known) as outs:
-            options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
-                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
+                convert(FORMATS[fmt], stored, req.name, outs, options, cache, log, remote,
+                        rootfs.tar)
             packages = memo.packages(cache.root, stored) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
-                               (stored.sha256, stored.size), outs, packages)
-            return outs.commit()
+                               (stored.sha256, stored.size), outs, packages,
+                               remote.provenance() if remote is not None else None)
+            done = outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
+    if remote is not None:
+        remote.publish()  # after the outputs are in place: a failed push costs only a warning
+    return done
 
 
 def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSet,
-            options: Options, cache: Cache, log: Callable[[str], None]) -> None:
+            options: Options, cache: Cache, log: Callable[[str], None],
+            remote: RemoteCache | None = None, tar: Callable[[], Path] | None = None) -> None:
     """Format ``fmt``'s files: placed from the cache when nothing that shapes them changed
-    (:mod:`composer.cache.outputs`), else converted and then kept there."""
+    (:mod:`composer.cache.outputs`; then a ``--cache-from`` remote cache), else converted and
+    then kept there (and offered to ``--cache-to``). ``tar`` gives the rootfs tar's path
+    when a conversion needs it (a remote hit may not have downloaded it yet)."""
     from composer.cache import outputs as kept
     from composer.cache.gc import touch
 
+    tar = tar or (lambda: stored.path)
     if not fmt.kept:
-        fmt.convert(stored.path, name, outs, options)
+        fmt.convert(tar(), name, outs, options)
         return
     key = kept.output_key(output_key_parts(fmt, stored, name, options))
     hit = kept.lookup(cache.root, key)
@@ -127,8 +149,11 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
     if hit is not None and sorted(k.name for k in hit) == sorted(fmt.output_files(name)):
         kept.place(outs, hit)
         log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
+        _offer_outputs(remote, fmt.name, key, hit)
         return
-    fmt.convert(stored.path, name, outs, options)
+    if remote is not None and _remote_outputs(fmt, name, key, outs, cache, log, remote):
+        return
+    fmt.convert(tar(), name, outs, options)
     wanted = set(fmt.output_files(name))  # a shared file (NAME-kernel) may be an earlier one's
     made = [(n, tmp) for n, tmp in outs.since(0) if n in wanted]
     if any(tmp.is_dir() for _, tmp in made):
@@ -139,6 +164,46 @@ def convert(fmt: Format, stored: memo.Stored, name: str, outs: RecordingOutputSe
         outs.digests[tmp] = digest
         files.append((out_name, tmp, *digest))
     kept.store(cache.root, key, files)
+    if remote is not None and remote.writing:
+        stored_now = kept.lookup(cache.root, key)
+        if stored_now is not None:
+            _offer_outputs(remote, fmt.name, key, stored_now)
+
+
+def _offer_outputs(remote: RemoteCache | None, fmt: str, key: str, kept_files: list) -> None:
+    if remote is not None and remote.writing:
+        remote.offer("outputs", key, fmt, {k.name: (k.path, k.sha256, k.size)
+                                           for k in kept_files})
+
+
+def _remote_outputs(fmt: Format, name: str, key: str, outs: RecordingOutputSet, cache: Cache,
+                    log: Callable[[str], None], remote: RemoteCache) -> bool:
+    """Place ``fmt``'s files from a remote entry (kept locally too); False on a miss."""
+    from composer.cache import outputs as kept
+    from composer.cache.remote.use import discard
+
+    got = remote.fetch("outputs", key, cache.root / "tmp")
+    if got is None:
+        return False
+    payload, paths = got
+    try:
+        if sorted(paths) != sorted(fmt.output_files(name)):
+            log(f"warning: remote cache: {fmt.name} entry {key[:12]} has other files than "
+                "the format makes; converting instead")
+            return False
+        files = [(f.name, paths[f.name], f.digest.removeprefix("sha256:"), f.size)
+                 for f in payload.files]
+        kept.store(cache.root, key, files)
+        hit = kept.lookup(cache.root, key)
+        if hit is not None:
+            kept.place(outs, hit)
+        else:  # a cache that cannot keep it: place the verified download itself
+            for out_name, path, sha, size in files:
+                outs.place(out_name, path, digest=(sha, size))
+        log(f"{fmt.name}: from the remote cache ({key[:12]}, {remote.hits[-1].source})")
+        return True
+    finally:
+        discard(paths)
 
 
 def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Options
@@ -160,23 +225,73 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
     }
 
 
+@dataclass
+class Rootfs:
+    """Phase one's result; ``fetch`` gets its tar when a remote hit has not downloaded it
+    (every output was in the remote cache too), should a conversion need it after all."""
+
+    stored: memo.Stored
+    fetch: Callable[[], None] | None = None
+
+    def tar(self) -> Path:
+        if self.fetch is not None:
+            fetch, self.fetch = self.fetch, None
+            fetch()
+        return self.stored.path
+
+
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
-               log: Callable[[str], None]) -> memo.Stored:
-    """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
-    from composer.atomic import atomic_file
+               log: Callable[[str], None], remote: RemoteCache | None = None,
+               deferred: list[Callable[[], None]] | None = None,
+               needs_tar: Callable[[memo.Stored], bool] = lambda _s: True) -> Rootfs:
+    """The canonical rootfs tar, from the cache if nothing that shapes it has changed (the
+    local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise).
+    A remote hit downloads the tar only if ``needs_tar`` says a conversion will read it."""
     from composer.cache.gc import touch
-    from composer.streams.behind import write_behind
-    from composer.streams.digest import HashingWriter
 
     key = memo.rootfs_key(spec, images, epoch)
     touch(cache.root, "rootfs", key)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
-        return stored
+        _offer_rootfs(remote, cache, key, stored)
+        return Rootfs(stored)
+    if remote is not None:
+        found = _remote_rootfs(remote, cache, key, log, needs_tar)
+        if found is not None:
+            promised, fetch = found
+            if fetch is None:
+                return Rootfs(promised)
+
+            def fetch_or_build() -> None:
+                if fetch():
+                    return
+                made = _build_rootfs(spec, cache, epoch, images, log, remote, deferred, key)
+                if made.sha256 != promised.sha256:
+                    raise ComposerError(
+                        f"remote cache: rootfs entry {key[:12]} promised sha256 "
+                        f"{promised.sha256[:12]}, this build made {made.sha256[:12]}; outputs "
+                        "already taken from the remote cache would not match it: build without "
+                        "--cache-from, and remove that entry")
+            return Rootfs(promised, fetch_or_build)
+    return Rootfs(_build_rootfs(spec, cache, epoch, images, log, remote, deferred, key))
+
+
+def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
+                  log: Callable[[str], None], remote: RemoteCache | None,
+                  deferred: list[Callable[[], None]] | None, key: str) -> memo.Stored:
+    """Phase one itself: the layers (fetched now if deferred), the tree, the tar; container
+    and init regions unchanged since an earlier rootfs are spliced from it."""
+    from composer.atomic import atomic_file
     from composer.rootfs import regions
     from composer.rootfs.packages import ordered
+    from composer.streams.behind import write_behind
+    from composer.streams.digest import HashingWriter
 
+    for fetch_layers in deferred or ():
+        fetch_layers()
+    if deferred:
+        deferred.clear()
     plan = regions.Plan(cache.root, epoch)
     skipped = plan.likely(spec, images)
     prepare_layers([img for text, img in images.items() if text not in skipped], cache)
@@ -210,7 +325,99 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     reused = f" ({len(plan.spliced)} regions spliced from an earlier rootfs: {spliced})" \
         if plan.spliced else ""
     log(f"rootfs: {count} entries{reused}")
-    return memo.Stored(path, digest, hashing.size, count)
+    stored = memo.Stored(path, digest, hashing.size, count)
+    _offer_rootfs(remote, cache, key, stored)
+    return stored
+
+
+def _offer_rootfs(remote: RemoteCache | None, cache: Cache, key: str, stored: memo.Stored
+                  ) -> None:
+    """Offer the rootfs tar and its package list to ``--cache-to``."""
+    if remote is None or not remote.writing:
+        return
+    from composer.streams.digest import sha256_file
+
+    memo.packages(cache.root, stored)  # makes sure the list is kept beside it
+    listing = memo.packages_file(cache.root, stored.sha256)
+    remote.offer("rootfs", key, "tar", {
+        "rootfs.tar": (stored.path, stored.sha256, stored.size),
+        "packages.json": (listing, *sha256_file(listing))}, {"entries": stored.entries})
+
+
+def _remote_rootfs(remote: RemoteCache, cache: Cache, key: str, log: Callable[[str], None],
+                   needs_tar: Callable[[memo.Stored], bool]
+                   ) -> tuple[memo.Stored, Callable[[], bool] | None] | None:
+    """A ``--cache-from`` entry for ``key``: its package list installed, the result it promises,
+    and (if the tar was not downloaded now) a call that downloads it, False if it fails."""
+    import os
+
+    from composer import canonjson
+    from composer.cache.remote.use import discard
+
+    found = remote.find("rootfs", key)
+    if found is None:
+        return None
+    files = {f.name: f for f in found.payload.files}
+    entries = found.payload.meta.get("entries")
+    if set(files) != {"rootfs.tar", "packages.json"} or not isinstance(entries, int):
+        log(f"warning: remote cache: rootfs entry {key[:12]} is malformed; building instead")
+        return None
+    tar = files["rootfs.tar"]
+    sha = tar.digest.removeprefix("sha256:")
+    got = remote.download(found, cache.root / "tmp", ("packages.json",))
+    if got is None:
+        return None
+    try:
+        listed = canonjson.loads(got["packages.json"].read_bytes())
+    except ValueError:
+        listed = None
+    finally:
+        discard(got)
+    if isinstance(listed, list):
+        memo.remember_packages(cache.root, sha, listed)
+    promised = memo.Stored(memo.tar_path(cache.root, key), sha, tar.size, entries)
+
+    def fetch() -> bool:
+        downloaded = remote.download(found, cache.root / "tmp", ("rootfs.tar",))
+        if downloaded is None:
+            return False
+        try:
+            os.replace(downloaded["rootfs.tar"], promised.path)
+            memo.record(cache.root, key, sha, tar.size, entries)
+        finally:
+            discard(downloaded)
+        return True
+
+    where = f"from the remote cache: {key[:12]}, {found.repo.name}"
+    if isinstance(listed, list) and not needs_tar(promised):  # else the SBOM scans the tar
+        log(f"rootfs: {entries} entries ({where}; every output is there too: tar not fetched)")
+        return promised, fetch
+    if not fetch():
+        return None
+    log(f"rootfs: {entries} entries ({where})")
+    return promised, None
+
+
+def _needs_tar(req: BuildRequest, promised: memo.Stored, options: Options, cache: Cache,
+               remote: RemoteCache | None) -> bool:
+    """Whether some requested format will read the rootfs tar: one that is not kept, or one
+    whose files neither the local cache nor a ``--cache-from`` holds."""
+    from composer.cache import outputs as kept
+    from outputs import FORMATS
+
+    for name in req.formats:
+        fmt = FORMATS[name]
+        if not fmt.kept:
+            return True
+        key = kept.output_key(output_key_parts(fmt, promised, req.name, options))
+        wanted = sorted(fmt.output_files(req.name))
+        hit = kept.lookup(cache.root, key)
+        if hit is not None and sorted(k.name for k in hit) == wanted:
+            continue
+        found = remote.find("outputs", key) if remote is not None else None
+        if found is None or sorted(f.name for f in found.payload.files) != wanted:
+            return True
+    return False
 
 
 def tree_packages(tree, epoch: Epoch, databases: list | None = None) -> list[dict[str, str]]:
@@ -228,7 +435,8 @@ def tree_packages(tree, epoch: Epoch, databases: list | None = None) -> list[dic
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
                        options: Options, rootfs: Path, rootfs_digest: tuple[str, int],
                        outs: RecordingOutputSet,
-                       packages: list[dict[str, str]] | None = None) -> None:
+                       packages: list[dict[str, str]] | None = None,
+                       remote_cache: dict[str, Any] | None = None) -> None:
     """NAME.spdx.json, NAME.build.json, NAME.SHA256SUMS and NAME.build-env.json (and, with a
     key, NAME.provenance.intoto.json and NAME.SHA256SUMS.sig), through the build's OutputSet."""
     from composer import canonjson
@@ -270,7 +478,7 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
             with outs.create(file_name) as fh:
                 fh.write(content)
     with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
-        fh.write(canonjson.pretty(record.build_environment()))
+        fh.write(canonjson.pretty(record.build_environment(remote_cache)))
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:

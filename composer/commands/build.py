@@ -48,8 +48,28 @@ def register(sub, common) -> None:
     from composer.commands.lock import add_fetch_options
 
     add_fetch_options(b)
+    add_remote_cache_options(b)
     common(b)
     b.set_defaults(func=run)
+
+
+def add_remote_cache_options(b: argparse.ArgumentParser) -> None:
+    """--cache-to/--cache-from and their keys (docs/remote-cache.md)."""
+    b.add_argument("--cache-to", action="append", metavar="REF",
+                   help="publish phase-one and phase-two results to this registry repository "
+                   "(repeatable; default: $IMAGE_COMPOSER_CACHE_TO, comma-separated)")
+    b.add_argument("--cache-from", action="append", metavar="REF",
+                   help="use results from this registry repository before doing the work "
+                   "(repeatable; default: $IMAGE_COMPOSER_CACHE_FROM, comma-separated)")
+    b.add_argument("--cache-key", type=Path, metavar="KEY",
+                   help="private key (ed25519 or ECDSA P-256 PEM) signing what --cache-to "
+                   "publishes (default: $IMAGE_COMPOSER_CACHE_KEY)")
+    b.add_argument("--cache-trust", action="append", type=Path, metavar="PUBKEY",
+                   help="public key (or directory of *.pub) whose entries --cache-from may "
+                   "use (repeatable; default: $IMAGE_COMPOSER_CACHE_TRUST, comma-separated)")
+    b.add_argument("--cache-from-required", action="store_true",
+                   help="fail instead of building when a --cache-from cache cannot be read or "
+                   "serves an entry that fails its checks")
 
 
 def formats(values: list[str] | None) -> list[str]:
@@ -133,6 +153,13 @@ def single_output(args: argparse.Namespace, chosen: list[str]) -> str:
     return fmt.name
 
 
+def remote_settings(args: argparse.Namespace):
+    from composer.cache.remote.use import settings_from
+
+    return settings_from(args.cache_to, args.cache_from, args.cache_key, args.cache_trust,
+                         args.cache_from_required, tuple(args.insecure_registry))
+
+
 def run(args: argparse.Namespace) -> int:
     from composer.build import BuildRequest, run_build
     from composer.images.network import network_from_args
@@ -174,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = args.cache or default_cache_dir()
     staging = _staging_dir(args.output_file, cache_dir) if one is not None else None
     network = network_from_args(args)
+    remote = remote_settings(args)
     quiet_log = (lambda _m: None) if args.quiet else log
     built: list[list[Path]] = []
     for arch in arches:
@@ -196,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
             sbom=not args.no_sbom,
             sign_key=args.sign,
             output_options=from_args(args),
+            remote=remote,
         )
         if staging is not None and one is not None:
             return _build_one(request, staging, one, args.output_file, quiet_log)

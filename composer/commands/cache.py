@@ -30,6 +30,9 @@ def register(sub, common) -> None:
     from composer.commands import cache_linuxkit
 
     cache_linuxkit.register(add)  # ls, rm, clean, import, export, pull, push: linuxkit's args
+    from composer.commands.cache_remote import register as register_remote
+
+    register_remote(cache)
 
 
 def _cache(args: argparse.Namespace):

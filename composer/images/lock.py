@@ -162,6 +162,7 @@ class Resolver:
     client: RegistryClient | None = None
     progress: Progress | None = None
     log: Log | None = None
+    deferred: list[Callable[[], None]] | None = None  # see resolve_image
 
     def resolve(self, text: str, base_dir: Path | None, pull: bool | None = None) -> Image:
         from composer.images.resolve import resolve_image
@@ -169,7 +170,8 @@ class Resolver:
         return resolve_image(text, cache=self.cache, arch=self.arch,
                              pull=self.pull if pull is None else pull, offline=self.offline,
                              base_dir=base_dir, log=self.log, client=self.client,
-                             docker=self.docker, progress=self.progress)
+                             docker=self.docker, progress=self.progress,
+                             deferred=self.deferred)
 
 
 def _registry_ref(text: str) -> Ref | None:
@@ -278,10 +280,12 @@ def wanted_from_spec(spec) -> list[Wanted]:
 def resolve_spec(spec, cache: Cache, *, arch: str, pull: bool, offline: bool, log: Log,
                  specs: Sequence[Path] = (), locked: bool = False, docker: bool = False,
                  quiet: bool = False, insecure: Sequence[str] = (),
-                 network: Network | None = None) -> dict[str, Image]:
+                 network: Network | None = None,
+                 deferred: list[Callable[[], None]] | None = None) -> dict[str, Image]:
     """What ``build`` calls: the spec's images through ``SPEC.lock`` (if ``specs`` are given and
     it exists), with progress on stderr (bars on a TTY, a line per image otherwise, nothing
-    when ``quiet``) and the user's docker credentials."""
+    when ``quiet``) and the user's docker credentials. ``deferred``: see
+    :func:`composer.images.resolve.resolve_image`."""
     import sys
 
     from composer.images.resolve import default_client
@@ -290,7 +294,7 @@ def resolve_spec(spec, cache: Cache, *, arch: str, pull: bool, offline: bool, lo
     resolver = Resolver(cache=cache, arch=arch, pull=pull, offline=offline, docker=docker,
                         client=None if offline else default_client(set(insecure), network),
                         progress=for_stream(sys.stderr, quiet),
-                        log=(lambda _message: None) if quiet else log)
+                        log=(lambda _message: None) if quiet else log, deferred=deferred)
     return resolve_wanted(wanted_from_spec(spec), resolver,
                           lock_file=lock_path(specs) if specs else None, specs=specs,
                           locked=locked)

@@ -57,7 +57,8 @@ class Missing(ComposerError):
 def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
                   offline: bool = False, base_dir: Path | None = None,
                   log: Log | None = None, client: RegistryClient | None = None,
-                  docker: bool = False, progress: Progress | None = None) -> Image:
+                  docker: bool = False, progress: Progress | None = None,
+                  deferred: list[Callable[[], None]] | None = None) -> Image:
     """Resolve ``ref_text`` for ``linux/<arch>`` (``arch`` may carry a variant: ``arm64/v8``).
 
     Tag refs use the cache's record of the tag unless ``pull``; digest refs use the cache when the
@@ -65,6 +66,11 @@ def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
     engine are not the network). ``oci:PATH`` and archive paths are relative to ``base_dir``
     (default: the current directory). ``docker`` tries the local engine before a registry.
     With ``progress``, downloads report there instead of through ``log``.
+
+    With ``deferred``, a registry image's missing layers are not downloaded: a call that fetches
+    them (and then records the tag) is appended to it instead, and the Image's layers are in
+    the cache only once it has run. A build that finds its rootfs in a cache (local or remote,
+    keyed by manifest and config alone) never runs it, and so pulls no layer.
     """
     say = log or (lambda _message: None)
     local = sources.parse_source(ref_text)
@@ -78,7 +84,7 @@ def resolve_image(ref_text: str, *, cache: Cache, arch: str, pull: bool = False,
         digest, size = sources.from_engine(str(ref), cache, str(ref))
         image, _top = _load(cache, str(ref), digest, size, arch, None, say)
         return image
-    return _resolve_registry(ref, cache, arch, pull, offline, client, say, progress)
+    return _resolve_registry(ref, cache, arch, pull, offline, client, say, progress, deferred)
 
 
 def default_client(insecure: frozenset[str] | set[str] = frozenset(),
@@ -184,7 +190,8 @@ def archive_source(archive: sources.ArchiveReader, cache: Cache) -> Source:
 # -- registry and layout entry points ---------------------------------------------------------
 def _resolve_registry(ref: Ref, cache: Cache, arch: str, pull: bool, offline: bool,
                       client: RegistryClient | None, log: Log,
-                      progress: Progress | None = None) -> Image:
+                      progress: Progress | None = None,
+                      deferred: list[Callable[[], None]] | None = None) -> Image:
     name = str(ref)
     if offline:
         source = None
@@ -208,10 +215,19 @@ def _resolve_registry(ref: Ref, cache: Cache, arch: str, pull: bool, offline: bo
             if progress is None:
                 log(f"pulling {name}")
             digest, size = _pull_tag(ref, cache, client)
-    image, top = _load(cache, name, digest, size, arch, source, log, progress)
-    wanted = {**top, "annotations": {REF_ANNOTATION: root_name}}
-    if cache.lookup(root_name) != wanted:
-        cache.tag(root_name, top)
+    image, top = _load(cache, name, digest, size, arch, source, log, progress,
+                       fetch=deferred is None)
+
+    def finish() -> None:
+        _fetch_layers(cache, source, image.layers, name, log, progress)
+        wanted = {**top, "annotations": {REF_ANNOTATION: root_name}}
+        if cache.lookup(root_name) != wanted:
+            cache.tag(root_name, top)
+
+    if deferred is None or all(cache.has_blob(layer.digest) for layer in image.layers):
+        finish()
+    else:
+        deferred.append(finish)
     return image
 
 
@@ -262,8 +278,9 @@ def _resolve_source(src: sources.SourceRef, cache: Cache, arch: str, base_dir: P
 # -- the walk ---------------------------------------------------------------------------------
 def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
           source: Source | None, log: Log,
-          progress: Progress | None = None) -> tuple[Image, dict]:
-    """Manifest (through an index if need be), config and layers, all stored and checked.
+          progress: Progress | None = None, fetch: bool = True) -> tuple[Image, dict]:
+    """Manifest (through an index if need be), config and layers (unless not ``fetch``), all
+    stored and checked.
 
     Returns the image and the descriptor of the top manifest (the index, if there was one).
     """
@@ -289,7 +306,8 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
     diff_ids = _check_config(config, len(layer_descs), arch, name)
     layers = tuple(Layer(d["digest"], d["size"], d["mediaType"], diff_id)
                    for d, diff_id in zip(layer_descs, diff_ids, strict=True))
-    _fetch_layers(cache, source, layers, name, log, progress)
+    if fetch:
+        _fetch_layers(cache, source, layers, name, log, progress)
     return Image(ref=name, digest=digest, config=config, layers=layers,
                  index_digest=index_digest), top
 

@@ -201,6 +201,44 @@ def raw_verifies(public_key, signature: bytes, data: bytes) -> bool:
     return True
 
 
+def sign_payload(key, payload_type: str, payload: bytes) -> dict[str, Any]:
+    """A DSSE envelope with one signature by ``key`` (a loaded private key) over ``payload``:
+    the signing other signed documents use (the remote build cache's entries,
+    :mod:`composer.cache.remote`)."""
+    kid = key_id(key.public_key())
+    sig = _b64(raw_signature(key, pae(payload_type, payload)))
+    return {"payloadType": payload_type, "payload": _b64(payload),
+            "signatures": [{"keyid": kid, "sig": sig}]}
+
+
+def verify_payload(env: object, payload_type: str, keys: dict[str, Any]
+                   ) -> tuple[bytes, str] | None:
+    """(payload, key id) if the envelope has ``payload_type`` and a signature that one of
+    ``keys`` verifies; None otherwise (unsigned, untrusted signer, or not an envelope)."""
+    if not isinstance(env, dict) or env.get("payloadType") != payload_type \
+            or not isinstance(env.get("signatures"), list):
+        return None
+    try:
+        payload = _unb64(env.get("payload"), "envelope payload")
+    except ComposerError:
+        return None
+    for sig in env["signatures"]:
+        if not isinstance(sig, dict):
+            continue
+        kid = sig.get("keyid")
+        try:
+            raw = _unb64(sig.get("sig"), "signature")
+        except ComposerError:
+            continue
+        for cand in [kid] if kid in keys else list(keys):
+            try:
+                if raw_verifies(keys[cand], raw, pae(payload_type, payload)):
+                    return payload, cand
+            except (ComposerError, AttributeError):
+                continue
+    return None
+
+
 # -- envelopes -------------------------------------------------------------------------------
 def read_envelope(path: Path) -> dict[str, Any]:
     env = canonjson.load_file(path, "a DSSE envelope")

@@ -51,8 +51,12 @@ def env_name(name: str) -> str:
 ENV_SCHEMA = "image-composer/build-env/v1"
 
 
-def build_environment() -> dict[str, Any]:
-    """What the building machine ran: not inputs, not reproducible, never in SHA256SUMS."""
+def build_environment(remote_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the building machine ran: not inputs, not reproducible, never in SHA256SUMS.
+
+    ``remote_cache``: which results came from which remote cache entry and signer
+    (:mod:`composer.cache.remote`). A hit makes the same bytes as the work it replaces, so it
+    belongs here, beside the machine's facts, and never changes NAME.build.json."""
     import platform
     import sys
 
@@ -64,6 +68,7 @@ def build_environment() -> dict[str, Any]:
         "zlib": {"runtime": zlib.ZLIB_RUNTIME_VERSION, "compiled": zlib.ZLIB_VERSION},
         "machine": platform.machine(),
         "libraries": library_versions(),
+        **({"remote_cache": remote_cache} if remote_cache else {}),
     }
 
 

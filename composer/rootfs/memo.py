@@ -56,14 +56,16 @@ def _file_digest(path: str) -> str:
 def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
     from composer.spec.document import spec_json
 
-    sources = sorted({f.source for f in spec.files if f.source is not None})
+    # by rootfs path, never host path: two checkouts in two places (two CI builders sharing a
+    # remote cache) give the same key for the same content
+    sources = [[f.path, _file_digest(f.source)] for f in spec.files if f.source is not None]
     layers = {text: [layer.diff_id for layer in image.layers] for text, image in images.items()}
     document = {
         "code": code_fingerprint(),
         "spec": hashlib.sha256(spec_json(spec)).hexdigest(),
         "images": {text: image.digest for text, image in sorted(images.items())},
         "layers": dict(sorted(layers.items())),
-        "sources": {path: _file_digest(path) for path in sources},
+        "sources": sources,
         "source_date_epoch": epoch.source_date_epoch,
     }
     return hashlib.sha256(canonjson.compact(document)).hexdigest()
@@ -132,6 +134,11 @@ def tar_path(cache_root: Path, key: str) -> Path:
 def packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
     key = hashlib.sha256(f"{code_fingerprint()}:{rootfs_sha256}".encode()).hexdigest()
     return directory(cache_root) / f"packages-{key}.json"
+
+
+def packages_file(cache_root: Path, rootfs_sha256: str) -> Path:
+    """Where the package list of a rootfs is kept (the remote cache ships it with the tar)."""
+    return packages_path(cache_root, rootfs_sha256)
 
 
 def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
