@@ -31,10 +31,13 @@ from typing import BinaryIO
 from composer import canonjson
 from composer.epoch import Epoch
 from composer.errors import ComposerError
+from composer.images import sources
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle
 from composer.rootfs.flatten import image_tree, nested_tar
+from composer.rootfs.packages import APK_INSTALLED, MAX_DB
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
@@ -49,6 +52,7 @@ HOSTS = (b"127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopba
 NO_RESOLV = b"\n# no resolv.conf configured\n"
 FILES_SOURCE = "linuxkit.files"
 VOLUMES_SOURCE = "linuxkit.volumes"
+APK_SOURCE = "LINUXKIT.apkinit"  # linuxkit's source for the merged apk database of init images
 EMPTY_SOURCE = "empty"  # linuxkit's source for the directories of a volume with no image
 
 
@@ -78,7 +82,17 @@ def _prefix(root: Tree, path: str, t: int, source: str, location: str) -> None:
         root.put("/".join(parts[:depth]), _dir(t, source, location))
 
 
-def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str) -> Tree:
+def _source(text: str, image: Image) -> str:
+    """The ``LINUXKIT.source`` of an image the spec names as ``text``: linuxkit's spelling of
+    it (a domain added, no ``:latest``), so records match the spec by string; a local layout or
+    archive (not linuxkit's) by our normalised name."""
+    if sources.parse_source(text) is not None or not isinstance(parse_ref(text), Ref):
+        return image.ref
+    return linuxkit_name(text)
+
+
+def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str,
+              source: str) -> Tree:
     """An image's filesystem with linuxkit's fixups (``ImageTar``): excluded paths, fixed
     hosts/resolv.conf, and the dev, etc, proc, sys directories and etc/mtab made to exist.
 
@@ -87,7 +101,6 @@ def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str) ->
     etc/mtab is kept; etc/hosts and etc/resolv.conf keep the image's mode and owner but get new
     content. All of these get the generated mtime."""
     t = ctx.epoch.generated
-    source = image.ref
     tree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
     for path in EXCLUDE:
         tree.remove(path)
@@ -155,7 +168,7 @@ def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
         return
     image = ctx.images[kernel.image.text]
     t = ctx.epoch.generated
-    source, location = image.ref, "kernel"
+    source, location = _source(kernel.image.text, image), "kernel"
     ktree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
 
     def member(name: str, what: str, hint: str = "") -> Node:
@@ -185,9 +198,45 @@ def _file_like(node: Node, t: int, source: str, location: str) -> Node:
 
 
 def _init(ctx: Context, spec: Spec, root: Tree) -> None:
+    """Init images at ``/``, in order; their apk databases are merged, not replaced.
+
+    linuxkit's ``apkTarWriter``: when more than one init image has ``lib/apk/db/installed``,
+    the result is every image's database in image order, each followed by an empty line pair,
+    recorded as written by ``LINUXKIT.apkinit`` at ``init``. With one, it stays as it is."""
+    t = ctx.epoch.generated
+    databases: list[bytes] = []
     for index, ref in enumerate(spec.init):
         image = ctx.images[ref.text]
-        _overlay(root, _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK))
+        fs = _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK, _source(ref.text, image))
+        db = fs.get(APK_INSTALLED)
+        if db is not None and db.entry.kind is not Kind.DIR:
+            databases.append(_read_small(db, f"{image.ref} {APK_INSTALLED}"))
+        _overlay(root, fs)
+    if len(databases) > 1:
+        merged = b"".join(db + b"\n\n" for db in databases)
+        root.put(APK_INSTALLED, _file(merged, t, APK_SOURCE, "init"))
+
+
+def _read_small(node: Node, what: str) -> bytes:
+    """The content of a small file node (a package database), bounded so memory stays small."""
+    if node.entry.kind is not Kind.FILE or node.content is None:
+        return b""  # a link: linuxkit's writer sees its header and no data
+    if node.entry.size > MAX_DB:
+        raise ComposerError(f"{what}: {node.entry.size} bytes, larger than the {MAX_DB} a "
+                            "package database may be")
+    handles: dict[str, BinaryIO] = {}
+    try:
+        data = open_content(node.content, handles)
+        if isinstance(data, bytes):
+            return data
+        try:
+            return data.read(node.entry.size)
+        finally:
+            if isinstance(node.content, HostFile):
+                data.close()
+    finally:
+        for fh in handles.values():
+            fh.close()
 
 
 def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
@@ -203,9 +252,12 @@ def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
             if image is None:
                 raise ComposerError(f"{volume.image.pos}: volumes[{index}]: image "
                                     f"{volume.image.text} was not resolved")
-        _prefix(root, f"{base}/lower", t, image.ref if image else EMPTY_SOURCE, location)
+        source = EMPTY_SOURCE if image is None or volume.image is None else _source(
+            volume.image.text, image)
+        _prefix(root, f"{base}/lower", t, source, location)
         if image is not None:
-            _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK), f"{base}/lower")
+            _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK, source),
+                     f"{base}/lower")
         for sub in ("tmp", "merged"):
             root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
 
@@ -225,12 +277,12 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
             made = bundle.make_bundle(container, image.config, ids, what)
             name = f"{index:03d}-{container.name}" if numbered else container.name
             prefix = f"containers/{section}/{name}"
-            source = image.ref
+            source = _source(container.image.text, image)
             lower = extracted.get(image.digest)
             if lower is None:
                 lower = f"{prefix}/{'rootfs' if made.readonly else 'lower'}"
                 _prefix(root, lower, t, source, location)
-                _overlay(root, _image_fs(ctx, image, location, NO_RESOLV), lower)
+                _overlay(root, _image_fs(ctx, image, location, NO_RESOLV, source), lower)
                 extracted[image.digest] = lower
             else:
                 _prefix(root, prefix, t, source, location)
