@@ -55,12 +55,16 @@ def _file_digest(path: str) -> str:
 
 def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
     from composer.spec.document import spec_json
+    from composer.spec.goyaml import linuxkit_yaml
 
     sources = sorted({f.source for f in spec.files if f.source is not None})
     layers = {text: [layer.diff_id for layer in image.layers] for text, image in images.items()}
     document = {
         "code": code_fingerprint(),
         "spec": hashlib.sha256(spec_json(spec)).hexdigest(),
+        # metadata: yaml files hold values as written, which spec_json normalises away
+        "metadata": hashlib.sha256(linuxkit_yaml(spec)).hexdigest()
+        if any(f.metadata == "yaml" for f in spec.files) else "",
         "images": {text: image.digest for text, image in sorted(images.items())},
         "layers": dict(sorted(layers.items())),
         "sources": {path: _file_digest(path) for path in sources},
