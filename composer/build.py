@@ -41,7 +41,10 @@ class BuildRequest:
     pull: bool = False
     offline: bool = False
     source_date_epoch: int | None = None
-    sbom: bool = True
+    sbom: bool = True  # NAME.spdx.json (or .cdx.json) beside the outputs
+    #: where linuxkit's merged SBOM goes in the rootfs ("" for none)
+    sbom_path: str = "sbom.spdx.json"
+    sbom_format: str = "spdx"  # of the file beside the outputs: spdx or cyclonedx
     locked: bool = False
     docker: bool = False
     quiet: bool = False
@@ -74,7 +77,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
                           quiet=req.quiet, insecure=req.insecure)
     from composer.repro.record import RecordingOutputSet
 
-    stored = _phase_one(spec, cache, epoch, images, log)
+    stored = _phase_one(spec, cache, epoch, images, log, req.sbom_path)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
@@ -82,7 +85,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
             options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
             for fmt in req.formats:
                 convert(FORMATS[fmt], stored, req.name, outs, options, cache, log)
-            packages = memo.packages(cache.root, stored) if req.sbom else None
+            packages = memo.packages(cache.root, stored, req.sbom_path) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages)
             return outs.commit()
@@ -138,19 +141,19 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
 
 
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
-               log: Callable[[str], None]) -> memo.Stored:
+               log: Callable[[str], None], sbom_path: str = "") -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
     from composer.streams.behind import write_behind
     from composer.streams.digest import HashingWriter
 
-    key = memo.rootfs_key(spec, images, epoch)
+    key = memo.rootfs_key(spec, images, epoch, sbom_path)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
         return stored
     prepare_layers(images.values(), cache)
-    ctx = Context(cache, epoch, images)
+    ctx = Context(cache, epoch, images, sbom_path=sbom_path)
     tree = build_tree(spec, ctx)
     for message in ctx.warnings:
         log(_as_warning(message))
@@ -164,19 +167,20 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     memo.record(cache.root, key, hashing.hexdigest(), hashing.size, count)
-    memo.remember_packages(cache.root, hashing.hexdigest(), tree_packages(tree, epoch))
+    memo.remember_packages(cache.root, hashing.hexdigest(),
+                           tree_packages(tree, epoch, sbom_path))
     log(f"rootfs: {count} entries")
     return memo.Stored(path, hashing.hexdigest(), hashing.size, count)
 
 
-def tree_packages(tree, epoch: Epoch) -> list[dict[str, str]]:
+def tree_packages(tree, epoch: Epoch, sbom_path: str = "") -> list[dict[str, str]]:
     """The SBOM's package list from the tree just written (the same entries as its tar)."""
     from composer.rootfs.packages import packages_in
     from composer.rootfs.tree import read_content
 
-    return packages_in((entry, functools.partial(read_content, node.content, entry.size)
-                        if node.content is not None else None)
-                       for entry, node in tree.entries(clamp=epoch.clamp))
+    return packages_in(((entry, functools.partial(read_content, node.content, entry.size)
+                         if node.content is not None else None)
+                        for entry, node in tree.entries(clamp=epoch.clamp)), sbom_path)
 
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
@@ -198,8 +202,14 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
 
         doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated,
                             packages)
-        with outs.create(record.sbom_name(req.name)) as fh:
-            fh.write(canonjson.pretty(doc))
+        if req.sbom_format == "cyclonedx":
+            from composer.repro.sbom import cyclonedx_document
+
+            with outs.create(record.cyclonedx_name(req.name)) as fh:
+                fh.write(canonjson.pretty(cyclonedx_document(doc)))
+        else:
+            with outs.create(record.sbom_name(req.name)) as fh:
+                fh.write(canonjson.pretty(doc))
     done = [(name, *(outs.digests.get(tmp) or sha256_file(tmp)))
             for name, tmp in outs.pending()]
     doc = record.build_record(
@@ -208,7 +218,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
         compressor=compressor_settings(options.gzip_level),
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
-        options=record.options_record(options, req.formats))
+        options=record.options_record(options, req.formats),
+        sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None})
     data = canonjson.pretty(doc)
     with outs.create(record.record_name(req.name)) as fh:
         fh.write(data)

@@ -26,6 +26,8 @@ class Image:
     config: dict = field(hash=False, compare=False)
     layers: tuple[Layer, ...]
     index_digest: str | None = None
+    #: SPDX in-toto statements attested for it in its index: (blob digest, size), in order
+    sboms: tuple[tuple[str, int], ...] = ()
 
     @property
     def pinned(self) -> str:

@@ -42,6 +42,10 @@ Log = Callable[[str], None]
 
 LAYER_WORKERS = 4
 ATTESTATION = "attestation-manifest"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+IN_TOTO = "application/vnd.in-toto+json"
+PREDICATE_TYPE = "in-toto.io/predicate-type"
+SPDX_PREDICATE = "https://spdx.dev/Document"
 _DEFAULT_VARIANT = {"arm64": "v8"}
 
 
@@ -274,6 +278,9 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
         doc, media_type, data = _manifest(cache, source, name, digest, child["size"])
         if media_type in INDEX_TYPES:
             raise ComposerError(f"{name}: nested image indexes are not supported")
+        sboms = _attested_sboms(cache, source, name, manifests, digest)
+    else:
+        sboms = ()
     config_desc, layer_descs = _manifest_parts(doc, name)
     what = f"{name}: config {config_desc['digest']}"
     if not cache.has_blob(config_desc["digest"]):
@@ -285,7 +292,43 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
                    for d, diff_id in zip(layer_descs, diff_ids, strict=True))
     _fetch_layers(cache, source, layers, name, log, progress)
     return Image(ref=name, digest=digest, config=config, layers=layers,
-                 index_digest=index_digest), top
+                 index_digest=index_digest, sboms=sboms), top
+
+
+def _attested_sboms(cache: Cache, source: Source | None, name: str, manifests: list,
+                    digest: str) -> tuple[tuple[str, int], ...]:
+    """The SPDX in-toto statements BuildKit attests for the image ``digest`` in its index
+    (linuxkit's ``ImageSource.SBoMs``): the layers of the one attestation manifest whose
+    ``vnd.docker.reference.digest`` names it, that are in-toto JSON with the SPDX predicate
+    type. Stored in the cache like any blob; returned as (digest, size) in manifest order."""
+    found = [d for d in manifests if isinstance(d, dict) and isinstance(
+        d.get("annotations"), dict) and d["annotations"].get("vnd.docker.reference.type") ==
+        ATTESTATION and d["annotations"].get(REFERENCE_DIGEST) == digest]
+    if not found:
+        return ()
+    if len(found) > 1:
+        raise ComposerError(f"{name}: several attestation manifests for {digest} in the index")
+    _check_descriptor(found[0], name)
+    doc, media_type, _data = _manifest(cache, source, name, found[0]["digest"],
+                                       found[0]["size"])
+    if media_type in INDEX_TYPES:
+        raise ComposerError(f"{name}: attestation {found[0]['digest']} is an index")
+    layers = doc.get("layers")
+    out = []
+    for desc in layers if isinstance(layers, list) else ():
+        if not isinstance(desc, dict) or desc.get("mediaType") != IN_TOTO:
+            continue
+        annotations = desc.get("annotations")
+        if not isinstance(annotations, dict) or annotations.get(PREDICATE_TYPE) != \
+                SPDX_PREDICATE:
+            continue
+        _check_descriptor(desc, name)
+        what = f"{name}: SBOM statement {desc['digest']}"
+        if not cache.has_blob(desc["digest"]):
+            _need(source, name, what).blob(desc["digest"], desc["size"], what,
+                                           threading.Event(), None, None)
+        out.append((desc["digest"], int(desc["size"])))
+    return tuple(out)
 
 
 def _need(source: Source | None, name: str, what: str) -> Source:

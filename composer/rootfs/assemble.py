@@ -35,7 +35,7 @@ from composer.images import sources
 from composer.images.cache import Cache
 from composer.images.model import Image
 from composer.oci.refs import Ref, linuxkit_name, parse_ref
-from composer.rootfs import bootchecks, bundle
+from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.packages import APK_INSTALLED, MAX_DB
 from composer.rootfs.tree import HostFile, Node, Tree, open_content
@@ -63,6 +63,10 @@ class Context:
     images: dict[str, Image]  # spec image text -> resolved image
     #: problems that do not stop the build (composer.rootfs.bootchecks), for the caller to print
     warnings: list[str] = field(default_factory=list)
+    #: where linuxkit's merged SBOM goes in the rootfs ("" for none: ``--no-sbom``)
+    sbom_path: str = ""
+    #: (rootfs prefix, image) of each image unpacked, in linuxkit's order, for the SBOM
+    unpacked: list[tuple[str, Image]] = field(default_factory=list)
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -177,6 +181,7 @@ def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
             raise ComposerError(f"{image.ref}: kernel image has no {what} {name!r}{hint}")
         return node
 
+    ctx.unpacked.append(("", image))
     binary = member(kernel.binary, "kernel file")
     root.put("boot", _dir(t, source, location))
     root.put("boot/cmdline", _file(kernel.cmdline.encode(), t, source, location))
@@ -208,6 +213,7 @@ def _init(ctx: Context, spec: Spec, root: Tree) -> None:
     for index, ref in enumerate(spec.init):
         image = ctx.images[ref.text]
         fs = _image_fs(ctx, image, f"init[{index}]", RESOLV_SYMLINK, _source(ref.text, image))
+        ctx.unpacked.append(("", image))
         db = fs.get(APK_INSTALLED)
         if db is not None and db.entry.kind is not Kind.DIR:
             databases.append(_read_small(db, f"{image.ref} {APK_INSTALLED}"))
@@ -258,6 +264,7 @@ def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
         if image is not None:
             _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK, source),
                      f"{base}/lower")
+            ctx.unpacked.append((f"{base}/lower/", image))
         for sub in ("tmp", "merged"):
             root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
 
@@ -284,6 +291,7 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
                 _prefix(root, lower, t, source, location)
                 _overlay(root, _image_fs(ctx, image, location, NO_RESOLV, source), lower)
                 extracted[image.digest] = lower
+                ctx.unpacked.append((f"{lower}/", image))
             else:
                 _prefix(root, prefix, t, source, location)
             for refusal in bootchecks.runc_refusals(made.config):
@@ -386,8 +394,26 @@ def build_tree(spec: Spec, ctx: Context) -> Tree:
     _volumes(ctx, spec, root)
     _containers(ctx, spec, root)
     _files(ctx, spec, root)
+    _sbom(ctx, root)
     _fill_provenance(root)
     return root
+
+
+def _sbom(ctx: Context, root: Tree) -> None:
+    """linuxkit's merged SBOM (:mod:`composer.rootfs.sbom`), written last, as linuxkit does."""
+    path = ctx.sbom_path.strip("/")
+    if not path:
+        return
+    docs = []
+    for prefix, image in ctx.unpacked:
+        for digest, size in image.sboms:
+            what = f"{image.ref}: SBOM statement {digest}"
+            if size > sbom.MAX_STATEMENT:
+                raise ComposerError(f"{what}: {size} bytes, too large for an SBOM")
+            docs.append(sbom.prefixed(sbom.predicate(ctx.cache.read_blob(digest, size, what),
+                                                     what), prefix))
+    data = canonjson.compact(sbom.merged(docs, ctx.epoch.generated))
+    root.put(path, _file(data, ctx.epoch.generated, sbom.SOURCE, "sbom"))
 
 
 def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,

@@ -53,7 +53,7 @@ def _file_digest(path: str) -> str:
         return f"unreadable:{exc.errno}"
 
 
-def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
+def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: str = "") -> str:
     from composer.spec.document import spec_json
     from composer.spec.goyaml import linuxkit_yaml
 
@@ -69,6 +69,10 @@ def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
         "layers": dict(sorted(layers.items())),
         "sources": {path: _file_digest(path) for path in sources},
         "source_date_epoch": epoch.source_date_epoch,
+        # linuxkit's in-image SBOM: where it goes, and the attested statements it merges
+        "sbom": [sbom_path, {text: [list(s) for s in image.sboms]
+                             for text, image in sorted(images.items()) if image.sboms}]
+        if sbom_path else "",
     }
     return hashlib.sha256(canonjson.compact(document)).hexdigest()
 
@@ -138,7 +142,7 @@ def _packages_path(cache_root: Path, rootfs_sha256: str) -> Path:
     return directory(cache_root) / f"packages-{key}.json"
 
 
-def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
+def packages(cache_root: Path, stored: Stored, sbom_path: str = "") -> list[dict[str, str]]:
     """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
     every header of a large rootfs costs seconds; the list is a function of its bytes)."""
     from composer.rootfs.packages import find_packages
@@ -149,7 +153,7 @@ def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
             return found
     except (OSError, ValueError):
         pass
-    found = find_packages(stored.path)
+    found = find_packages(stored.path, sbom_path)
     remember_packages(cache_root, stored.sha256, found)
     return found
 

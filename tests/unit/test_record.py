@@ -47,7 +47,8 @@ def test_record_names_inputs_and_outputs(builds):
     assert record["schema"] == SCHEMA
     assert record["build"] == {"arch": "amd64", "compressor": record["build"]["compressor"],
                                "formats": list(FORMATS), "name": NAME,
-                               "source_date_epoch": SOURCE_DATE_EPOCH}
+                               "source_date_epoch": SOURCE_DATE_EPOCH,
+                               "sbom": {"rootfs": "sbom.spdx.json", "beside": "spdx"}}
     assert record["build"]["compressor"] == "gzip -6 blocks 256KiB"  # no host zlib version
     assert set(record["composer"]["libraries"]) == {"pycdlib", "pyfatfs", "zstandard", "lz4"}
     spec = out[f"{NAME}.tar"].parent.parent / "inputs" / f"{NAME}.yml"
