@@ -9,8 +9,8 @@ order it unpacks the images (kernel, init, volumes, onboot, onshutdown, services
 extracted once counts once), into one SPDX 2.3 document named ``sbom`` at
 ``sbom.spdx.json`` (``--sbom-output``), written after everything else. Its SPDX library reads
 and writes each document, which spells out a package's ``filesAnalyzed`` (true) and a file's
-``copyrightText`` ("") when unset; we do the same (measured side by side with linuxkit:
-bench/linuxkit_side.py).
+``copyrightText`` ("") and ``checksums`` (null) when unset; we do the same (measured side by
+side with linuxkit: bench/linuxkit_side.py).
 
 Unlike linuxkit's, nothing in it comes from the clock or randomness: ``created`` is the build's
 generated time (linuxkit's default is the same 2017-04-18T16:30:00Z) and the namespace's UUID is
@@ -66,8 +66,8 @@ def prefixed(doc: dict[str, Any], prefix: str) -> dict[str, Any]:
     out = dict(doc)
     files = []
     for f in doc.get("files") or []:
-        if isinstance(f, dict):  # linuxkit's SPDX library writes copyrightText back, "" if unset
-            f = {"copyrightText": "", **f,
+        if isinstance(f, dict):  # linuxkit's SPDX library writes these back: "" and null if unset
+            f = {"copyrightText": "", "checksums": None, **f,
                  "fileName": go_join(prefix, str(f.get("fileName", "")))}
         files.append(f)
     packages = []
