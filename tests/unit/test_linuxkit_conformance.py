@@ -1,10 +1,13 @@
-"""linuxkit's own build-only test specs and examples, built with generated stand-in images.
+"""linuxkit's own specs, built with generated stand-in images.
 
-The specs are copied unchanged from linuxkit (tests/data/linuxkit/, see its README.md). Each image
-they name is generated here (small layers, linuxkit's real ``org.mobyproject.config`` labels and
-image configs from tests/data/linuxkit/packages.yml) and tagged in a cache under the name the
-spec's ref normalises to, so ``build --offline`` resolves every ref from the cache. The builds go
-through the real CLI, in process. Then we assert what linuxkit's own checks assert:
+The specs are copied unchanged from linuxkit (tests/data/linuxkit/, see its README.md): its
+build-only test cases, and every system spec of its examples/, test/cases/ and projects/
+(SPECS.txt). Each image they name is generated (tests/fixtures/linuxkit.py: small layers,
+linuxkit's real ``org.mobyproject.config`` labels and image configs from
+tests/data/linuxkit/packages.yml) and tagged in a cache under the name the spec's ref normalises
+to, so ``build --offline`` resolves every ref from the cache. Every spec builds into ``tar`` and
+passes linuxkit's tarheaders check; several init images' apk databases are merged in order.
+The builds go through the real CLI, in process. Then we assert what linuxkit's own checks assert:
 
 - ``001_tarheaders/tarheaders.py`` (run as is, on every tar we build): every entry carries the
   ``LINUXKIT.source`` and ``LINUXKIT.location`` pax records;
