@@ -77,7 +77,8 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
                           quiet=req.quiet, insecure=req.insecure)
     from composer.repro.record import RecordingOutputSet
 
-    stored = _phase_one(spec, cache, epoch, images, log, req.sbom_path)
+    layouts = volume_layouts(spec, images, cache, req)
+    stored = _phase_one(spec, cache, epoch, images, log, req.sbom_path, layouts)
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
         known = {stored.path: (stored.sha256, stored.size)}
@@ -140,20 +141,39 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
     }
 
 
+def volume_layouts(spec: Spec, images: dict[str, Image], cache: Cache, req: BuildRequest
+                   ) -> dict[int, Any]:
+    """The index layout of each ``format: oci`` volume, its blobs fetched into the cache."""
+    from composer.images.resolve import default_client, index_layout
+
+    out: dict[int, Any] = {}
+    client = None
+    for index, volume in enumerate(spec.volumes):
+        if volume.format != "oci" or volume.image is None:
+            continue
+        if client is None and not req.offline:
+            client = default_client(set(req.insecure))
+        image = images[volume.image.text]
+        out[index] = index_layout(image, cache, name=image.ref, platforms=volume.platforms,
+                                  offline=req.offline, client=client)
+    return out
+
+
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
-               log: Callable[[str], None], sbom_path: str = "") -> memo.Stored:
+               log: Callable[[str], None], sbom_path: str = "",
+               layouts: dict[int, Any] | None = None) -> memo.Stored:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed."""
     from composer.atomic import atomic_file
     from composer.streams.behind import write_behind
     from composer.streams.digest import HashingWriter
 
-    key = memo.rootfs_key(spec, images, epoch, sbom_path)
+    key = memo.rootfs_key(spec, images, epoch, sbom_path, layouts or {})
     stored = memo.lookup(cache.root, key)
     if stored is not None:
         log(f"rootfs: {stored.entries} entries (unchanged: reused {key[:12]} from the cache)")
         return stored
     prepare_layers(images.values(), cache)
-    ctx = Context(cache, epoch, images, sbom_path=sbom_path)
+    ctx = Context(cache, epoch, images, sbom_path=sbom_path, layouts=dict(layouts or {}))
     tree = build_tree(spec, ctx)
     for message in ctx.warnings:
         log(_as_warning(message))

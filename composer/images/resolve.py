@@ -24,6 +24,7 @@ from composer.images.model import Image, Layer
 from composer.images.registry import RegistryClient
 from composer.oci.media import (
     DOCKER_CONFIG,
+    DOCKER_MANIFEST,
     DOCKER_SCHEMA1,
     INDEX_TYPES,
     LAYER_TYPES,
@@ -538,3 +539,58 @@ def select_platform(manifests: list, arch: str, name: str) -> dict:
         have = ", ".join(sorted(set(listed))) or "none"
         raise ComposerError(f"{name}: no linux/{arch} image in the index (it has: {have})")
     return candidates[0]
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """What linuxkit's ``ImageOCITar`` puts in a ``format: oci`` volume: the image's index and,
+    for each image manifest in it (only ``platforms`` ones, if any; attestations are image
+    manifests too), the manifest, its config and its layers, all stored in the cache."""
+
+    index: tuple[str, int, str]  # digest, size, media type
+    blobs: tuple[tuple[str, int], ...]  # every other blob, once, in linuxkit's order
+
+
+def index_layout(image: Image, cache: Cache, *, name: str, platforms: tuple[str, ...],
+                 offline: bool, client: RegistryClient | None = None) -> IndexLayout:
+    """The blobs of :class:`IndexLayout` for ``image`` (resolved through an index), fetching
+    what the cache lacks from the registry ``name`` names (never when ``offline``)."""
+    if image.index_digest is None:
+        raise ComposerError(f"{name}: format: oci needs an image index, and this is a single "
+                            "image manifest")
+    ref = parse_ref(name)
+    source = None
+    if not offline and isinstance(ref, Ref):
+        source = registry_source(ref, cache, client or default_client())
+    doc, media_type, data = _manifest(cache, source, name, image.index_digest, None)
+    wanted = [_parse_platform(p) for p in platforms]
+    blobs: dict[str, int] = {}
+    for desc in doc.get("manifests") or []:
+        _check_descriptor(desc, name)
+        if desc.get("mediaType") not in (OCI_MANIFEST, DOCKER_MANIFEST):
+            continue
+        platform = desc.get("platform") if isinstance(desc.get("platform"), dict) else {}
+        if wanted and not any(p["os"] == platform.get("os") and
+                              p["architecture"] == platform.get("architecture") and
+                              (not p["variant"] or p["variant"] == platform.get("variant"))
+                              for p in wanted):
+            continue
+        manifest, _type, _raw = _manifest(cache, source, name, desc["digest"], desc["size"])
+        parts = [manifest.get("config"), *(manifest.get("layers") or [])]
+        for part in parts:
+            _check_descriptor(part, name)
+            what = f"{name}: blob {part['digest']}"
+            if not cache.has_blob(part["digest"]):
+                _need(source, name, what).blob(part["digest"], part["size"], what,
+                                               threading.Event(), None, None)
+            blobs.setdefault(part["digest"], part["size"])
+        blobs.setdefault(desc["digest"], desc["size"])
+    return IndexLayout((image.index_digest, len(data), media_type), tuple(blobs.items()))
+
+
+def _parse_platform(text: str) -> dict[str, str]:
+    parts = text.split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ComposerError(f"invalid platform {text!r}: use OS/ARCH[/VARIANT]")
+    return {"os": parts[0], "architecture": parts[1],
+            "variant": parts[2] if len(parts) > 2 else ""}

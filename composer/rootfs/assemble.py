@@ -22,6 +22,7 @@ Where we deliberately differ from linuxkit (also in docs/yaml.md):
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -34,11 +35,13 @@ from composer.errors import ComposerError
 from composer.images import sources
 from composer.images.cache import Cache
 from composer.images.model import Image
+from composer.images.resolve import IndexLayout
+from composer.oci.media import OCI_INDEX
 from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.packages import APK_INSTALLED, MAX_DB
-from composer.rootfs.tree import HostFile, Node, Tree, open_content
+from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -67,6 +70,9 @@ class Context:
     sbom_path: str = ""
     #: (rootfs prefix, image) of each image unpacked, in linuxkit's order, for the SBOM
     unpacked: list[tuple[str, Image]] = field(default_factory=list)
+    #: volume index -> the index layout of a ``format: oci`` volume
+    #: (:func:`composer.images.resolve.index_layout`)
+    layouts: dict[int, IndexLayout] = field(default_factory=dict)
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -261,12 +267,59 @@ def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
         source = EMPTY_SOURCE if image is None or volume.image is None else _source(
             volume.image.text, image)
         _prefix(root, f"{base}/lower", t, source, location)
-        if image is not None:
+        if image is not None and volume.format == "oci":
+            _oci_layout(ctx, root, f"{base}/lower", ctx.layouts[index], source, location)
+        elif image is not None:
             _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK, source),
                      f"{base}/lower")
             ctx.unpacked.append((f"{base}/lower/", image))
         for sub in ("tmp", "merged"):
             root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
+
+
+OCI_LAYOUT = b'{\n\t"imageLayoutVersion": "1.0.0"\n\t}'  # linuxkit's, tabs included
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def _oci_layout(ctx: Context, root: Tree, lower: str, layout: IndexLayout, source: str,
+                location: str) -> None:
+    """linuxkit's ``ImageOCITar``: the image's index as an OCI image layout in ``lower``
+    (``oci-layout``, every blob under ``blobs/sha256/``, an ``index.json`` naming the index by
+    the image's name), file contents read from the cache's blobs."""
+    t = ctx.epoch.generated
+    root.put(f"{lower}/oci-layout", _file(OCI_LAYOUT, t, source, location))
+    root.put(f"{lower}/blobs", _dir(t, source, location))
+    root.put(f"{lower}/blobs/sha256", _dir(t, source, location))
+    digest, size, _media_type = layout.index
+    for blob, blob_size in (*layout.blobs, (digest, size)):
+        entry = Entry("", Kind.FILE, mode=0o644, mtime=t, size=blob_size)
+        content = Span(str(ctx.cache.blob_path(blob)), 0, blob_size)
+        root.put(f"{lower}/blobs/sha256/{blob.split(':', 1)[1]}",
+                 Node(entry, content, source, location))
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+             "manifests": [{"mediaType": OCI_INDEX, "size": size, "digest": digest,
+                            "annotations": {REF_NAME: source}}]}
+    root.put(f"{lower}/index.json", _file(_go_indent(index), t, source, location))
+
+
+def _go_indent(value: object, depth: int = 0) -> bytes:
+    """Go's ``json.MarshalIndent(v, "", "   ")`` for plain JSON values (keys in the given
+    order, ``<>&`` escaped as Go does, no final newline)."""
+    pad, inner = "   " * depth, "   " * (depth + 1)
+    if isinstance(value, dict):
+        if not value:
+            return b"{}"
+        items = [inner.encode() + _go_indent(str(k)) + b": " + _go_indent(v, depth + 1)
+                 for k, v in value.items()]
+        return b"{\n" + b",\n".join(items) + b"\n" + pad.encode() + b"}"
+    if isinstance(value, list):
+        if not value:
+            return b"[]"
+        items = [inner.encode() + _go_indent(v, depth + 1) for v in value]
+        return b"[\n" + b",\n".join(items) + b"\n" + pad.encode() + b"]"
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026").encode()
 
 
 def _containers(ctx: Context, spec: Spec, root: Tree) -> None:

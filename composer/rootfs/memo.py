@@ -53,7 +53,8 @@ def _file_digest(path: str) -> str:
         return f"unreadable:{exc.errno}"
 
 
-def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: str = "") -> str:
+def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: str = "",
+               layouts: dict | None = None) -> str:
     from composer.spec.document import spec_json
     from composer.spec.goyaml import linuxkit_yaml
 
@@ -73,6 +74,9 @@ def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: st
         "sbom": [sbom_path, {text: [list(s) for s in image.sboms]
                              for text, image in sorted(images.items()) if image.sboms}]
         if sbom_path else "",
+        # format: oci volumes: the index and every blob written into them
+        "layouts": {str(n): [list(layout.index), [list(b) for b in layout.blobs]]
+                    for n, layout in sorted((layouts or {}).items())},
     }
     return hashlib.sha256(canonjson.compact(document)).hexdigest()
 

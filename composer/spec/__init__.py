@@ -23,7 +23,6 @@ Decisions that differ from, or go beyond, linuxkit:
   writing ``config.json``, without one): capability names, rlimits, bind and tmpfs syntax,
   devices, mount types, namespaces, container names used as uid/gid, volumes used as bind
   sources, and read-write binds of read-only volumes.
-- ``volumes`` with ``format: oci`` are not supported yet (an error).
 """
 
 from __future__ import annotations

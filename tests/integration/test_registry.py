@@ -180,3 +180,31 @@ def test_attested_sbom_pulled_from_the_registry_into_the_image(registry, store, 
                  str(tmp_path / "again"), "--name", "s", str(spec)])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "again" / "s.tar").read_bytes() == (tmp_path / "out" / "s.tar").read_bytes()
+
+
+def test_oci_volume_fetches_every_platform_from_the_registry(registry, store, tmp_path, capsys):
+    """format: oci puts the whole index in the volume: the other platforms' blobs are pulled
+    too (the build itself resolves only linux/amd64)."""
+    from composer.cli import main
+    from composer.tar.read import read_entries
+
+    amd64 = sample_image(store, arch="amd64")
+    arm64 = sample_image(store, arch="arm64", variant="v8")
+    index = make_index(store, [amd64, arm64])
+    export_index(store, index, [amd64, arm64], tmp_path / "layout", "1")
+    ref = registry.push_layout(tmp_path / "layout", "1", "it/ocivol", all_images=True)
+    spec = tmp_path / "s.yml"
+    spec.write_text(f"volumes: [{{name: v, image: '{ref}', format: oci}}]\n")
+    code = main(["build", "-f", "tar", "--arch", "amd64", "--cache", str(tmp_path / "cache"),
+                 "-o", str(tmp_path / "out"), "--name", "s", str(spec)])
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / "out" / "s.tar", "rb") as fh:
+        tree = {e.path: r.read() if r else None for e, r in read_entries(fh)}
+    prefix = "containers/volumes/v/lower/blobs/sha256/"
+    got = {"sha256:" + p[len(prefix):] for p in tree if p.startswith(prefix)}
+    arm = canonjson.loads(arm64.manifest)
+    assert {index.digest, amd64.digest, arm64.digest, arm["config"]["digest"],
+            *(d["digest"] for d in arm["layers"])} <= got
+    for path, data in tree.items():
+        if path.startswith(prefix):
+            assert sha256(data) == "sha256:" + path[len(prefix):]
