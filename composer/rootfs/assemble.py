@@ -277,7 +277,7 @@ def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
             root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
 
 
-OCI_LAYOUT = b'{\n\t"imageLayoutVersion": "1.0.0"\n\t}'  # linuxkit's, tabs included
+OCI_LAYOUT = b'{\n\t\t"imageLayoutVersion": "1.0.0"\n\t}'  # linuxkit's, tabs included
 REF_NAME = "org.opencontainers.image.ref.name"
 
 

@@ -63,7 +63,7 @@ def test_oci_volume_holds_the_whole_index(tmp_path, capsys):
     code, err, tree = build(tmp_path, tmp_path / "cache", capsys,
                             "{name: v, image: 'multi:1', format: oci}")
     assert code == 0, err
-    assert tree[f"{LOWER}/oci-layout"][1] == b'{\n\t"imageLayoutVersion": "1.0.0"\n\t}'
+    assert tree[f"{LOWER}/oci-layout"][1] == b'{\n\t\t"imageLayoutVersion": "1.0.0"\n\t}'
     index = made["index"]
     assert tree[f"{LOWER}/index.json"][1].decode() == (
         '{\n   "schemaVersion": 2,\n   "mediaType": "application/vnd.oci.image.index.v1+json",\n'
