@@ -34,3 +34,13 @@ class Image:
         """``name@digest``: the ref with its resolution, for records and provenance."""
         base = self.ref.split("@", 1)[0]
         return f"{base}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """What linuxkit's ``ImageOCITar`` puts in a ``format: oci`` volume: the image's index and,
+    for each image manifest in it (only ``platforms`` ones, if any; attestations are image
+    manifests too), the manifest, its config and its layers, all stored in the cache."""
+
+    index: tuple[str, int, str]  # digest, size, media type
+    blobs: tuple[tuple[str, int], ...]  # every other blob, once, in linuxkit's order

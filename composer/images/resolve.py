@@ -20,7 +20,7 @@ from composer import canonjson
 from composer.errors import ComposerError
 from composer.images import layout, sources
 from composer.images.cache import Cache
-from composer.images.model import Image, Layer
+from composer.images.model import Image, IndexLayout, Layer
 from composer.images.registry import RegistryClient
 from composer.oci.media import (
     DOCKER_CONFIG,
@@ -539,16 +539,6 @@ def select_platform(manifests: list, arch: str, name: str) -> dict:
         have = ", ".join(sorted(set(listed))) or "none"
         raise ComposerError(f"{name}: no linux/{arch} image in the index (it has: {have})")
     return candidates[0]
-
-
-@dataclass(frozen=True)
-class IndexLayout:
-    """What linuxkit's ``ImageOCITar`` puts in a ``format: oci`` volume: the image's index and,
-    for each image manifest in it (only ``platforms`` ones, if any; attestations are image
-    manifests too), the manifest, its config and its layers, all stored in the cache."""
-
-    index: tuple[str, int, str]  # digest, size, media type
-    blobs: tuple[tuple[str, int], ...]  # every other blob, once, in linuxkit's order
 
 
 def index_layout(image: Image, cache: Cache, *, name: str, platforms: tuple[str, ...],

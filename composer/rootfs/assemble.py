@@ -34,8 +34,7 @@ from composer.epoch import Epoch
 from composer.errors import ComposerError
 from composer.images import sources
 from composer.images.cache import Cache
-from composer.images.model import Image
-from composer.images.resolve import IndexLayout
+from composer.images.model import Image, IndexLayout
 from composer.oci.media import OCI_INDEX
 from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle, sbom
