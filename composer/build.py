@@ -43,7 +43,10 @@ class BuildRequest:
     pull: bool = False
     offline: bool = False
     source_date_epoch: int | None = None
-    sbom: bool = True
+    sbom: bool = True  # NAME.spdx.json (or .cdx.json) beside the outputs
+    #: where linuxkit's merged SBOM goes in the rootfs ("" for none)
+    sbom_path: str = "sbom.spdx.json"
+    sbom_format: str = "spdx"  # of the file beside the outputs: spdx or cyclonedx
     locked: bool = False
     docker: bool = False
     quiet: bool = False
@@ -106,8 +109,10 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
         for digest in filter(None, (image.digest, image.index_digest)):
             touch(cache.root, "image", digest)
     options = Options(mtime=epoch.generated, arch=req.arch, **req.output_options)
+    layouts = volume_layouts(spec, images, cache, req)
     rootfs = _phase_one(spec, cache, epoch, images, log, remote, deferred,
-                        lambda promised: _needs_tar(req, promised, options, cache, remote))
+                        lambda promised: _needs_tar(req, promised, options, cache, remote),
+                        req.sbom_path, layouts)
     stored = rootfs.stored
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -117,7 +122,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
             for fmt in req.formats:
                 convert(FORMATS[fmt], stored, req.name, outs, options, cache, log, remote,
                         rootfs.tar)
-            packages = memo.packages(cache.root, stored) if req.sbom else None
+            packages = memo.packages(cache.root, stored, req.sbom_path) if req.sbom else None
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages,
                                remote.provenance() if remote is not None else None)
@@ -225,6 +230,25 @@ def output_key_parts(fmt: Format, stored: memo.Stored, name: str, options: Optio
     }
 
 
+def volume_layouts(spec: Spec, images: dict[str, Image], cache: Cache, req: BuildRequest
+                   ) -> dict[int, Any]:
+    """The index layout of each ``format: oci`` volume, its blobs fetched into the cache."""
+    from composer.images.resolve import default_client, index_layout
+
+    out: dict[int, Any] = {}
+    client = None
+    for index, volume in enumerate(spec.volumes):
+        if volume.format != "oci" or volume.image is None:
+            continue
+        if client is None and not req.offline:
+            client = default_client(set(req.insecure))
+        image = images[volume.image.text]
+        out[index] = index_layout(image, cache, name=image.ref, platforms=volume.platforms,
+                                  offline=req.offline, client=client)
+    return out
+
+
+
 @dataclass
 class Rootfs:
     """Phase one's result; ``fetch`` gets its tar when a remote hit has not downloaded it
@@ -243,13 +267,14 @@ class Rootfs:
 def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None], remote: RemoteCache | None = None,
                deferred: list[Callable[[], None]] | None = None,
-               needs_tar: Callable[[memo.Stored], bool] = lambda _s: True) -> Rootfs:
+               needs_tar: Callable[[memo.Stored], bool] = lambda _s: True,
+               sbom_path: str = "", layouts: dict[int, Any] | None = None) -> Rootfs:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed (the
     local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise).
     A remote hit downloads the tar only if ``needs_tar`` says a conversion will read it."""
     from composer.cache.gc import touch
 
-    key = memo.rootfs_key(spec, images, epoch)
+    key = memo.rootfs_key(spec, images, epoch, sbom_path, layouts or {})
     touch(cache.root, "rootfs", key)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
@@ -266,7 +291,8 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
             def fetch_or_build() -> None:
                 if fetch():
                     return
-                made = _build_rootfs(spec, cache, epoch, images, log, remote, deferred, key)
+                made = _build_rootfs(spec, cache, epoch, images, log, remote, deferred, key,
+                                     sbom_path, layouts)
                 if made.sha256 != promised.sha256:
                     raise ComposerError(
                         f"remote cache: rootfs entry {key[:12]} promised sha256 "
@@ -274,12 +300,14 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                         "already taken from the remote cache would not match it: build without "
                         "--cache-from, and remove that entry")
             return Rootfs(promised, fetch_or_build)
-    return Rootfs(_build_rootfs(spec, cache, epoch, images, log, remote, deferred, key))
+    return Rootfs(_build_rootfs(spec, cache, epoch, images, log, remote, deferred, key,
+                                     sbom_path, layouts))
 
 
 def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                   log: Callable[[str], None], remote: RemoteCache | None,
-                  deferred: list[Callable[[], None]] | None, key: str) -> memo.Stored:
+                  deferred: list[Callable[[], None]] | None, key: str, sbom_path: str = "",
+                  layouts: dict[int, Any] | None = None) -> memo.Stored:
     """Phase one itself: the layers (fetched now if deferred), the tree, the tar; container
     and init regions unchanged since an earlier rootfs are spliced from it."""
     from composer.atomic import atomic_file
@@ -295,13 +323,15 @@ def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Imag
     plan = regions.Plan(cache.root, epoch)
     skipped = plan.likely(spec, images)
     prepare_layers([img for text, img in images.items() if text not in skipped], cache)
-    ctx = Context(cache, epoch, images, regions=plan)
+    ctx = Context(cache, epoch, images, regions=plan, sbom_path=sbom_path,
+                  layouts=dict(layouts or {}))
     tree = build_tree(spec, ctx)
     plan.fill(tree)
     if not plan.usable(tree):  # something else below a spliced directory: flatten it all
         plan = regions.Plan(cache.root, epoch, enabled=False)
         prepare_layers(images.values(), cache)
-        ctx = Context(cache, epoch, images, regions=plan)
+        ctx = Context(cache, epoch, images, regions=plan, sbom_path=sbom_path,
+                      layouts=dict(layouts or {}))
         tree = build_tree(spec, ctx)
     for message in ctx.warnings:
         log(_as_warning(message))
@@ -312,12 +342,13 @@ def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Imag
         with atomic_file(path, cache.root / "tmp") as fh:
             hashing = HashingWriter(fh)
             with write_behind(hashing) as out:
-                count = write_tree(tree, out, epoch, regions=plan, databases=databases)
+                count = write_tree(tree, out, epoch, regions=plan, databases=databases,
+                                   sbom_path=sbom_path)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     digest = hashing.hexdigest()
     memo.record(cache.root, key, digest, hashing.size, count)
-    packages = ordered([*tree_packages(tree, epoch, databases),
+    packages = ordered([*tree_packages(tree, epoch, databases, sbom_path),
                         *(p for r in plan.spliced.values() for p in r.packages)])
     memo.remember_packages(cache.root, digest, packages)
     regions.record(plan, key, digest, packages)
@@ -420,16 +451,17 @@ def _needs_tar(req: BuildRequest, promised: memo.Stored, options: Options, cache
     return False
 
 
-def tree_packages(tree, epoch: Epoch, databases: list | None = None) -> list[dict[str, str]]:
+def tree_packages(tree, epoch: Epoch, databases: list | None = None, sbom_path: str = ""
+                  ) -> list[dict[str, str]]:
     """The SBOM's package list from the tree just written (the same entries as its tar):
     from ``databases``, the candidates :func:`write_tree` kept, or else from the whole tree."""
     from composer.rootfs.packages import packages_in
     from composer.rootfs.tree import read_content
 
     pairs = databases if databases is not None else tree.entries(clamp=epoch.clamp)
-    return packages_in((entry, functools.partial(read_content, node.content, entry.size)
-                        if node.content is not None else None)
-                       for entry, node in pairs)
+    return packages_in(((entry, functools.partial(read_content, node.content, entry.size)
+                         if node.content is not None else None)
+                        for entry, node in pairs), sbom_path)
 
 
 def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], epoch: Epoch,
@@ -452,8 +484,14 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
 
         doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated,
                             packages)
-        with outs.create(record.sbom_name(req.name)) as fh:
-            fh.write(canonjson.pretty(doc))
+        if req.sbom_format == "cyclonedx":
+            from composer.repro.sbom import cyclonedx_document
+
+            with outs.create(record.cyclonedx_name(req.name)) as fh:
+                fh.write(canonjson.pretty(cyclonedx_document(doc)))
+        else:
+            with outs.create(record.sbom_name(req.name)) as fh:
+                fh.write(canonjson.pretty(doc))
     done = [(name, *(outs.digests.get(tmp) or sha256_file(tmp)))
             for name, tmp in outs.pending()]
     doc = record.build_record(
@@ -462,7 +500,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
         compressor=compressor_id(options.gzip_level),
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
-        options=record.options_record(options, req.formats))
+        options=record.options_record(options, req.formats),
+        sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None})
     data = canonjson.pretty(doc)
     with outs.create(record.record_name(req.name)) as fh:
         fh.write(data)

@@ -34,7 +34,17 @@ def register(sub, common) -> None:
                    help="print the merged spec (YAML, refs normalised) and exit; build nothing")
     b.add_argument("--locked", action="store_true",
                    help="fail unless SPEC.lock pins every image and the specs are unchanged")
-    b.add_argument("--no-sbom", action="store_true", help="do not write NAME.spdx.json")
+    b.add_argument("--no-sbom", action="store_true",
+                   help="no SBOM: neither linuxkit's sbom.spdx.json in the rootfs (merged from "
+                   "the images' attested SPDX SBOMs) nor NAME.spdx.json beside the outputs")
+    b.add_argument("--sbom-output", default="sbom.spdx.json", metavar="PATH",
+                   help="where the merged SBOM goes in the rootfs (default: sbom.spdx.json)")
+    b.add_argument("--sbom-format", choices=("spdx", "cyclonedx"), default="spdx",
+                   help="the SBOM beside the outputs: NAME.spdx.json (SPDX 2.3, default) or "
+                   "NAME.cdx.json (CycloneDX 1.5)")
+    b.add_argument("--sbom-current-time", action="store_true",
+                   help="linuxkit's flag to date the SBOM by the clock: refused (it would make "
+                   "the image differ at every build); set SOURCE_DATE_EPOCH instead")
     b.add_argument("--sign", type=Path, default=None, metavar="KEY",
                    help="sign the build with KEY (ed25519 or ECDSA P-256 PEM): write its SLSA "
                    "provenance NAME.provenance.intoto.json and NAME.SHA256SUMS.sig")
@@ -172,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
         return dry_run(list(args.specs))
     if args.pull and args.offline:
         raise UsageError("--pull and --offline cannot be used together")
+    if args.sbom_current_time:
+        raise UsageError("--sbom-current-time puts the wall clock into the image's SBOM, so no "
+                         "two builds would be the same; the SBOM is dated by the build's epoch: "
+                         "set SOURCE_DATE_EPOCH (or --source-date-epoch) to choose that time")
+    if not args.sbom_output.strip("/") and not args.no_sbom:
+        raise UsageError("--sbom-output needs a path in the rootfs (or use --no-sbom)")
     from outputs import FORMATS
 
     if args.output_file is not None and not args.formats:
@@ -222,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
             insecure=tuple(args.insecure_registry),
             network=network,
             sbom=not args.no_sbom,
+            sbom_path="" if args.no_sbom else args.sbom_output,
+            sbom_format=args.sbom_format,
             sign_key=args.sign,
             output_options=from_args(args),
             remote=remote,

@@ -26,9 +26,21 @@ class Image:
     config: dict = field(hash=False, compare=False)
     layers: tuple[Layer, ...]
     index_digest: str | None = None
+    #: SPDX in-toto statements attested for it in its index: (blob digest, size), in order
+    sboms: tuple[tuple[str, int], ...] = ()
 
     @property
     def pinned(self) -> str:
         """``name@digest``: the ref with its resolution, for records and provenance."""
         base = self.ref.split("@", 1)[0]
         return f"{base}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """What linuxkit's ``ImageOCITar`` puts in a ``format: oci`` volume: the image's index and,
+    for each image manifest in it (only ``platforms`` ones, if any; attestations are image
+    manifests too), the manifest, its config and its layers, all stored in the cache."""
+
+    index: tuple[str, int, str]  # digest, size, media type
+    blobs: tuple[tuple[str, int], ...]  # every other blob, once, in linuxkit's order

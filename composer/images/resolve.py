@@ -20,11 +20,12 @@ from composer import canonjson
 from composer.errors import ComposerError
 from composer.images import layout, sources
 from composer.images.cache import Cache
-from composer.images.model import Image, Layer
+from composer.images.model import Image, IndexLayout, Layer
 from composer.images.network import Network
 from composer.images.registry import RegistryClient
 from composer.oci.media import (
     DOCKER_CONFIG,
+    DOCKER_MANIFEST,
     DOCKER_SCHEMA1,
     INDEX_TYPES,
     LAYER_TYPES,
@@ -43,6 +44,10 @@ Log = Callable[[str], None]
 
 LAYER_WORKERS = 4
 ATTESTATION = "attestation-manifest"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+IN_TOTO = "application/vnd.in-toto+json"
+PREDICATE_TYPE = "in-toto.io/predicate-type"
+SPDX_PREDICATE = "https://spdx.dev/Document"
 _DEFAULT_VARIANT = {"arm64": "v8"}
 
 
@@ -297,6 +302,9 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
         doc, media_type, data = _manifest(cache, source, name, digest, child["size"])
         if media_type in INDEX_TYPES:
             raise ComposerError(f"{name}: nested image indexes are not supported")
+        sboms = _attested_sboms(cache, source, name, manifests, digest)
+    else:
+        sboms = ()
     config_desc, layer_descs = _manifest_parts(doc, name)
     what = f"{name}: config {config_desc['digest']}"
     if not cache.has_blob(config_desc["digest"]):
@@ -309,7 +317,43 @@ def _load(cache: Cache, name: str, digest: str, size: int | None, arch: str,
     if fetch:
         _fetch_layers(cache, source, layers, name, log, progress)
     return Image(ref=name, digest=digest, config=config, layers=layers,
-                 index_digest=index_digest), top
+                 index_digest=index_digest, sboms=sboms), top
+
+
+def _attested_sboms(cache: Cache, source: Source | None, name: str, manifests: list,
+                    digest: str) -> tuple[tuple[str, int], ...]:
+    """The SPDX in-toto statements BuildKit attests for the image ``digest`` in its index
+    (linuxkit's ``ImageSource.SBoMs``): the layers of the one attestation manifest whose
+    ``vnd.docker.reference.digest`` names it, that are in-toto JSON with the SPDX predicate
+    type. Stored in the cache like any blob; returned as (digest, size) in manifest order."""
+    found = [d for d in manifests if isinstance(d, dict) and isinstance(
+        d.get("annotations"), dict) and d["annotations"].get("vnd.docker.reference.type") ==
+        ATTESTATION and d["annotations"].get(REFERENCE_DIGEST) == digest]
+    if not found:
+        return ()
+    if len(found) > 1:
+        raise ComposerError(f"{name}: several attestation manifests for {digest} in the index")
+    _check_descriptor(found[0], name)
+    doc, media_type, _data = _manifest(cache, source, name, found[0]["digest"],
+                                       found[0]["size"])
+    if media_type in INDEX_TYPES:
+        raise ComposerError(f"{name}: attestation {found[0]['digest']} is an index")
+    layers = doc.get("layers")
+    out = []
+    for desc in layers if isinstance(layers, list) else ():
+        if not isinstance(desc, dict) or desc.get("mediaType") != IN_TOTO:
+            continue
+        annotations = desc.get("annotations")
+        if not isinstance(annotations, dict) or annotations.get(PREDICATE_TYPE) != \
+                SPDX_PREDICATE:
+            continue
+        _check_descriptor(desc, name)
+        what = f"{name}: SBOM statement {desc['digest']}"
+        if not cache.has_blob(desc["digest"]):
+            _need(source, name, what).blob(desc["digest"], desc["size"], what,
+                                           threading.Event(), None, None)
+        out.append((desc["digest"], int(desc["size"])))
+    return tuple(out)
 
 
 def _need(source: Source | None, name: str, what: str) -> Source:
@@ -519,3 +563,48 @@ def select_platform(manifests: list, arch: str, name: str) -> dict:
         have = ", ".join(sorted(set(listed))) or "none"
         raise ComposerError(f"{name}: no linux/{arch} image in the index (it has: {have})")
     return candidates[0]
+
+
+def index_layout(image: Image, cache: Cache, *, name: str, platforms: tuple[str, ...],
+                 offline: bool, client: RegistryClient | None = None) -> IndexLayout:
+    """The blobs of :class:`IndexLayout` for ``image`` (resolved through an index), fetching
+    what the cache lacks from the registry ``name`` names (never when ``offline``)."""
+    if image.index_digest is None:
+        raise ComposerError(f"{name}: format: oci needs an image index, and this is a single "
+                            "image manifest")
+    ref = parse_ref(name)
+    source = None
+    if not offline and isinstance(ref, Ref):
+        source = registry_source(ref, cache, client or default_client())
+    doc, media_type, data = _manifest(cache, source, name, image.index_digest, None)
+    wanted = [_parse_platform(p) for p in platforms]
+    blobs: dict[str, int] = {}
+    for desc in doc.get("manifests") or []:
+        _check_descriptor(desc, name)
+        if desc.get("mediaType") not in (OCI_MANIFEST, DOCKER_MANIFEST):
+            continue
+        platform = desc.get("platform") if isinstance(desc.get("platform"), dict) else {}
+        if wanted and not any(p["os"] == platform.get("os") and
+                              p["architecture"] == platform.get("architecture") and
+                              (not p["variant"] or p["variant"] == platform.get("variant"))
+                              for p in wanted):
+            continue
+        manifest, _type, _raw = _manifest(cache, source, name, desc["digest"], desc["size"])
+        parts = [manifest.get("config"), *(manifest.get("layers") or [])]
+        for part in parts:
+            _check_descriptor(part, name)
+            what = f"{name}: blob {part['digest']}"
+            if not cache.has_blob(part["digest"]):
+                _need(source, name, what).blob(part["digest"], part["size"], what,
+                                               threading.Event(), None, None)
+            blobs.setdefault(part["digest"], part["size"])
+        blobs.setdefault(desc["digest"], desc["size"])
+    return IndexLayout((image.index_digest, len(data), media_type), tuple(blobs.items()))
+
+
+def _parse_platform(text: str) -> dict[str, str]:
+    parts = text.split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ComposerError(f"invalid platform {text!r}: use OS/ARCH[/VARIANT]")
+    return {"os": parts[0], "architecture": parts[1],
+            "variant": parts[2] if len(parts) > 2 else ""}

@@ -84,6 +84,18 @@ def is_loopback_host(hostport: str) -> bool:
         return False
 
 
+def linuxkit_name(text: str) -> str:
+    """An image name as linuxkit records it (``util.ReferenceExpand``): the spec's text with
+    Docker Hub's domain (and ``library/``) added where it has none, never a ``:latest`` tag."""
+    parts = text.split("/")
+    if len(parts) == 1:
+        return f"{DEFAULT_REGISTRY}/library/{text}"
+    if len(parts) == 2 and "." not in parts[0] and ":" not in parts[0] \
+            and parts[0] != "localhost":
+        return f"{DEFAULT_REGISTRY}/{text}"
+    return text
+
+
 def parse_ref(text: str) -> Ref | LayoutRef:
     """Parse and normalise; raises :class:`RefError` with the reason."""
     if text.startswith("oci:"):

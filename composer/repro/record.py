@@ -44,6 +44,10 @@ def sbom_name(name: str) -> str:
     return f"{name}.spdx.json"
 
 
+def cyclonedx_name(name: str) -> str:
+    return f"{name}.cdx.json"
+
+
 def env_name(name: str) -> str:
     return f"{name}.build-env.json"
 
@@ -151,13 +155,15 @@ def build_record(*, name: str, arch: str, formats: tuple[str, ...],
                  source_date_epoch: int | None, compressor: str, specs: list[SpecFile],
                  images: list[dict[str, Any]], host_files: list[dict[str, Any]],
                  rootfs: tuple[str, int], outputs: list[tuple[str, str, int]],
-                 options: dict[str, Any] | None = None) -> dict[str, Any]:
+                 options: dict[str, Any] | None = None,
+                 sbom: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record as a JSON value; every list is in a fixed order (spec order or sorted)."""
     return {
         "schema": SCHEMA,
         "composer": {"version": __version__, "libraries": library_versions()},
         "build": {"name": name, "arch": arch, "formats": list(formats),
-                  "source_date_epoch": source_date_epoch, "compressor": compressor},
+                  "source_date_epoch": source_date_epoch, "compressor": compressor,
+                  **({"sbom": sbom} if sbom is not None else {})},
         "specs": [{"name": s.name, "sha256": s.sha256, "text": s.text} for s in specs],
         "images": images,
         "files": sorted(host_files, key=lambda f: f["path"]),

@@ -196,6 +196,13 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
             "-f", ",".join(build["formats"])]
     if build.get("source_date_epoch") is not None:
         argv += ["--source-date-epoch", str(build["source_date_epoch"])]
+    sbom = build.get("sbom")
+    if isinstance(sbom, dict):  # where the in-image SBOM went, and the one beside the outputs
+        if not sbom.get("rootfs"):
+            argv += ["--no-sbom"]
+        else:
+            argv += ["--sbom-output", str(sbom["rootfs"]),
+                     "--sbom-format", str(sbom.get("beside") or "spdx")]
     argv += rebuild_arguments(record.get("options") or {})
     argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))

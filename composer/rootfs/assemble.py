@@ -22,6 +22,7 @@ Where we deliberately differ from linuxkit (also in docs/yaml.md):
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -31,12 +32,15 @@ from typing import TYPE_CHECKING, BinaryIO
 from composer import canonjson
 from composer.epoch import Epoch
 from composer.errors import ComposerError
+from composer.images import sources
 from composer.images.cache import Cache
-from composer.images.model import Image
-from composer.rootfs import bootchecks, bundle
+from composer.images.model import Image, IndexLayout
+from composer.oci.media import OCI_INDEX
+from composer.oci.refs import Ref, linuxkit_name, parse_ref
+from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
-from composer.rootfs.packages import is_database
-from composer.rootfs.tree import HostFile, Node, Tree, open_content
+from composer.rootfs.packages import APK_INSTALLED, MAX_DB, is_database
+from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -53,6 +57,7 @@ HOSTS = (b"127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopba
 NO_RESOLV = b"\n# no resolv.conf configured\n"
 FILES_SOURCE = "linuxkit.files"
 VOLUMES_SOURCE = "linuxkit.volumes"
+APK_SOURCE = "LINUXKIT.apkinit"  # linuxkit's source for the merged apk database of init images
 EMPTY_SOURCE = "empty"  # linuxkit's source for the directories of a volume with no image
 
 
@@ -65,6 +70,13 @@ class Context:
     warnings: list[str] = field(default_factory=list)
     #: container regions spliced from an earlier rootfs instead of overlaid (rootfs.regions)
     regions: Plan | None = None
+    #: where linuxkit's merged SBOM goes in the rootfs ("" for none: ``--no-sbom``)
+    sbom_path: str = ""
+    #: (rootfs prefix, image) of each image unpacked, in linuxkit's order, for the SBOM
+    unpacked: list[tuple[str, Image]] = field(default_factory=list)
+    #: volume index -> the index layout of a ``format: oci`` volume
+    #: (:func:`composer.images.resolve.index_layout`)
+    layouts: dict[int, IndexLayout] = field(default_factory=dict)
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -84,7 +96,17 @@ def _prefix(root: Tree, path: str, t: int, source: str, location: str) -> None:
         root.put("/".join(parts[:depth]), _dir(t, source, location))
 
 
-def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str) -> Tree:
+def _source(text: str, image: Image) -> str:
+    """The ``LINUXKIT.source`` of an image the spec names as ``text``: linuxkit's spelling of
+    it (a domain added, no ``:latest``), so records match the spec by string; a local layout or
+    archive (not linuxkit's) by our normalised name."""
+    if sources.parse_source(text) is not None or not isinstance(parse_ref(text), Ref):
+        return image.ref
+    return linuxkit_name(text)
+
+
+def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str,
+              source: str) -> Tree:
     """An image's filesystem with linuxkit's fixups (``ImageTar``): excluded paths, fixed
     hosts/resolv.conf, and the dev, etc, proc, sys directories and etc/mtab made to exist.
 
@@ -93,7 +115,6 @@ def _image_fs(ctx: Context, image: Image, location: str, resolv: bytes | str) ->
     etc/mtab is kept; etc/hosts and etc/resolv.conf keep the image's mode and owner but get new
     content. All of these get the generated mtime."""
     t = ctx.epoch.generated
-    source = image.ref
     tree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
     for path in EXCLUDE:
         tree.remove(path)
@@ -161,7 +182,7 @@ def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
         return
     image = ctx.images[kernel.image.text]
     t = ctx.epoch.generated
-    source, location = image.ref, "kernel"
+    source, location = _source(kernel.image.text, image), "kernel"
     ktree = image_tree(image, ctx.cache, implicit_mtime=t, source=source, location=location)
 
     def member(name: str, what: str, hint: str = "") -> Node:
@@ -170,6 +191,7 @@ def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
             raise ComposerError(f"{image.ref}: kernel image has no {what} {name!r}{hint}")
         return node
 
+    ctx.unpacked.append(("", image))
     binary = member(kernel.binary, "kernel file")
     root.put("boot", _dir(t, source, location))
     root.put("boot/cmdline", _file(kernel.cmdline.encode(), t, source, location))
@@ -191,15 +213,52 @@ def _file_like(node: Node, t: int, source: str, location: str) -> Node:
 
 
 def _init(ctx: Context, spec: Spec, root: Tree) -> None:
+    """Init images at ``/``, in order; their apk databases are merged, not replaced.
+
+    linuxkit's ``apkTarWriter``: when more than one init image has ``lib/apk/db/installed``,
+    the result is every image's database in image order, each followed by an empty line pair,
+    recorded as written by ``LINUXKIT.apkinit`` at ``init``. With one, it stays as it is."""
+    t = ctx.epoch.generated
+    databases: list[bytes] = []
     for index, ref in enumerate(spec.init):
         image = ctx.images[ref.text]
         location = f"init[{index}]"
         fs = ctx.regions.init_residue(image, location, root) if ctx.regions else None
         if fs is None:
-            fs = _image_fs(ctx, image, location, RESOLV_SYMLINK)
+            fs = _image_fs(ctx, image, location, RESOLV_SYMLINK, _source(ref.text, image))
             if ctx.regions is not None:
                 ctx.regions.init_overlaid(image, location, fs)
+        ctx.unpacked.append(("", image))
+        # (several apk databases mean a shared lib/: never a spliced region, so fs holds each)
+        db = fs.get(APK_INSTALLED)
+        if db is not None and db.entry.kind is not Kind.DIR:
+            databases.append(_read_small(db, f"{image.ref} {APK_INSTALLED}"))
         _overlay(root, fs)
+    if len(databases) > 1:
+        merged = b"".join(db + b"\n\n" for db in databases)
+        root.put(APK_INSTALLED, _file(merged, t, APK_SOURCE, "init"))
+
+
+def _read_small(node: Node, what: str) -> bytes:
+    """The content of a small file node (a package database), bounded so memory stays small."""
+    if node.entry.kind is not Kind.FILE or node.content is None:
+        return b""  # a link: linuxkit's writer sees its header and no data
+    if node.entry.size > MAX_DB:
+        raise ComposerError(f"{what}: {node.entry.size} bytes, larger than the {MAX_DB} a "
+                            "package database may be")
+    handles: dict[str, BinaryIO] = {}
+    try:
+        data = open_content(node.content, handles)
+        if isinstance(data, bytes):
+            return data
+        try:
+            return data.read(node.entry.size)
+        finally:
+            if isinstance(node.content, HostFile):
+                data.close()
+    finally:
+        for fh in handles.values():
+            fh.close()
 
 
 def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
@@ -215,11 +274,62 @@ def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:
             if image is None:
                 raise ComposerError(f"{volume.image.pos}: volumes[{index}]: image "
                                     f"{volume.image.text} was not resolved")
-        _prefix(root, f"{base}/lower", t, image.ref if image else EMPTY_SOURCE, location)
-        if image is not None:
-            _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK), f"{base}/lower")
+        source = EMPTY_SOURCE if image is None or volume.image is None else _source(
+            volume.image.text, image)
+        _prefix(root, f"{base}/lower", t, source, location)
+        if image is not None and volume.format == "oci":
+            _oci_layout(ctx, root, f"{base}/lower", ctx.layouts[index], source, location)
+        elif image is not None:
+            _overlay(root, _image_fs(ctx, image, location, RESOLV_SYMLINK, source),
+                     f"{base}/lower")
+            ctx.unpacked.append((f"{base}/lower/", image))
         for sub in ("tmp", "merged"):
             root.put(f"{base}/{sub}", _dir(t, VOLUMES_SOURCE, location))
+
+
+OCI_LAYOUT = b'{\n\t\t"imageLayoutVersion": "1.0.0"\n\t}'  # linuxkit's, tabs included
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def _oci_layout(ctx: Context, root: Tree, lower: str, layout: IndexLayout, source: str,
+                location: str) -> None:
+    """linuxkit's ``ImageOCITar``: the image's index as an OCI image layout in ``lower``
+    (``oci-layout``, every blob under ``blobs/sha256/``, an ``index.json`` naming the index by
+    the image's name), file contents read from the cache's blobs."""
+    t = ctx.epoch.generated
+    root.put(f"{lower}/oci-layout", _file(OCI_LAYOUT, t, source, location))
+    root.put(f"{lower}/blobs", _dir(t, source, location))
+    root.put(f"{lower}/blobs/sha256", _dir(t, source, location))
+    digest, size, _media_type = layout.index
+    for blob, blob_size in (*layout.blobs, (digest, size)):
+        entry = Entry("", Kind.FILE, mode=0o644, mtime=t, size=blob_size)
+        content = Span(str(ctx.cache.blob_path(blob)), 0, blob_size)
+        root.put(f"{lower}/blobs/sha256/{blob.split(':', 1)[1]}",
+                 Node(entry, content, source, location))
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+             "manifests": [{"mediaType": OCI_INDEX, "size": size, "digest": digest,
+                            "annotations": {REF_NAME: source}}]}
+    root.put(f"{lower}/index.json", _file(_go_indent(index), t, source, location))
+
+
+def _go_indent(value: object, depth: int = 0) -> bytes:
+    """Go's ``json.MarshalIndent(v, "", "   ")`` for plain JSON values (keys in the given
+    order, ``<>&`` escaped as Go does, no final newline)."""
+    pad, inner = "   " * depth, "   " * (depth + 1)
+    if isinstance(value, dict):
+        if not value:
+            return b"{}"
+        items = [inner.encode() + _go_indent(str(k)) + b": " + _go_indent(v, depth + 1)
+                 for k, v in value.items()]
+        return b"{\n" + b",\n".join(items) + b"\n" + pad.encode() + b"}"
+    if isinstance(value, list):
+        if not value:
+            return b"[]"
+        items = [inner.encode() + _go_indent(v, depth + 1) for v in value]
+        return b"[\n" + b",\n".join(items) + b"\n" + pad.encode() + b"]"
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026").encode()
 
 
 def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
@@ -237,14 +347,15 @@ def _containers(ctx: Context, spec: Spec, root: Tree) -> None:
             made = bundle.make_bundle(container, image.config, ids, what)
             name = f"{index:03d}-{container.name}" if numbered else container.name
             prefix = f"containers/{section}/{name}"
-            source = image.ref
+            source = _source(container.image.text, image)
             lower = extracted.get(image.digest)
             if lower is None:
                 lower = f"{prefix}/{'rootfs' if made.readonly else 'lower'}"
                 _prefix(root, lower, t, source, location)
                 if ctx.regions is None or ctx.regions.reuse(image, location, lower) is None:
-                    _overlay(root, _image_fs(ctx, image, location, NO_RESOLV), lower)
+                    _overlay(root, _image_fs(ctx, image, location, NO_RESOLV, source), lower)
                 extracted[image.digest] = lower
+                ctx.unpacked.append((f"{lower}/", image))
             else:
                 _prefix(root, prefix, t, source, location)
             for refusal in bootchecks.runc_refusals(made.config):
@@ -350,19 +461,38 @@ def build_tree(spec: Spec, ctx: Context) -> Tree:
     _volumes(ctx, spec, root)
     _containers(ctx, spec, root)
     _files(ctx, spec, root)
+    _sbom(ctx, root)
     _fill_provenance(root)
     return root
 
 
+def _sbom(ctx: Context, root: Tree) -> None:
+    """linuxkit's merged SBOM (:mod:`composer.rootfs.sbom`), written last, as linuxkit does."""
+    path = ctx.sbom_path.strip("/")
+    if not path:
+        return
+    docs = []
+    for prefix, image in ctx.unpacked:
+        for digest, size in image.sboms:
+            what = f"{image.ref}: SBOM statement {digest}"
+            if size > sbom.MAX_STATEMENT:
+                raise ComposerError(f"{what}: {size} bytes, too large for an SBOM")
+            docs.append(sbom.prefixed(sbom.predicate(ctx.cache.read_blob(digest, size, what),
+                                                     what), prefix))
+    data = canonjson.compact(sbom.merged(docs, ctx.epoch.generated))
+    root.put(path, _file(data, ctx.epoch.generated, sbom.SOURCE, "sbom"))
+
+
 def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
                progress: Callable[[int], None] | None = None, regions: Plan | None = None,
-               databases: list[tuple[Entry, Node]] | None = None) -> int:
+               databases: list[tuple[Entry, Node]] | None = None, sbom_path: str = "") -> int:
     """Write ``tree`` as the canonical rootfs tar; returns the number of entries.
 
     With ``regions``, the spliced container regions are copied from their earlier tar right
     after their directory's entry, and every region's byte range is noted in the plan.
-    ``databases``, if given, receives the entries that may be package databases (with their
-    nodes), so the SBOM's package list needs no second pass over the tree."""
+    ``databases``, if given, receives the entries that may be package databases or the merged
+    image SBOM at ``sbom_path`` (with their nodes), so the SBOM's package list needs no second
+    pass over the tree."""
     from composer.rootfs.regions import Recorder
 
     writer = CanonicalTarWriter(out)
@@ -371,7 +501,7 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
     count = 0
     try:
         for entry, node in tree.entries(clamp=epoch.clamp):
-            if databases is not None and is_database(entry):
+            if databases is not None and is_database(entry, sbom_path):
                 databases.append((entry, node))
             if recorder is not None:
                 recorder.before(entry, node, writer.written)

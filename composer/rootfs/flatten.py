@@ -80,6 +80,9 @@ def apply_tar(tree: Tree, fh, file_path: str, base_offset: int, *, what: str, so
         tree.remove(tree.resolve_parent(path))
     for entry, offset, sparse in entries:
         if not entry.path:
+            if entry.kind is not Kind.DIR:
+                raise LayerError(f"{what}: the entry for the root ('.') is a "
+                                 f"{entry.kind.name.lower()}, not a directory")
             continue  # the root directory itself
         path = entry.path
         if entry.kind is Kind.HARDLINK:

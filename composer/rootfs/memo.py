@@ -53,8 +53,10 @@ def _file_digest(path: str) -> str:
         return f"unreadable:{exc.errno}"
 
 
-def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
+def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: str = "",
+               layouts: dict | None = None) -> str:
     from composer.spec.document import spec_json
+    from composer.spec.goyaml import linuxkit_yaml
 
     # by rootfs path, never host path: two checkouts in two places (two CI builders sharing a
     # remote cache) give the same key for the same content
@@ -63,10 +65,20 @@ def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch) -> str:
     document = {
         "code": code_fingerprint(),
         "spec": hashlib.sha256(spec_json(spec)).hexdigest(),
+        # metadata: yaml files hold values as written, which spec_json normalises away
+        "metadata": hashlib.sha256(linuxkit_yaml(spec)).hexdigest()
+        if any(f.metadata == "yaml" for f in spec.files) else "",
         "images": {text: image.digest for text, image in sorted(images.items())},
         "layers": dict(sorted(layers.items())),
         "sources": sources,
         "source_date_epoch": epoch.source_date_epoch,
+        # linuxkit's in-image SBOM: where it goes, and the attested statements it merges
+        "sbom": [sbom_path, {text: [list(s) for s in image.sboms]
+                             for text, image in sorted(images.items()) if image.sboms}]
+        if sbom_path else "",
+        # format: oci volumes: the index and every blob written into them
+        "layouts": {str(n): [list(layout.index), [list(b) for b in layout.blobs]]
+                    for n, layout in sorted((layouts or {}).items())},
     }
     return hashlib.sha256(canonjson.compact(document)).hexdigest()
 
@@ -141,7 +153,7 @@ def packages_file(cache_root: Path, rootfs_sha256: str) -> Path:
     return packages_path(cache_root, rootfs_sha256)
 
 
-def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
+def packages(cache_root: Path, stored: Stored, sbom_path: str = "") -> list[dict[str, str]]:
     """The SBOM's package list for a stored rootfs: found once, then kept beside it (scanning
     every header of a large rootfs costs seconds; the list is a function of its bytes)."""
     from composer.rootfs.packages import find_packages
@@ -152,7 +164,7 @@ def packages(cache_root: Path, stored: Stored) -> list[dict[str, str]]:
             return found
     except (OSError, ValueError):
         pass
-    found = find_packages(stored.path)
+    found = find_packages(stored.path, sbom_path)
     remember_packages(cache_root, stored.sha256, found)
     return found
 

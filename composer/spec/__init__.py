@@ -23,7 +23,6 @@ Decisions that differ from, or go beyond, linuxkit:
   writing ``config.json``, without one): capability names, rlimits, bind and tmpfs syntax,
   devices, mount types, namespaces, container names used as uid/gid, volumes used as bind
   sources, and read-write binds of read-only volumes.
-- ``volumes`` with ``format: oci`` are not supported yet (an error).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from typing import Any
 
 from composer.errors import Position, SpecError
 from composer.spec.collisions import onshutdown_collisions
+from composer.spec.goyaml import raw
 from composer.spec.loader import Part, load_part
 from composer.spec.model import Kernel, Spec
 from composer.spec.schema import Ctx, Got, NameRef
@@ -50,12 +50,14 @@ def load_spec(paths: list[Path]) -> Spec:
     warnings: list[Problem] = []
     parts: list[tuple[Ctx, Part]] = []
     refs: list[NameRef] = []
+    raws: list[Any] = []
     for path in paths:
         file = str(path)
         ctx = Ctx(file, Path(os.path.abspath(path)).parent)
         root, read_problems = read_root(Path(path), file)
         problems += read_problems
         if root is not None:
+            raws.append(raw(root))
             parts.append((ctx, load_part(ctx, root)))
             problems += ctx.problems
             warnings += ctx.warnings
@@ -65,7 +67,7 @@ def load_spec(paths: list[Path]) -> Spec:
     if problems:
         raise SpecError(problems)
     warnings += onshutdown_collisions(spec["onboot"], spec["onshutdown"])
-    return Spec(**{**spec, "warnings": tuple(warnings)})
+    return Spec(**{**spec, "warnings": tuple(warnings), "raw": tuple(raws)})
 
 
 def _check_refs(spec: dict[str, Any], refs: list[NameRef], problems: list[Problem]) -> None:

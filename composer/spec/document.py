@@ -1,4 +1,5 @@
-"""The merged spec written back out: ``files: metadata: yaml|json`` and ``build --dry-run``.
+"""The merged spec written back out: ``files: metadata: json`` and ``build --dry-run``
+(``metadata: yaml`` is linuxkit's own bytes: :mod:`composer.spec.goyaml`).
 
 Like linuxkit's ``metadata`` file, this is the merged configuration with image references
 normalised (``linuxkit/init:v1`` -> ``docker.io/linuxkit/init:v1``) and ``@pkg:`` templates
@@ -101,5 +102,10 @@ def spec_json(spec: Spec) -> bytes:
 
 
 def spec_metadata(spec: Spec, kind: str) -> bytes:
-    """The contents of a ``metadata: yaml|json`` file."""
-    return spec_yaml(spec) if kind == "yaml" else spec_json(spec)
+    """The contents of a ``metadata: yaml|json`` file: for yaml, linuxkit's bytes
+    (:mod:`composer.spec.goyaml`)."""
+    if kind == "yaml":
+        from composer.spec.goyaml import linuxkit_yaml
+
+        return linuxkit_yaml(spec)
+    return spec_json(spec)

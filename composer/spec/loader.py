@@ -242,9 +242,10 @@ def volume(ctx: Ctx, node: Node, where: str) -> Any:
     got = fields(ctx, node, where, VOLUME, required=("name",))
     if got is None or "name" not in got:
         return BAD
-    if got.get("format") is not None and got["format"].value == "oci":
-        return ctx.error(got["format"].node, f"{where}.format", "oci volumes are not supported "
-                         "yet; use format: filesystem")
+    if got.get("format") is not None and got["format"].value == "oci" and \
+            got.get("image") is None:
+        return ctx.error(got["format"].node, f"{where}.format", "format: oci needs an image "
+                         "(its index is written into the volume as an OCI image layout)")
     values = {k: g.value for k, g in got.items()}
     if "platforms" in values:
         values["platforms"] = tuple(values["platforms"])

@@ -7,6 +7,7 @@ Every value that can be wrong later (an image that cannot be found, say) keeps t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from composer.errors import Position
 
@@ -103,6 +104,9 @@ class Spec:
     volumes: tuple[Volume, ...] = ()
     #: Things accepted but ignored (``trust``), as ``(position, message)``: print, don't fail.
     warnings: tuple[tuple[Position | None, str], ...] = field(default=(), compare=False)
+    #: Each file's values as written (:func:`composer.spec.goyaml.raw`), for the file linuxkit
+    #: writes for ``metadata: yaml``.
+    raw: tuple[Any, ...] = field(default=(), compare=False)
 
     def id_map(self) -> dict[str, int]:
         """linuxkit's uid/gid by container name: 100, 101, ... over onboot, onshutdown, services

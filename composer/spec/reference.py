@@ -183,8 +183,9 @@ DOCS: dict[str, Doc] = {
                     "their source"),
     "volume.image": (None, "image whose files fill the volume (blank if unset)"),
     "volume.readonly": (False, "binds must then use the ro option"),
-    "volume.format": ("filesystem", "filesystem (oci is not supported yet)"),
-    "volume.platforms": (None, "platforms for format oci"),
+    "volume.format": ("filesystem", "filesystem (the image unpacked) or oci (its index as an "
+                      "OCI image layout)"),
+    "volume.platforms": (None, "format oci: only these OS/ARCH[/VARIANT] (default: all)"),
     # ---- trust ------------------------------------------------------------------------------
     "trust.image": (None, "ignored"),
     "trust.org": (None, "ignored"),

@@ -1,6 +1,6 @@
 """Which section of an image a rootfs entry belongs to (``kernel``, ``init``, ``onboot/NAME``,
-``services/NAME``, ``onshutdown/NAME``, ``volumes/NAME``, ``files``), read from the provenance
-location its pax records carry: what ``explain`` prints and the report groups by.
+``services/NAME``, ``onshutdown/NAME``, ``volumes/NAME``, ``files``, ``sbom``), read from the
+provenance location its pax records carry: what ``explain`` prints and the report groups by.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def section_names(entries: Iterable[tuple[str, Origin]]) -> dict[str, str]:
 def section_of(where: Origin, names: dict[str, str]) -> str:
     if where.location in names:
         return names[where.location]
-    if where.location == "kernel":
-        return "kernel"
+    if where.location in ("kernel", "sbom"):
+        return where.location  # the kernel's files; linuxkit's merged SBOM
+    if where.location == "init":
+        return "init"  # the init images' merged apk database
     match = _LOCATION.match(where.location)
     if match is None:
         return UNKNOWN_SECTION

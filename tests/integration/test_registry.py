@@ -139,3 +139,72 @@ def test_unknown_tag_and_repository(registry, tmp_path):
     assert lines[0].startswith(f"error: {ref}: ")
     assert lines[0].endswith(f"(404 from http://{registry.host}/v2/it/nothing/manifests/1)")
     assert cache.lookup(ref) is None
+
+
+def test_attested_sbom_pulled_from_the_registry_into_the_image(registry, store, tmp_path,
+                                                                capsys):
+    """BuildKit-style attestation manifest (pushed by skopeo with the index): its SPDX
+    statement is fetched with the image, and the build merges it into sbom.spdx.json."""
+    from composer.cli import main
+    from composer.tar.read import read_entries
+    from tests.fixtures.images import attested_index, clean_layout, spdx_sbom
+
+    image = sample_image(store)
+    index = attested_index(store, image, spdx_sbom("it", [("musl", "1.2.5-r0")],
+                                                   ["lib/ld-musl-x86_64.so.1"]))
+    layout = tmp_path / "layout"
+    export_index(store, index, [image], layout, "1")
+    target = Cache(layout)
+    attestation = canonjson.loads(index.manifest)["manifests"][1]
+    manifest = canonjson.loads(store.read_blob(attestation["digest"]))
+    for desc in [attestation, manifest["config"], *manifest["layers"]]:
+        target.put_bytes(store.read_blob(desc["digest"], desc["size"]))
+    clean_layout(layout)
+    ref = registry.push_layout(layout, "1", "it/attested", all_images=True)
+    assert sha256(registry.inspect_raw(ref)) == index.digest
+
+    spec = tmp_path / "s.yml"
+    spec.write_text(f"onboot: [{{name: x, image: '{ref}'}}]\n")
+    cache = tmp_path / "cache"
+    code = main(["build", "-f", "tar", "--cache", str(cache), "-o", str(tmp_path / "out"),
+                 "--name", "s", str(spec)])
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / "out" / "s.tar", "rb") as fh:
+        tree = {e.path: r.read() if r else None for e, r in read_entries(fh)}
+    doc = canonjson.loads(tree["sbom.spdx.json"])
+    assert [p["name"] for p in doc["packages"]] == ["musl"]
+    assert doc["files"][0]["fileName"] == \
+        "containers/onboot/000-x/lower/lib/ld-musl-x86_64.so.1"
+    # offline again: the statement is in the cache, so the same bytes come out
+    code = main(["build", "-f", "tar", "--offline", "--cache", str(cache), "-o",
+                 str(tmp_path / "again"), "--name", "s", str(spec)])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "again" / "s.tar").read_bytes() == (tmp_path / "out" / "s.tar").read_bytes()
+
+
+def test_oci_volume_fetches_every_platform_from_the_registry(registry, store, tmp_path, capsys):
+    """format: oci puts the whole index in the volume: the other platforms' blobs are pulled
+    too (the build itself resolves only linux/amd64)."""
+    from composer.cli import main
+    from composer.tar.read import read_entries
+
+    amd64 = sample_image(store, arch="amd64")
+    arm64 = sample_image(store, arch="arm64", variant="v8")
+    index = make_index(store, [amd64, arm64])
+    export_index(store, index, [amd64, arm64], tmp_path / "layout", "1")
+    ref = registry.push_layout(tmp_path / "layout", "1", "it/ocivol", all_images=True)
+    spec = tmp_path / "s.yml"
+    spec.write_text(f"volumes: [{{name: v, image: '{ref}', format: oci}}]\n")
+    code = main(["build", "-f", "tar", "--arch", "amd64", "--cache", str(tmp_path / "cache"),
+                 "-o", str(tmp_path / "out"), "--name", "s", str(spec)])
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / "out" / "s.tar", "rb") as fh:
+        tree = {e.path: r.read() if r else None for e, r in read_entries(fh)}
+    prefix = "containers/volumes/v/lower/blobs/sha256/"
+    got = {"sha256:" + p[len(prefix):] for p in tree if p.startswith(prefix)}
+    arm = canonjson.loads(arm64.manifest)
+    assert {index.digest, amd64.digest, arm64.digest, arm["config"]["digest"],
+            *(d["digest"] for d in arm["layers"])} <= got
+    for path, data in tree.items():
+        if path.startswith(prefix):
+            assert sha256(data) == "sha256:" + path[len(prefix):]

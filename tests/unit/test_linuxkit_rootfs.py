@@ -289,3 +289,85 @@ def test_every_entry_has_provenance_records(env):
         assert set(records) == {"LINUXKIT.source", "LINUXKIT.location"}, path
     assert dict(tree["containers/onboot/000-a/lower/deep"][0].records)["LINUXKIT.source"] == \
         "docker.io/library/sparse:1"
+
+
+# ---- init images' apk databases (linuxkit's apkTarWriter) ------------------------------------
+
+APK_DB = "lib/apk/db/installed"
+
+
+def apk_image(name: str, *, extra: list | None = None) -> list[bytes]:
+    return [layer_tar([directory("lib"), directory("lib/apk"), directory("lib/apk/db"),
+                       file(APK_DB, f"P:{name}\nV:1.0-r0\nA:x86_64\n", mode=0o640),
+                       *(extra or [])])]
+
+
+def test_apk_databases_of_init_images_are_concatenated_in_image_order(env):
+    env.image("a:1", apk_image("alpha"))
+    env.image("b:1", [layer_tar([file("bin/nothing", "no database here")])])
+    env.image("c:1", apk_image("gamma"))
+    env.image("d:1", apk_image("delta"))
+    tree = env.build("init: ['d:1', 'b:1', 'a:1', 'c:1']\n")
+    entry, data = tree[APK_DB]
+    # each database followed by two newlines, in init order (not last-image-wins)
+    assert data == (b"P:delta\nV:1.0-r0\nA:x86_64\n\n\n" b"P:alpha\nV:1.0-r0\nA:x86_64\n\n\n"
+                    b"P:gamma\nV:1.0-r0\nA:x86_64\n\n\n")
+    assert (entry.mode, entry.uid, entry.gid) == (0o644, 0, 0)
+    assert dict(entry.records) == {"LINUXKIT.source": "LINUXKIT.apkinit",
+                                   "LINUXKIT.location": "init"}
+    from composer.rootfs.packages import parse_apk_installed
+    assert [p["name"] for p in parse_apk_installed(data.decode())] == ["delta", "alpha", "gamma"]
+
+
+def test_a_single_apk_database_is_left_as_the_image_has_it(env):
+    env.image("a:1", apk_image("alpha"))
+    env.image("b:1", [layer_tar([file("bin/nothing", "x")])])
+    tree = env.build("init: ['a:1', 'b:1']\n")
+    entry, data = tree[APK_DB]
+    assert data == b"P:alpha\nV:1.0-r0\nA:x86_64\n" and entry.mode == 0o640
+    assert dict(entry.records)["LINUXKIT.location"] == "init[0]"
+
+
+def test_container_apk_databases_are_not_merged(env):
+    env.image("a:1", apk_image("alpha"))
+    env.image("c:1", apk_image("gamma"))
+    tree = env.build("init: ['a:1']\nonboot: [{name: x, image: 'c:1'}]\n")
+    assert tree[APK_DB][1] == b"P:alpha\nV:1.0-r0\nA:x86_64\n"
+    assert tree[f"containers/onboot/000-x/lower/{APK_DB}"][1].startswith(b"P:gamma\n")
+
+
+# ---- provenance names the image as the spec wrote it (linuxkit's ReferenceExpand) ------------
+
+@pytest.mark.parametrize(("written", "recorded"), [
+    ("app", "docker.io/library/app"),  # no :latest added
+    ("app:2", "docker.io/library/app:2"),
+    ("org/app", "docker.io/org/app"),
+    ("registry.example/app", "registry.example/app"),
+    ("localhost/app", "localhost/app"),
+])
+def test_provenance_source_is_the_ref_as_written(env, written, recorded):
+    env.image(written, [layer_tar([file("bin/x", "x")])])
+    tree = env.build(f"init: ['{written}']\nonboot: [{{name: a, image: '{written}'}}]\n")
+    assert dict(tree["bin/x"][0].records)["LINUXKIT.source"] == recorded
+    assert dict(tree["containers/onboot/000-a/lower/bin/x"][0].records)[
+        "LINUXKIT.source"] == recorded
+
+
+# ---- a layer's root entry must be a directory -------------------------------------------------
+
+@pytest.mark.parametrize("kind", [tarfile.REGTYPE, tarfile.SYMTYPE])
+def test_root_entry_that_is_not_a_directory_is_an_error_naming_the_layer(env, kind):
+    member = Member(".", kind=kind, data=b"x" if kind == tarfile.REGTYPE else b"",
+                    linkname="elsewhere" if kind == tarfile.SYMTYPE else "")
+    env.image("bad:1", [layer_tar([file("bin/x", "x")]),
+                        layer_tar([member, file("etc/y", "y")], sort=False)])
+    what = "file" if kind == tarfile.REGTYPE else "symlink"
+    with pytest.raises(ComposerError, match=(
+            r"docker\.io/library/bad:1 layer 1 \(sha256:[0-9a-f]{64}\): the entry for the root "
+            rf"\('\.'\) is a {what}, not a directory")):
+        env.build("init: ['bad:1']\n")
+
+
+def test_root_directory_entry_is_fine(env):
+    env.image("ok:1", [layer_tar([directory("."), file("etc/y", "y")], sort=False)])
+    assert env.build("init: ['ok:1']\n")["etc/y"][1] == b"y"

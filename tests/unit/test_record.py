@@ -49,7 +49,8 @@ def test_record_names_inputs_and_outputs(builds):
     assert record["schema"] == SCHEMA
     assert record["build"] == {"arch": "amd64", "compressor": record["build"]["compressor"],
                                "formats": list(FORMATS), "name": NAME,
-                               "source_date_epoch": SOURCE_DATE_EPOCH}
+                               "source_date_epoch": SOURCE_DATE_EPOCH,
+                               "sbom": {"rootfs": "sbom.spdx.json", "beside": "spdx"}}
     # the pinned deflate library, never the host's zlib version
     assert (record["build"]["compressor"]
             == f"zlib-ng-{zlib_ng.ZLIBNG_VERSION} gzip -6 blocks 256KiB")

@@ -96,7 +96,7 @@ def test_sections_add_up_to_the_tar_file_bytes(built):
     record, cache = built
     b = render.read_build(record, cache=cache)
     totals = {t.section: t for t in data.section_totals(b.items)}
-    assert set(totals) == {"kernel", "init", "onboot/hello", "services/svc", "files"}
+    assert set(totals) == {"kernel", "init", "onboot/hello", "services/svc", "files", "sbom"}
     with tarfile.open(record.with_name("one.tar")) as tf:  # an independent reader
         members = tf.getmembers()
     assert sum(t.bytes for t in totals.values()) == sum(m.size for m in members if m.isreg())

@@ -339,7 +339,8 @@ def test_unknown_key_and_missing_key_both_reported() -> None:
      "1:37: files[0].uid: no container named 'app' to take the id of (containers: none)"),
     ("files: [{path: a, symlink: ''}]\n", "1:28: files[0].symlink: must not be empty"),
     ("volumes: [{name: v, format: oci}]\n",
-     "1:29: volumes[0].format: oci volumes are not supported yet; use format: filesystem"),
+     "1:29: volumes[0].format: format: oci needs an image (its index is written into the volume "
+     "as an OCI image layout)"),
 ])
 def test_wrong_types(text: str, expected: str) -> None:
     assert one_error(text) == f"s.yml:{expected}"
