@@ -53,6 +53,7 @@ class BuildRequest:
     insecure: tuple[str, ...] = ()
     sign_key: Path | None = None  # sign the build: SLSA provenance and SHA256SUMS.sig
     network: Network | None = None  # --mirror, --cert-file
+    decompress_kernel: bool = False  # linuxkit's --decompress-kernel
     # converter options given on the command line, field -> value (outputs.options table)
     output_options: Mapping[str, Any] = field(default_factory=dict)
     # --cache-to/--cache-from and their keys (composer.cache.remote); None: no remote cache
@@ -112,7 +113,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
     layouts = volume_layouts(spec, images, cache, req)
     rootfs = _phase_one(spec, cache, epoch, images, log, remote, deferred,
                         lambda promised: _needs_tar(req, promised, options, cache, remote),
-                        req.sbom_path, layouts)
+                        req.sbom_path, layouts, req.decompress_kernel)
     stored = rootfs.stored
     req.output_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -268,13 +269,14 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                log: Callable[[str], None], remote: RemoteCache | None = None,
                deferred: list[Callable[[], None]] | None = None,
                needs_tar: Callable[[memo.Stored], bool] = lambda _s: True,
-               sbom_path: str = "", layouts: dict[int, Any] | None = None) -> Rootfs:
+               sbom_path: str = "", layouts: dict[int, Any] | None = None,
+               decompress_kernel: bool = False) -> Rootfs:
     """The canonical rootfs tar, from the cache if nothing that shapes it has changed (the
     local cache, then the ``--cache-from`` ones; ``deferred`` fetches the layers otherwise).
     A remote hit downloads the tar only if ``needs_tar`` says a conversion will read it."""
     from composer.cache.gc import touch
 
-    key = memo.rootfs_key(spec, images, epoch, sbom_path, layouts or {})
+    key = memo.rootfs_key(spec, images, epoch, sbom_path, layouts or {}, decompress_kernel)
     touch(cache.root, "rootfs", key)
     stored = memo.lookup(cache.root, key)
     if stored is not None:
@@ -292,7 +294,7 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                 if fetch():
                     return
                 made = _build_rootfs(spec, cache, epoch, images, log, remote, deferred, key,
-                                     sbom_path, layouts)
+                                     sbom_path, layouts, decompress_kernel)
                 if made.sha256 != promised.sha256:
                     raise ComposerError(
                         f"remote cache: rootfs entry {key[:12]} promised sha256 "
@@ -301,13 +303,14 @@ def _phase_one(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                         "--cache-from, and remove that entry")
             return Rootfs(promised, fetch_or_build)
     return Rootfs(_build_rootfs(spec, cache, epoch, images, log, remote, deferred, key,
-                                     sbom_path, layouts))
+                                     sbom_path, layouts, decompress_kernel))
 
 
 def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Image],
                   log: Callable[[str], None], remote: RemoteCache | None,
                   deferred: list[Callable[[], None]] | None, key: str, sbom_path: str = "",
-                  layouts: dict[int, Any] | None = None) -> memo.Stored:
+                  layouts: dict[int, Any] | None = None, decompress_kernel: bool = False
+                  ) -> memo.Stored:
     """Phase one itself: the layers (fetched now if deferred), the tree, the tar; container
     and init regions unchanged since an earlier rootfs are spliced from it."""
     from composer.atomic import atomic_file
@@ -324,14 +327,14 @@ def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Imag
     skipped = plan.likely(spec, images)
     prepare_layers([img for text, img in images.items() if text not in skipped], cache)
     ctx = Context(cache, epoch, images, regions=plan, sbom_path=sbom_path,
-                  layouts=dict(layouts or {}))
+                  layouts=dict(layouts or {}), decompress_kernel=decompress_kernel)
     tree = build_tree(spec, ctx)
     plan.fill(tree)
     if not plan.usable(tree):  # something else below a spliced directory: flatten it all
         plan = regions.Plan(cache.root, epoch, enabled=False)
         prepare_layers(images.values(), cache)
         ctx = Context(cache, epoch, images, regions=plan, sbom_path=sbom_path,
-                      layouts=dict(layouts or {}))
+                      layouts=dict(layouts or {}), decompress_kernel=decompress_kernel)
         tree = build_tree(spec, ctx)
     for message in ctx.warnings:
         log(_as_warning(message))
@@ -501,7 +504,8 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
         specs=[record.spec_file(p) for p in req.specs], images=image_list,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
         options=record.options_record(options, req.formats),
-        sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None})
+        sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None},
+        decompress_kernel=req.decompress_kernel)
     data = canonjson.pretty(doc)
     with outs.create(record.record_name(req.name)) as fh:
         fh.write(data)

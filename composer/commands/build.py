@@ -25,7 +25,8 @@ def register(sub, common) -> None:
                    help="linuxkit's incremental input: checked to be a tar and accepted; the "
                    "cache already reuses unchanged work, so it changes nothing")
     b.add_argument("--decompress-kernel", action="store_true",
-                   help="linuxkit's kernel decompression: refused (see docs/linuxkit.md)")
+                   help="boot/kernel decompressed, as linuxkit: a gzip'd kernel (Image.gz) "
+                   "gunzipped, or a bzImage's gzip'd payload")
     b.add_argument("--name", default=None,
                    help="output base name (default: the last spec's stem, as linuxkit)")
     b.add_argument("--pull", action="store_true", help="re-resolve tags from the registry")
@@ -116,10 +117,6 @@ def check_linuxkit_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"{text}: a spec from {where} is not supported: the build record "
                              "names and hashes its spec files so `verify` can rebuild; save "
                              "the spec to a file and build that")
-    if args.decompress_kernel:
-        raise UsageError("--decompress-kernel is not supported: it would rewrite boot/kernel "
-                         "(gunzip an Image.gz or a bzImage's payload); put the kernel as the "
-                         "machine boots it in the kernel image instead")
     if args.input_tar is not None:
         if args.pull:
             raise UsageError("cannot use --input-tar and --pull together")
@@ -241,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
             sbom_path="" if args.no_sbom else args.sbom_output,
             sbom_format=args.sbom_format,
             sign_key=args.sign,
+            decompress_kernel=args.decompress_kernel,
             output_options=from_args(args),
             remote=remote,
         )

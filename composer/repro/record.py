@@ -156,14 +156,16 @@ def build_record(*, name: str, arch: str, formats: tuple[str, ...],
                  images: list[dict[str, Any]], host_files: list[dict[str, Any]],
                  rootfs: tuple[str, int], outputs: list[tuple[str, str, int]],
                  options: dict[str, Any] | None = None,
-                 sbom: dict[str, Any] | None = None) -> dict[str, Any]:
+                 sbom: dict[str, Any] | None = None,
+                 decompress_kernel: bool = False) -> dict[str, Any]:
     """The record as a JSON value; every list is in a fixed order (spec order or sorted)."""
     return {
         "schema": SCHEMA,
         "composer": {"version": __version__, "libraries": library_versions()},
         "build": {"name": name, "arch": arch, "formats": list(formats),
                   "source_date_epoch": source_date_epoch, "compressor": compressor,
-                  **({"sbom": sbom} if sbom is not None else {})},
+                  **({"sbom": sbom} if sbom is not None else {}),
+                  **({"decompress_kernel": True} if decompress_kernel else {})},
         "specs": [{"name": s.name, "sha256": s.sha256, "text": s.text} for s in specs],
         "images": images,
         "files": sorted(host_files, key=lambda f: f["path"]),

@@ -203,6 +203,8 @@ def rebuild(record: dict[str, Any], specs: list[Path], cache: Path, out: Path, c
         else:
             argv += ["--sbom-output", str(sbom["rootfs"]),
                      "--sbom-format", str(sbom.get("beside") or "spdx")]
+    if build.get("decompress_kernel") is True:
+        argv += ["--decompress-kernel"]
     argv += rebuild_arguments(record.get("options") or {})
     argv += [*(extra or []), *(str(p) for p in specs)]
     env, umask = perturbed_env(dict(os.environ))

@@ -77,6 +77,8 @@ class Context:
     #: volume index -> the index layout of a ``format: oci`` volume
     #: (:func:`composer.images.resolve.index_layout`)
     layouts: dict[int, IndexLayout] = field(default_factory=dict)
+    #: ``--decompress-kernel``: boot/kernel is the kernel file decompressed (rootfs.kernelgz)
+    decompress_kernel: bool = False
 
 
 def _dir(mtime: int, source: str, location: str, mode: int = 0o755) -> Node:
@@ -193,6 +195,10 @@ def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
 
     ctx.unpacked.append(("", image))
     binary = member(kernel.binary, "kernel file")
+    if ctx.decompress_kernel:
+        from composer.rootfs.kernelgz import decompressed
+
+        binary = decompressed(binary, ctx.cache, f"{image.ref} {kernel.binary}")
     root.put("boot", _dir(t, source, location))
     root.put("boot/cmdline", _file(kernel.cmdline.encode(), t, source, location))
     root.put("boot/kernel", _file_like(binary, t, source, location))

@@ -54,7 +54,7 @@ def _file_digest(path: str) -> str:
 
 
 def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: str = "",
-               layouts: dict | None = None) -> str:
+               layouts: dict | None = None, decompress_kernel: bool = False) -> str:
     from composer.spec.document import spec_json
     from composer.spec.goyaml import linuxkit_yaml
 
@@ -77,6 +77,7 @@ def rootfs_key(spec: Spec, images: dict[str, Image], epoch: Epoch, sbom_path: st
                              for text, image in sorted(images.items()) if image.sboms}]
         if sbom_path else "",
         # format: oci volumes: the index and every blob written into them
+        "decompress_kernel": decompress_kernel,
         "layouts": {str(n): [list(layout.index), [list(b) for b in layout.blobs]]
                     for n, layout in sorted((layouts or {}).items())},
     }

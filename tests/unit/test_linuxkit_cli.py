@@ -139,7 +139,6 @@ def run(argv: list[str], capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--decompress-kernel"], "--decompress-kernel is not supported"),
     (["-"], "-: a spec from stdin is not supported"),
     (["https://example.invalid/x.yml"], "a spec from a URL is not supported"),
     (["--input-tar", "{tar}", "--pull"], "cannot use --input-tar and --pull together"),
