@@ -78,7 +78,7 @@ def outputs(debs_dir, tmp_path_factory) -> Path:
 
 
 def kernel_modules(debs_dir: Path, wanted: list[str]) -> dict[str, bytes]:
-    [deb] = sorted(debs_dir.glob("linux-image-*.deb"))
+    [deb] = sorted(debs_dir.glob("linux-image-*_amd64.deb"))  # fetch-debs brings arm64 too
     found: dict[str, bytes] = {}
     with open_deb(deb, None) as reader:
         for entry, data in reader.data_entries():
