@@ -305,10 +305,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import zlib
+    from composer.streams.gz import compressor_id
 
     return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
-            f"Python {platform.python_version()}, zlib {zlib.ZLIB_RUNTIME_VERSION}")
+            f"Python {platform.python_version()}, deflate {compressor_id()}")
 
 
 def _loads(loads: tuple[float, float, float]) -> str:
