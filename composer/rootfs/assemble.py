@@ -40,7 +40,7 @@ from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.packages import APK_INSTALLED, MAX_DB, is_database
-from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content
+from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content, read_content
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -252,19 +252,7 @@ def _read_small(node: Node, what: str) -> bytes:
     if node.entry.size > MAX_DB:
         raise ComposerError(f"{what}: {node.entry.size} bytes, larger than the {MAX_DB} a "
                             "package database may be")
-    handles: dict[str, BinaryIO] = {}
-    try:
-        data = open_content(node.content, handles)
-        if isinstance(data, bytes):
-            return data
-        try:
-            return data.read(node.entry.size)
-        finally:
-            if isinstance(node.content, HostFile):
-                data.close()
-    finally:
-        for fh in handles.values():
-            fh.close()
+    return read_content(node.content, node.entry.size)
 
 
 def _volumes(ctx: Context, spec: Spec, root: Tree) -> None:

@@ -50,8 +50,14 @@ class _Span(io.RawIOBase):
         self._handles: dict = {}
         data = open_content(node.content, self._handles)  # type: ignore[arg-type]
         self._src = io.BytesIO(data) if isinstance(data, bytes) else data
-        self._base = self._src.tell()
-        self._src.seek(self._base + offset)
+        if self._src.seekable():  # a layer span: positioned at its start
+            self._src.seek(self._src.tell() + offset)
+        else:  # a sparse file's expanding reader: skip forward
+            while offset:
+                skipped = len(self._src.read(min(offset, 1 << 20)))
+                if not skipped:
+                    break
+                offset -= skipped
         self._left = length
 
     def readable(self) -> bool:
