@@ -55,7 +55,8 @@ def register(sub, common) -> None:
     b.add_argument("--push", default=None, metavar="REF",
                    help="push the image output (-f docker, oci or oci-dir) to a registry")
     b.add_argument("--load", action="store_true",
-                   help="load the docker output (-f docker) into the local Docker engine")
+                   help="load the docker output (-f docker) into the local Docker engine "
+                   "(several --arch: the first one's image, which must be this machine's)")
     from composer.commands.lock import add_fetch_options
 
     add_fetch_options(b)

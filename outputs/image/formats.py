@@ -6,6 +6,13 @@ store: ``manifest.json`` (classic store) beside an OCI image layout (``oci-layou
 Docker 25. ``oci`` writes ``NAME-oci.tar``, the same OCI layout without ``manifest.json``, and
 ``oci-dir`` the layout unpacked as the directory ``NAME-oci``.
 
+With several architectures (``--arch amd64,arm64``; :func:`write_oci_platforms`,
+:func:`write_docker_platforms`) the same file name holds every platform's image, each the
+bytes a one-architecture build writes, and ``index.json`` names one multi-platform index over
+them (:func:`composer.oci.documents.platform_index`: the bytes ``push`` sends), stored as a
+blob; ``manifest.json`` lists the first architecture's image only, the one Docker's classic
+store loads (docs/architectures.md).
+
 The image has one uncompressed layer: the canonical rootfs minus ``boot/`` (the kernel is no
 use in a container), rewritten through the one canonical tar writer, so the layer is itself a
 canonical tar. Uncompressed keeps the digests independent of the zlib build and is what
