@@ -184,6 +184,17 @@ def _rootfs(digest: tuple[str, int]) -> dict[str, Any]:
     return {"sha256": digest[0], "size": digest[1]}
 
 
+def rootfs_digests(record: dict[str, Any]) -> dict[str, str | None]:
+    """The record's rootfs sha256: ``{"": sha}`` for one build, ``{arch: sha}`` for the
+    multi-platform files' record (``rootfs`` by architecture)."""
+    rootfs = record.get("rootfs") or {}
+    if not isinstance(rootfs, dict):
+        return {"": None}
+    if "sha256" in rootfs or not all(isinstance(v, dict) for v in rootfs.values()):
+        return {"": rootfs.get("sha256")}
+    return {arch: one.get("sha256") for arch, one in sorted(rootfs.items())}
+
+
 def sha256sums(files: list[tuple[str, str]]) -> bytes:
     """``sha256sum -c`` format: ``HEX  NAME`` per line, sorted by name (binary-safe names only)."""
     lines = []
