@@ -574,6 +574,11 @@ def run_platforms_build(req: BuildRequest, parts: list[Platform],
     cache = Cache(req.cache_dir)
     try:
         with cache.in_use(), RecordingOutputSet(req.output_dir, {}) as outs:
+            for p in parts:
+                if not p.rootfs.path.is_file():  # another process's gc, between the builds
+                    raise ComposerError(f"{p.arch}: its rootfs ({p.rootfs.sha256[:12]}) left "
+                                        "the cache before the multi-platform files were "
+                                        "written; build again")
             for fmt in req.formats:
                 log(f"{fmt}: one multi-platform image ({req.arch})")
                 FORMATS[fmt].convert_platforms([(p.rootfs.path, p.options) for p in parts],
