@@ -23,15 +23,19 @@ def descriptor(media_type: str, data: bytes) -> dict:
             "size": len(data)}
 
 
-def config_document(diff_ids: list[str], arch: str, config: dict, created: str) -> dict:
+def config_document(diff_ids: list[str], arch: str, config: dict, created: str,
+                    variant: str | None = None) -> dict:
     """An image config: no history, no host names, nothing but what is passed in."""
-    return {
+    doc = {
         "architecture": arch,
         "config": config,
         "created": created,
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
     }
+    if variant:
+        doc["variant"] = variant
+    return doc
 
 
 def manifest_document(config: dict, layers: list[dict],

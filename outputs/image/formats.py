@@ -17,7 +17,8 @@ The image has one uncompressed layer: the canonical rootfs minus ``boot/`` (the 
 use in a container), rewritten through the one canonical tar writer, so the layer is itself a
 canonical tar. Uncompressed keeps the digests independent of the zlib build and is what
 ``docker save`` writes. The config has no history and no host data: ``created`` is
-``Options.mtime``, the architecture ``Options.arch``, the entrypoint ``Options.entrypoint`` or
+``Options.mtime``, the architecture ``Options.arch`` (``arm64/v8``: architecture ``arm64``,
+variant ``v8``), the entrypoint ``Options.entrypoint`` or
 else ``/bin/rc.init`` if the rootfs has it (linuxkit's convention), else ``/init``. The image is
 tagged ``Options.image_tag`` or ``NAME:latest``.
 
@@ -162,9 +163,11 @@ class ImageDocs:
 def image_documents(layer: Layer, options: Options) -> ImageDocs:
     """The config and manifest of the one-layer image (the same bytes however many
     architectures are built: a multi-platform file holds each single-arch build's manifest)."""
+    arch, _, variant = options.arch.partition("/")  # --arch arm64/v8: arm64, variant v8
     config = canonjson.compact(config_document(
-        [layer.digest], options.arch,
-        {"Entrypoint": entrypoint(options, layer.has_rc_init)}, rfc3339(options.mtime)))
+        [layer.digest], arch,
+        {"Entrypoint": entrypoint(options, layer.has_rc_init)}, rfc3339(options.mtime),
+        variant or None))
     config_desc = descriptor(OCI_CONFIG, config)
     layer_desc = {"mediaType": OCI_LAYER, "digest": layer.digest, "size": layer.size}
     manifest = canonjson.compact(manifest_document(config_desc, [layer_desc]))

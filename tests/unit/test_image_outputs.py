@@ -367,3 +367,29 @@ def test_two_platforms_of_one_arch_is_an_error(tmp_path):
             pytest.raises(ComposerError, match="second image for platform linux/amd64"):
         FORMATS["oci"].convert_platforms(parts, "hello", outs)
     assert not (tmp_path / "out" / "hello-oci.tar").exists()
+
+
+def test_arch_with_a_variant_is_architecture_and_variant(tmp_path):
+    """``--arch arm64/v8``: the config says architecture arm64, variant v8 (not "arm64/v8"),
+    and the multi-platform index's entry has that platform."""
+    rootfs = two_rootfs(tmp_path)
+    files = single(tmp_path, "oci", "arm64/v8", rootfs["arm64"])
+    [desc] = json.loads(files["index.json"])["manifests"]
+    config = json.loads(blob(files, json.loads(blob(files, desc["digest"]))["config"]["digest"]))
+    assert (config["architecture"], config["variant"]) == ("arm64", "v8")
+    plain = single(tmp_path / "plain", "oci", "arm64", rootfs["arm64"])
+    [plain_desc] = json.loads(plain["index.json"])["manifests"]
+    plain_config = blob(plain, json.loads(blob(plain, plain_desc["digest"]))["config"]["digest"])
+    assert "variant" not in json.loads(plain_config)  # unchanged without one
+    parts = [(rootfs["amd64"], Options(mtime=MTIME, arch="amd64")),
+             (rootfs["arm64"], Options(mtime=MTIME, arch="arm64/v8"))]
+    with OutputSet(tmp_path / "two") as outs:
+        FORMATS["oci"].convert_platforms(parts, "hello", outs)
+        (path,) = outs.commit()
+    two = members(path)
+    [top] = json.loads(two["index.json"])["manifests"]
+    entries = json.loads(blob(two, top["digest"]))["manifests"]
+    assert [m["platform"] for m in entries] == [
+        {"architecture": "amd64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+    assert entries[1]["digest"] == desc["digest"]
