@@ -580,9 +580,7 @@ def run_platforms_build(req: BuildRequest, parts: list[Platform],
                                         "the cache before the multi-platform files were "
                                         "written; build again")
             for fmt in req.formats:
-                log(f"{fmt}: one multi-platform image ({req.arch})")
-                FORMATS[fmt].convert_platforms([(p.rootfs.path, p.options) for p in parts],
-                                               req.name, outs)
+                _convert_platforms(FORMATS[fmt], parts, req.name, outs, cache, log)
             done = [(name, *(outs.digests.get(tmp) or sha256_file(tmp)))
                     for name, tmp in outs.pending()]
             doc = record.build_record(
@@ -601,6 +599,34 @@ def run_platforms_build(req: BuildRequest, parts: list[Platform],
             return outs.commit()
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
+
+
+def _convert_platforms(fmt: Format, parts: list[Platform], name: str,
+                       outs: RecordingOutputSet, cache: Cache, log: Callable[[str], None]
+                       ) -> None:
+    """:func:`convert` for the one multi-platform file: kept in the cache under a key over
+    every part's (in ``--arch`` order: docker's ``manifest.json`` names the first)."""
+    from composer.cache import outputs as kept
+    from composer.cache.gc import touch
+
+    key = kept.output_key({"platforms": [output_key_parts(fmt, p.rootfs, name, p.options)
+                                         for p in parts]})
+    hit = kept.lookup(cache.root, key)
+    touch(cache.root, "outputs", key)
+    wanted = set(fmt.output_files(name))
+    if hit is not None and {k.name for k in hit} == wanted:
+        kept.place(outs, hit)
+        log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
+        return
+    log(f"{fmt.name}: one multi-platform image ({', '.join(p.arch for p in parts)})")
+    fmt.convert_platforms([(p.rootfs.path, p.options) for p in parts], name, outs)
+    files = []
+    for out_name, tmp in outs.since(0):
+        if out_name in wanted:
+            digest = outs.digests.get(tmp) or sha256_file(tmp)
+            outs.digests[tmp] = digest
+            files.append((out_name, tmp, *digest))
+    kept.store(cache.root, key, files)
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:
