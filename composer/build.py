@@ -27,6 +27,7 @@ from composer.streams.digest import sha256_file
 from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
+    from composer.atomic import Held
     from composer.cache.remote.use import RemoteCache, Settings
     from composer.repro.record import RecordingOutputSet
     from outputs import Format, Options
@@ -73,11 +74,12 @@ class Platform:
 
 
 def run_build(req: BuildRequest, log: Callable[[str], None],
-              platforms: list[Platform] | None = None) -> list[Path]:
+              platforms: list[Platform] | None = None, held: Held | None = None) -> list[Path]:
     """Build; the outputs, ``NAME.build.json``, ``NAME.spdx.json`` and ``NAME.SHA256SUMS``
     appear together when everything succeeded (see :mod:`composer.repro.record`). With
     ``platforms``, this architecture's :class:`Platform` is appended to it (for
-    :func:`run_platforms_build`)."""
+    :func:`run_platforms_build`). With ``held``, the files stay pending until the caller
+    commits it (several architectures: all or none)."""
     from composer.spec import load_spec
     from outputs import check_arch
 
@@ -92,7 +94,7 @@ def run_build(req: BuildRequest, log: Callable[[str], None],
     cache.on_layer = flatten.prescan  # layer headers are read while other layers download
     try:
         with cache.in_use():
-            made = _build(req, spec, cache, epoch, log, platforms)
+            made = _build(req, spec, cache, epoch, log, platforms, held)
     finally:
         flatten.forget_prescans()
     from composer.cache.gc import trim
@@ -102,7 +104,8 @@ def run_build(req: BuildRequest, log: Callable[[str], None],
 
 
 def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
-           log: Callable[[str], None], platforms: list[Platform] | None = None) -> list[Path]:
+           log: Callable[[str], None], platforms: list[Platform] | None = None,
+           held: Held | None = None) -> list[Path]:
     from composer.images.lock import resolve_spec
     from outputs import FORMATS, Options
 
@@ -142,7 +145,7 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages,
                                remote.provenance() if remote is not None else None)
-            done = outs.commit()
+            done = outs.commit() if held is None else held.hold(outs)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
     if platforms is not None:
@@ -150,8 +153,11 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
         platforms.append(Platform(req.arch, replace(stored, path=tar), options,
                                   image_list(spec, images),
                                   host_files(spec)))
-    if remote is not None:
-        remote.publish()  # after the outputs are in place: a failed push costs only a warning
+    if remote is not None:  # after the outputs are in place: a failed push costs only a warning
+        if held is None:
+            remote.publish()
+        else:
+            held.after(remote.publish)
     return done
 
 
@@ -557,7 +563,7 @@ def image_list(spec: Spec, images: dict[str, Image]) -> list[dict[str, Any]]:
 
 
 def run_platforms_build(req: BuildRequest, parts: list[Platform],
-                        log: Callable[[str], None]) -> list[Path]:
+                        log: Callable[[str], None], held: Held | None = None) -> list[Path]:
     """The ONE file of each of ``req.formats`` over several architectures' builds (``parts``,
     in ``--arch`` order; ``req.arch`` is ``amd64,arm64``): a multi-platform index, with
     NAME.build.json (its images and rootfs by architecture), NAME.SHA256SUMS and
@@ -596,7 +602,7 @@ def run_platforms_build(req: BuildRequest, parts: list[Platform],
                 sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None},
                 decompress_kernel=req.decompress_kernel)
             _write_record(req, canonjson.pretty(doc), done, outs, None)
-            return outs.commit()
+            return outs.commit() if held is None else held.hold(outs)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
 

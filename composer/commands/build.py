@@ -171,6 +171,7 @@ def remote_settings(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from composer.atomic import Held
     from composer.build import BuildRequest, Platform, run_build, run_platforms_build
     from composer.images.network import network_from_args
     from outputs.options import from_args
@@ -228,44 +229,53 @@ def run(args: argparse.Namespace) -> int:
     quiet_log = (lambda _m: None) if args.quiet else log
     built: list[list[Path]] = []
     parts: list[Platform] = []
-    for arch in arches:
-        # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
-        request = BuildRequest(
-            specs=tuple(args.specs),
-            formats=per_arch,
-            output_dir=staging or args.output or Path.cwd(),
-            name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
-            arch=arch,
-            cache_dir=cache_dir,
-            pull=args.pull,
-            offline=args.offline,
-            source_date_epoch=args.source_date_epoch,
-            locked=args.locked,
-            docker=args.docker,
-            quiet=args.quiet,
-            insecure=tuple(args.insecure_registry),
-            network=network,
-            sbom=not args.no_sbom,
-            sbom_path="" if args.no_sbom else args.sbom_output,
-            sbom_format=args.sbom_format,
-            sign_key=args.sign,
-            decompress_kernel=args.decompress_kernel,
-            output_options=from_args(args),
-            remote=remote,
-        )
-        if staging is not None and one is not None:
-            return _build_one(request, staging, one, args.output_file, quiet_log)
-        paths = run_build(request, log=quiet_log, platforms=parts if several else None)
+    # several architectures: every one's files or none, committed together at the end
+    held = Held() if len(arches) > 1 else None
+    try:
+        for arch in arches:
+            # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
+            request = BuildRequest(
+                specs=tuple(args.specs),
+                formats=per_arch,
+                output_dir=staging or args.output or Path.cwd(),
+                name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
+                arch=arch,
+                cache_dir=cache_dir,
+                pull=args.pull,
+                offline=args.offline,
+                source_date_epoch=args.source_date_epoch,
+                locked=args.locked,
+                docker=args.docker,
+                quiet=args.quiet,
+                insecure=tuple(args.insecure_registry),
+                network=network,
+                sbom=not args.no_sbom,
+                sbom_path="" if args.no_sbom else args.sbom_output,
+                sbom_format=args.sbom_format,
+                sign_key=args.sign,
+                decompress_kernel=args.decompress_kernel,
+                output_options=from_args(args),
+                remote=remote,
+            )
+            if staging is not None and one is not None:
+                return _build_one(request, staging, one, args.output_file, quiet_log)
+            built.append(run_build(request, log=quiet_log,
+                                   platforms=parts if several else None, held=held))
+        if several:
+            built.append(run_platforms_build(replace(request, name=name, arch=",".join(arches),
+                                                     formats=tuple(several)), parts,
+                                             log=quiet_log, held=held))
+        if held is not None:
+            built = held.commit()
+    except BaseException:
+        if held is not None:
+            held.abort()
+        raise
+    for paths in built:
         for path in paths:
             print(path)
-        built.append(paths)
     if several:
-        paths = run_platforms_build(replace(request, name=name, arch=",".join(arches),
-                                            formats=tuple(several)), parts, log=quiet_log)
-        for path in paths:
-            print(path)
-        # the one multi-platform file is what --push sends and --load loads
-        built = [paths]
+        built = built[-1:]  # the one multi-platform file is what --push sends, --load loads
     if args.push or args.load:
         from composer.commands.push import publish
 
