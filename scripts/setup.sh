@@ -11,11 +11,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# runtime: QEMU and OVMF for `run qemu`, mtools (syslinux's installer writes raw-bios/aws through
-# it), tar2sqfs for kernel+squashfs. The bootloaders are pinned Debian packages that
-# image-composer fetches itself, whatever the host runs.
-packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio mtools
-          squashfs-tools-ng)
+# runtime: QEMU and OVMF for `run qemu`. The bootloaders and the tools whose version shapes
+# bytes (tar2sqfs for kernel+squashfs, mtools for the syslinux disks) are pinned Debian 12
+# packages that image-composer fetches and runs itself, whatever the host runs.
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio)
 if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
