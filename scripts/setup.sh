@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+# sudo resets the environment: DEBIAN_FRONTEND reaches apt through env
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo env DEBIAN_FRONTEND=noninteractive); fi
 export DEBIAN_FRONTEND=noninteractive
 
 # runtime: QEMU and OVMF for `run qemu`. The bootloaders and the tools whose version shapes
@@ -32,8 +33,8 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
