@@ -21,14 +21,15 @@
 # root; inside each root the builds and tests run as an unprivileged user. The stock roots are
 # cached under $CROSSCHECK_CACHE (default /var/cache/image-composer-crosscheck) and copied
 # afresh for every run, so a run always starts from a stock system. Downloads are cached there
-# too and shared, each verified by its own tool: apt's .debs (per suite; debootstrap uses the
-# same directory, and the Debian 12 one is seeded from this host's apt cache when the host runs
-# Debian 12), pip's wheels, and the pinned Debian packages image-composer fetches (the
-# example's, the bootloaders and tools), which are sha256-checked on every use. dpkg in the
-# roots runs with force-unsafe-io (no fsync per file: the roots are thrown away). What is
-# compared is the committed HEAD (git clone), not uncommitted changes. On exit (or Ctrl-C)
-# nothing is left behind: every mount under the work directory is unmounted and every process
-# still running in a root is ended.
+# too and shared by the roots, each verified by its own tool: apt's .debs (per suite;
+# debootstrap uses the same directory, and the Debian 12 one is seeded from this host's apt
+# cache when the host runs Debian 12), pip's wheels, and the pinned Debian packages
+# image-composer fetches (the example's, the bootloaders and tools), which are sha256-checked on
+# every use; the host builds with its own (the checkout's examples/debs, as the suite does).
+# dpkg in the roots runs with force-unsafe-io (no fsync per file: the roots are thrown away).
+# What is compared is the committed HEAD (git clone), not uncommitted changes. On exit (or
+# Ctrl-C) nothing is left behind: every process still running in a root is ended and every
+# mount under the work directory unmounted.
 #
 # A network that intercepts TLS: the host's extra CA certificates (/usr/local/share/
 # ca-certificates) are trusted in the roots too, and pip and requests told to use the system
@@ -91,13 +92,17 @@ cleanup() {
     for pid in "${pids[@]}"; do  # each side's process group (job control is on)
         kill -TERM -- "-$pid" 2>/dev/null || true
     done
-    local left
+    local left tries=0
     left=$(rooted)
-    if [ -n "$left" ]; then
-        kill -TERM $left 2>/dev/null || true
-        sleep 2
+    while [ -n "$left" ] && [ "$tries" -lt 10 ]; do
+        # shellcheck disable=SC2086
+        kill "-$([ "$tries" -lt 5 ] && echo TERM || echo KILL)" $left 2>/dev/null || true
+        sleep 1
+        tries=$((tries + 1))
         left=$(rooted)
-        [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
+    done
+    if [ -n "$left" ]; then
+        echo "crosscheck: processes still running in the roots: $left" >&2
     fi
     wait 2>/dev/null || true
     unmount_all
@@ -227,7 +232,8 @@ prepare_root() {  # SUITE: a fresh copy of the cached stock root, mounted, with 
         cp "${extra_cas[@]}" "$root/usr/local/share/ca-certificates/"
         in_root "$suite" root update-ca-certificates > /dev/null 2>&1
     fi
-    in_root "$suite" root useradd -m -s /bin/bash builder
+    # the same uid in every root: the roots share their download caches
+    in_root "$suite" root useradd -m -u 1000 -s /bin/bash builder
     echo "builder ALL=(ALL) NOPASSWD: ALL" > "$root/etc/sudoers.d/builder"
     chmod 440 "$root/etc/sudoers.d/builder"
     git clone -q --no-hardlinks "$repo" "$root/home/builder/src"
@@ -302,8 +308,9 @@ root_side() {  # SUITE: everything in one root
 host_side() {  # the same example on this host, from a clone of the same commit
     stamp "host: setup and build the example, every format"
     git clone -q --no-hardlinks "$repo" "$work/host"
-    bind "$cache/example-debs" "$work/host/examples/debs"
-    export IMAGE_COMPOSER_DEB_CACHE=$cache/pool-debs
+    # this host's own download caches (root's, and the checkout's examples/debs, which the
+    # suite uses too), not the roots': those belong to their unprivileged user
+    bind "$repo/examples/debs" "$work/host/examples/debs"
     (cd "$work/host" && scripts/setup.sh --test) > "$work/host-setup.log" 2>&1 \
         || { tail -30 "$work/host-setup.log" >&2; exit 1; }
     SRC=$work/host OUT=$work/out-host FORMATS=$formats bash -c "$build_example" \
