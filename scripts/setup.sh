@@ -17,10 +17,10 @@ export DEBIAN_FRONTEND=noninteractive
 # packages that image-composer fetches and runs itself, whatever the host runs.
 packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio)
 if [ "${1:-}" = "--test" ]; then
-    # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
+    # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, objdump...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
                time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
-               squashfs-tools erofs-utils openssl)
+               squashfs-tools erofs-utils openssl binutils)
 fi
 if [ "${1:-}" = "--test" ] || [ "${ARCH:-}" = arm64 ]; then
     # arm64 guests: qemu-system-aarch64 (-M virt, TCG) and AAVMF for the EFI formats
