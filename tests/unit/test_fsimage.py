@@ -226,12 +226,17 @@ def test_erofs_passes_fsck_and_extracts_to_the_rootfs(rootfs, tmp_path):
     fsck = need("fsck.erofs", "erofs-utils")
     subprocess.run([fsck, str(image)], check=True)
     dest = tmp_path / "x"
-    subprocess.run([fsck, f"--extract={dest}", str(image)], check=True)
+    root = os.geteuid() == 0
+    # as a user, fsck.erofs would apply the umask to the modes unless told not to
+    subprocess.run([fsck, f"--extract={dest}", *([] if root else ["--preserve-perms"]),
+                    str(image)], check=True)
     got, _ = walk(dest)
     want, _ = expected_tree(rootfs, MTIME)
+    if not root:  # a user cannot make device nodes (the kernel mount test, as root, reads them)
+        want = {p: n for p, n in want.items() if n["type"] not in ("c", "b")}
     # fsck.erofs 1.5 extracts without setuid/setgid/sticky bits, xattrs or hard links, and
     # restores owners only as root: compare what it does restore (the kernel test sees all).
-    fields = ("xattrs",) if os.geteuid() == 0 else ("xattrs", "uid", "gid")
+    fields = ("xattrs",) if root else ("xattrs", "uid", "gid")
     want = strip(want, *fields)
     got = strip(got, *fields)
     for tree in (want, got):
