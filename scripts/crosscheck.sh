@@ -293,7 +293,9 @@ test_root() {  # SUITE: the unit tests
     in_root "$suite" builder /bin/bash -c "cd ~/src && PATH=\$PATH:/usr/sbin:/sbin CI=true \
         .venv/bin/python -m pytest \
         tests/unit -q -p no:cacheprovider -x $pytest_args" > "$work/$suite-tests.log" 2>&1 \
-        || { tail -40 "$work/$suite-tests.log" >&2; exit 1; }
+        || { tail -40 "$work/$suite-tests.log" >&2
+             grep -E "^(FAILED|ERROR) " "$work/$suite-tests.log" | sed "s/^/crosscheck: $suite: /" >&2
+             exit 1; }
     stamp "$suite: unit tests: $(tail -1 "$work/$suite-tests.log")"
 }
 
