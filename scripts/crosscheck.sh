@@ -19,8 +19,9 @@
 # unit tests; the host: setup and build), then every output is compared. Stamps on stderr say
 # when each stage of each starts ("[SECONDS] SUITE: stage"). Only this test machinery uses
 # root; inside each root the builds and tests run as an unprivileged user. The stock roots are
-# cached under $CROSSCHECK_CACHE (default /var/cache/image-composer-crosscheck) and copied
-# afresh for every run, so a run always starts from a stock system. Downloads are cached there
+# cached under $CROSSCHECK_CACHE (default /var/cache/image-composer-crosscheck) and each run
+# works in an overlay over them (a copy without overlayfs), so it always starts from a stock
+# system. Downloads are cached there
 # too and shared by the roots, each verified by its own tool: apt's .debs (per suite;
 # debootstrap uses the same directory, and the Debian 12 one is seeded from this host's apt
 # cache when the host runs Debian 12), pip's wheels, and the pinned Debian packages
@@ -219,7 +220,11 @@ prepare_root() {  # SUITE: a fresh copy of the cached stock root, mounted, with 
     local suite=$1 root=$work/$1
     stock_root "$suite"
     stamp "$suite: fresh copy of the stock root"
-    cp -a --reflink=auto "$cache/root-$suite" "$root"
+    # an overlay over the cached root (it stays stock; the run writes only the upper layer),
+    # or where overlayfs is missing, a copy
+    mkdir -p "$root" "$work/$suite.upper" "$work/$suite.overlay-work"
+    mount -t overlay overlay -o "lowerdir=$cache/root-$suite,upperdir=$work/$suite.upper,workdir=$work/$suite.overlay-work" "$root" 2>/dev/null \
+        || { rmdir "$root"; cp -a --reflink=auto "$cache/root-$suite" "$root"; }
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"  # no daemons start in it
     chmod 755 "$root/usr/sbin/policy-rc.d"
