@@ -98,7 +98,8 @@ _SHARED = frozenset({"{name}-kernel", "{name}-cmdline"})
 _ISO_PINS = "outputs.iso.formats:bootloader_pins"
 _DISK_PINS = "outputs.disk.formats:bootloader_pins"
 _ISO: dict[str, Any] = {"pins": _ISO_PINS, "by_format": True}  # the iso family's write_iso
-_DISK: dict[str, Any] = {"pins": _DISK_PINS, "by_format": True}  # the disk family's writers
+_DISK: dict[str, Any] = {"pins": _DISK_PINS, "by_format": True,  # the disk family's writers
+                         "tools": "outputs.disk.formats:tool_versions"}
 # BIOS boot (syslinux, isolinux, SeaBIOS) exists on x86 only; the EFI formats need a
 # bootloader pinned for the architecture (outputs/bootloader_debs.py)
 _X86 = frozenset({"amd64"})

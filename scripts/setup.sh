@@ -7,20 +7,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+# sudo resets the environment: DEBIAN_FRONTEND reaches apt through env
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo env DEBIAN_FRONTEND=noninteractive); fi
 export DEBIAN_FRONTEND=noninteractive
 
-# runtime: QEMU and OVMF for `run qemu`, mtools (syslinux's installer writes raw-bios/aws through
-# it), tar2sqfs for kernel+squashfs. The bootloaders are pinned Debian packages that
-# image-composer fetches itself, whatever the host runs.
-packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio mtools
-          squashfs-tools-ng)
+# runtime: QEMU and OVMF for `run qemu`. The bootloaders and the tools whose version shapes
+# bytes (tar2sqfs for kernel+squashfs, mtools for the syslinux disks) are pinned Debian 12
+# packages that image-composer fetches and runs itself, whatever the host runs.
+packages=(python3 python3-venv python3-pip ca-certificates qemu-system-x86 ovmf cpio)
 if [ "${1:-}" = "--test" ]; then
-    # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, ...
+    # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, objdump...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
                time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
-               squashfs-tools erofs-utils openssl)
+               squashfs-tools erofs-utils openssl binutils)
 fi
 if [ "${1:-}" = "--test" ] || [ "${ARCH:-}" = arm64 ]; then
     # arm64 guests: qemu-system-aarch64 (-M virt, TCG) and AAVMF for the EFI formats
@@ -33,8 +33,8 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

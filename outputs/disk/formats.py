@@ -51,6 +51,16 @@ def bootloader_pins(fmt: str, options: Options) -> tuple[bootloaders.Pin, ...]:
                                options.bootloaders)
 
 
+def tool_versions(fmt: str) -> dict[str, str]:
+    """The pinned external programs the format's bytes depend on, for the record: the
+    syslinux disks' ``mcopy``."""
+    if LAYOUTS[LAYER.get(fmt, fmt)].boot == "syslinux":
+        from outputs.disk.syslinux import tool_version
+
+        return {"mcopy": tool_version()}
+    return {}
+
+
 def size_mib(options: Options) -> int:
     return options.disk_size_mib
 

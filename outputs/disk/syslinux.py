@@ -12,49 +12,43 @@ Determinism: ``mcopy`` stamps the new directory entries with ``SOURCE_DATE_EPOCH
 time, so it runs with ``SOURCE_DATE_EPOCH`` = the build's mtime and ``TZ=UTC``
 (:func:`composer.tools.run` fixes the locale and ``TZ``), and with ``HOME`` in the scratch
 directory (no ``~/.mtoolsrc``). The installer writes its own mtools configuration
-(``MTOOLSRC``). mtools decides where the two files go, so its version is pinned:
-:data:`MTOOLS_VERSION` (Debian 12's), checked before it runs.
+(``MTOOLSRC``). mtools decides where the two files go, so the ``mcopy`` it finds first on
+``PATH`` is Debian 12's mtools 4.0.32, unpacked from its pinned .deb
+(:data:`outputs.tool_debs.MCOPY`) into the scratch directory, never the host's (Debian 13 has
+4.0.48); recorded in the build record as ``tools``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from composer import tools
-from composer.errors import ComposerError
 from outputs import fat
 
-MTOOLS_VERSION = "4.0.32"  # Debian 12 (bookworm): mtools 4.0.33-1+really4.0.32-1
-_VERSION = re.compile(rb"mcopy \(GNU mtools\) (\S+)")
 
+def tool_version() -> str:
+    """The pinned packages ``mcopy`` runs from, for the build record."""
+    from outputs.tool_debs import MCOPY
 
-def mtools_version() -> str:
-    mcopy = tools.find_tool("mcopy", "the raw-bios and aws formats need mtools "
-                                     "(apt-get install mtools)")
-    out = tools.run([mcopy, "--version"], capture=True).stdout
-    match = _VERSION.search(out)
-    if not match:
-        raise ComposerError(f"cannot tell the mtools version from {out[:80]!r}")
-    return match.group(1).decode()
+    return MCOPY.record()
 
 
 def install(image: Path, installer: bytes, *, mtime: int, scratch: Path) -> None:
     """Make the FAT file system in ``image`` boot syslinux (``installer``: the pinned bytes
     of ``/usr/bin/syslinux``)."""
-    version = mtools_version()
-    if version != MTOOLS_VERSION:
-        raise ComposerError(f"mtools {version} is installed; syslinux disks are pinned to "
-                            f"mtools {MTOOLS_VERSION} (Debian 12), which decides where "
-                            "ldlinux.sys goes")
+    from composer.debian.unpack import bin_path, unpack
+    from outputs.tool_debs import MCOPY
+
+    mtools = unpack(MCOPY, scratch / "mtools")
     binary = scratch / "syslinux"
     binary.write_bytes(installer)
     binary.chmod(0o755)
     home = scratch / "home"
     home.mkdir(exist_ok=True)
     stamp = min(max(mtime, fat.FAT_MIN_EPOCH), fat.FAT_MAX_EPOCH)
-    env = {"SOURCE_DATE_EPOCH": str(stamp), "HOME": str(home)}
+    env = {"SOURCE_DATE_EPOCH": str(stamp), "HOME": str(home), **mtools.env,
+           "PATH": bin_path([mtools])}
     env.update({k: "" for k in os.environ if k.startswith("MTOOLS")})
     tools.run([binary, "--install", image], env=env, capture=True)
     fat.sync_backup_boot_sector(image)

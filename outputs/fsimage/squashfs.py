@@ -6,8 +6,10 @@ is written. linuxkit runs ``mksquashfs`` on an unpacked tree with its defaults; 
 filesystem parameters (gzip, 128 KiB blocks, padding to 4 KiB, fragments and tail packing,
 xattrs) and pin everything the tool would otherwise take from the host:
 
-- the version: squashfs-tools-ng ``PINNED_VERSION`` only (another version may lay out the
-  same tree differently), recorded in the build record as ``tools``;
+- the program: ``tar2sqfs`` of Debian 12's squashfs-tools-ng 1.2.0, run from its pinned .deb
+  with the pinned libsquashfs and zlib (:data:`outputs.tool_debs.TAR2SQFS`), never the host's
+  (another version may lay out the same tree differently; Debian 13 has 1.3.2), recorded in
+  the build record as ``tools``;
 - the superblock's mkfs time and the root directory (which the tar has no entry for):
   ``--defaults uid=0,gid=0,mode=0755,mtime=Options.mtime`` (tar2sqfs takes the mkfs time from
   it too); ``SOURCE_DATE_EPOCH`` in the caller's environment is overridden;
@@ -16,13 +18,13 @@ xattrs) and pin everything the tool would otherwise take from the host:
 - the compressor settings: gzip level 9, window 15, given explicitly.
 
 squashfs stores 32-bit times: an entry dated after 2106 is an error, not silently clamped.
-The gzip bytes come from the system's zlib, as with every distribution's squashfs image.
+The gzip bytes come from the pinned zlib1g (1.2.13), not the host's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,8 +37,6 @@ from outputs.initrd.formats import CMDLINE, KERNEL
 from outputs.options import Options
 
 TOOL = "tar2sqfs"
-PACKAGE = "squashfs-tools-ng"
-PINNED_VERSION = "1.2.0"
 JOBS = 2
 BLOCK_SIZE = 131072
 DEVICE_BLOCK = 4096
@@ -45,19 +45,15 @@ FILES = ("{name}-kernel", "{name}-cmdline", "{name}-squashfs.img")
 
 
 def tool_version() -> str:
-    """``squashfs-tools-ng 1.2.0``; an error unless it is the pinned version."""
-    out = tools.run([tools.find_tool(TOOL, f"apt-get install {PACKAGE}"), "--version"],
-                    capture=True).stdout.decode(errors="replace")
-    match = re.search(r"\(squashfs-tools-ng\) (\S+)", out)
-    version = match.group(1) if match else "unknown"
-    if version != PINNED_VERSION:
-        raise ComposerError(f"{TOOL} is {PACKAGE} {version}; format kernel+squashfs is pinned to "
-                            f"{PACKAGE} {PINNED_VERSION} (Debian 12's), whose bytes were checked")
-    return f"{PACKAGE} {version}"
+    """The pinned packages ``tar2sqfs`` runs from, for the build record."""
+    from outputs.tool_debs import TAR2SQFS
+
+    return TAR2SQFS.record()
 
 
-def tar2sqfs_args(dest: Path, mtime: int, jobs: int = JOBS) -> list[str]:
-    return [TOOL, "--quiet", "--no-skip", "--compressor", "gzip", "--comp-extra",
+def tar2sqfs_args(dest: Path, mtime: int, jobs: int = JOBS,
+                  program: str = TOOL) -> list[str]:
+    return [program, "--quiet", "--no-skip", "--compressor", "gzip", "--comp-extra",
             "level=9,window=15", "--block-size", str(BLOCK_SIZE), "--dev-block-size",
             str(DEVICE_BLOCK), "--num-jobs", str(jobs),
             "--defaults", f"uid=0,gid=0,mode=0{ROOT_MODE:o},mtime={mtime}", "--force", str(dest)]
@@ -77,11 +73,16 @@ def feed_tree(rootfs: Path, pipe: BinaryIO, name: str, fmt: str,
 
 def write_squashfs(rootfs: Path, dest: Path, mtime: int, *, name: str = "rootfs",
                    sinks: dict[str, BinaryIO] | None = None, jobs: int = JOBS) -> None:
-    """``dest``: the squashfs image of the rootfs minus ``boot/``."""
-    tool_version()
-    tools.run(tar2sqfs_args(dest, mtime, jobs), capture=True,
-              env={"SOURCE_DATE_EPOCH": str(mtime)},
-              feed=lambda pipe: feed_tree(rootfs, pipe, name, "kernel+squashfs", sinks))
+    """``dest``: the squashfs image of the rootfs minus ``boot/``, made by the pinned
+    ``tar2sqfs`` unpacked beside it for the run."""
+    from composer.debian.unpack import unpack
+    from outputs.tool_debs import TAR2SQFS
+
+    with tempfile.TemporaryDirectory(prefix=".tar2sqfs-", dir=dest.parent) as scratch:
+        tool = unpack(TAR2SQFS, Path(scratch))
+        tools.run(tar2sqfs_args(dest, mtime, jobs, str(tool.program)), capture=True,
+                  env={"SOURCE_DATE_EPOCH": str(mtime), **tool.env},
+                  feed=lambda pipe: feed_tree(rootfs, pipe, name, "kernel+squashfs", sinks))
 
 
 def write_kernel_squashfs(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:

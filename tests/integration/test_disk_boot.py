@@ -12,8 +12,8 @@ the example init's banner. One boot per boot chain:
   ``disk.raw`` taken out of its tar.gz. ``aws`` is that disk raw (its validators run in the
   unit tests).
 
-Needs apt (examples/fetch-debs), qemu-system-x86_64, OVMF, syslinux, syslinux-common, mtools,
-systemd-boot-efi and grub-efi-amd64-bin; under CI=true a missing one fails the test.
+Needs apt (examples/fetch-debs), qemu-system-x86_64 and OVMF; the bootloaders and mtools are
+pinned Debian 12 packages the build fetches itself. Under CI=true a missing one fails the test.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ DISK_FORMATS = ("raw-bios", "raw-efi", "aws", "qcow2-bios", "qcow2-efi", "vhd", 
 @pytest.fixture(scope="module")
 def cache(debs_dir: Path, tmp_path_factory) -> Path:
     bootloaders.load_all(tuple(bootloaders.DEFAULTS.values()))  # pinned debs, fetched once
-    require_tool("mcopy", "mtools")
     cache = tmp_path_factory.mktemp("disk-cache")
     composer("pkg", "build", "--cache", cache,
              *(EXAMPLES / "packages" / p for p in ("kernel", "init", "hello")))

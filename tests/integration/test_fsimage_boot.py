@@ -65,7 +65,6 @@ exec /bin/busybox switch_root /newroot /init
 @pytest.fixture(scope="module")
 def outputs(debs_dir, tmp_path_factory) -> Path:
     """examples/hello.yml built as all three formats in one build (they share kernel/cmdline)."""
-    require_tool("tar2sqfs", "squashfs-tools-ng")
     tmp = tmp_path_factory.mktemp("fsimage-boot")
     env = {"IMAGE_COMPOSER_CACHE": str(tmp / "cache")}
     for name in PACKAGES:

@@ -330,6 +330,23 @@ def test_build_record_lists_disk_pins_and_size() -> None:
     assert set(record["bootloaders"]) == {bootloaders.MBR, bootloaders.SYSLINUX,
                                           bootloaders.EFI_STUB, bootloaders.SYSTEMD_BOOT}
     assert "disk_size_mib" not in options_record(OPTS, ("raw-efi",))
+    # the syslinux disks run the pinned mtools, and say which; the EFI disks run no tool
+    assert record["tools"] == {"mcopy": "mtools=4.0.33-1+really4.0.32-1"}
+    assert "tools" not in options_record(OPTS, ("raw-efi",))
+
+
+def test_syslinux_disks_never_run_the_hosts_mtools(images: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch) -> None:
+    """Debian 13's mtools 4.0.48 (or none) on PATH changes nothing: the syslinux installer
+    finds the pinned Debian 12 mcopy first. Here the host's mcopy and mattrib would fail."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("mcopy", "mattrib", "mtools"):
+        (fake / name).write_text("#!/bin/sh\necho host mtools ran >&2\nexit 7\n")
+        (fake / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    path = build(make_rootfs(tmp_path / "rootfs.tar"), tmp_path / "out", "raw-bios")
+    assert path.read_bytes() == images["raw-bios"].read_bytes()
 
 
 # -- sizes and limits ------------------------------------------------------------------------

@@ -47,23 +47,55 @@ def test_pure_python_pins_have_no_compiled_code(name):
     assert [f for f in files if f.suffix in (".so", ".pyd", ".dylib")] == []
 
 
+MAPS = """
+with open("/proc/self/maps") as maps:
+    print("\\n".join(sorted({line.split()[-1] for line in maps if ".so" in line})))
+"""
+
+
+def mapped_libraries(code: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(SWAP)}
+    proc = subprocess.run([sys.executable, "-c", code + MAPS], env=env, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout.split()
+
+
 def test_compressor_extensions_link_no_system_compression_library():
     """With Python's zlib swapped out (so its libz is not loaded for it), importing and using
-    every compressing extension maps no libz, libzstd or liblz4 from the system."""
+    every compressing extension maps no libz, libzstd or liblz4 from the system beyond what
+    the interpreter itself maps (Debian's python3 links libz into the executable)."""
     code = """
 import lz4.block, lz4.frame, zstandard
 from zlib_ng import zlib_ng
 d = bytes(range(256)) * 1024
 zlib_ng.compress(d); zstandard.ZstdCompressor().compress(d); lz4.block.compress(d)
 print(zstandard.backend)
-with open("/proc/self/maps") as maps:
-    print("\\n".join(sorted({line.split()[-1] for line in maps if ".so" in line})))
 """
-    env = {**os.environ, "PYTHONPATH": str(SWAP)}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True)
-    backend, *mapped = proc.stdout.split()
+    interpreter = {Path(p).name for p in mapped_libraries("")}
+    backend, *mapped = mapped_libraries(code)
     assert backend == "cext"
     names = [Path(p).name for p in mapped]
     assert "zlib_ng.cpython" in " ".join(names)  # the check sees the extensions load
-    assert [n for n in names if SYSTEM_COMPRESSORS.match(n)] == []
+    assert [n for n in names if SYSTEM_COMPRESSORS.match(n) and n not in interpreter] == []
+
+
+def test_compressor_extensions_need_no_system_compression_library():
+    """What each extension asks the dynamic loader for (its ELF NEEDED entries, read by
+    objdump): no libz, libzstd or liblz4, whatever the interpreter links."""
+    import shutil
+
+    import lz4.block
+    import lz4.frame
+    import zstandard.backend_c
+    from zlib_ng import zlib_ng
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.fail("objdump is required (apt-get install binutils)") \
+            if os.environ.get("CI") == "true" else pytest.skip("apt-get install binutils")
+    for module in (zlib_ng, zstandard.backend_c, lz4.block._block, lz4.frame._frame):
+        out = subprocess.run([objdump, "-p", str(module.__file__)], capture_output=True,
+                             text=True, check=True).stdout
+        needed = re.findall(r"^\s*NEEDED\s+(\S+)", out, re.M)
+        assert needed, f"{module.__file__}: objdump shows no NEEDED entry"
+        assert [n for n in needed if SYSTEM_COMPRESSORS.match(n)] == [], module.__file__
