@@ -50,7 +50,7 @@ def ucode_cpio() -> bytes:
     return buf.getvalue()
 
 
-def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False):
+def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False, dtb=False):
     out: list[tuple[Entry, bytes | None]] = [
         (Entry("bin", Kind.DIR, 0o755), None),
         (Entry("bin/busybox", Kind.FILE, 0o755, mtime=7, size=4), b"BBOX"),
@@ -68,6 +68,11 @@ def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False):
     if ucode:
         u = ucode_cpio()
         out.append((Entry("boot/ucode.cpio", Kind.FILE, 0o644, size=len(u)), u))
+    if dtb:  # where a linuxkit arm64 kernel image puts the Pi 3's device tree (format rpi3)
+        out += [(Entry("boot/dtb", Kind.DIR, 0o755), None),
+                (Entry("boot/dtb/broadcom", Kind.DIR, 0o755), None),
+                (Entry("boot/dtb/broadcom/bcm2837-rpi-3-b.dtb", Kind.FILE, 0o644, size=4),
+                 b"\xd0\x0d\xfe\xed")]
     return out
 
 
@@ -129,6 +134,8 @@ def test_format_table():
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_each_format_writes_exactly_its_files(rootfs, tmp_path, fmt):
     out = tmp_path / "out"
+    if fmt == "rpi3":  # it needs the Pi's device tree
+        rootfs = make_rootfs(tmp_path / "pi.tar", rootfs_entries(dtb=True))
     files = build(rootfs, out, fmt)
     assert sorted(files) == sorted(output_files(fmt, "hello"))  # and no hidden leftovers
     for name in files:
