@@ -341,7 +341,7 @@ def test_memory_stays_flat_with_big_and_hard_linked_files(tmp_path):
     rootfs = tmp_path / "big.tar"
     with open(rootfs, "wb") as f:
         w = CanonicalTarWriter(f)
-        for entry, data in sorted(rootfs_entries(), key=lambda e: sort_key(e[0].path)):
+        for entry, data in sorted(rootfs_entries(dtb=True), key=lambda e: sort_key(e[0].path)):
             w.add(entry, data)
         w.add(Entry("var", Kind.DIR, 0o755))
         w.add(Entry("var/big", Kind.FILE, size=size), Zeros(size))

@@ -247,3 +247,23 @@ def test_uimage_header_fields() -> None:
     with pytest.raises(ComposerError, match="longer than 32"):
         uimage.header(size=0, data_crc=0, time=0, load=0, entry=0, image_type=2,
                       compression="none", name="x" * 33)
+
+
+def test_offline_never_downloads_the_firmware(tmp_path: Path) -> None:
+    """``build --offline -f rpi3`` with an empty .deb cache (and a mirror that would answer):
+    it fails naming the uncached pinned packages, downloads nothing and leaves no output."""
+    from tests.golden.inputs import make_inputs
+    from tests.unit.test_build import run_cli
+
+    spec = make_inputs(tmp_path / "inputs", "arm64", rpi3=True)
+    out = tmp_path / "out"
+    proc = run_cli(["build", "--arch", "arm64", "-f", "rpi3", "-o", str(out), "--cache",
+                    str(tmp_path / "c"), "--offline", str(spec)], cwd=tmp_path,
+                   env_extra={"IMAGE_COMPOSER_DEB_CACHE": str(tmp_path / "debs"),
+                              "IMAGE_COMPOSER_DEBIAN_MIRRORS": "http://127.0.0.1:9"})
+    assert proc.returncode == 1, proc.stderr
+    assert "raspi-firmware=1.20220830+ds-1 (all): not in" in proc.stderr
+    assert "u-boot-rpi=2023.01+dfsg-2+deb12u3 (arm64): not in" in proc.stderr
+    assert "(offline)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "debs").exists() or not any((tmp_path / "debs").iterdir())
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
