@@ -119,8 +119,11 @@ def newc_names_and_data(data: bytes) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def rootfs(tmp_path) -> Path:
-    return make_rootfs(tmp_path / "rootfs.tar", rootfs_entries())
+def rootfs(tmp_path, request) -> Path:
+    """The test rootfs; for a test parametrized with ``fmt`` rpi3, with the Pi's device tree."""
+    callspec = getattr(request.node, "callspec", None)
+    rpi3 = callspec is not None and callspec.params.get("fmt") == "rpi3"
+    return make_rootfs(tmp_path / "rootfs.tar", rootfs_entries(dtb=rpi3))
 
 
 def test_format_table():
@@ -134,8 +137,6 @@ def test_format_table():
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_each_format_writes_exactly_its_files(rootfs, tmp_path, fmt):
     out = tmp_path / "out"
-    if fmt == "rpi3":  # it needs the Pi's device tree
-        rootfs = make_rootfs(tmp_path / "pi.tar", rootfs_entries(dtb=True))
     files = build(rootfs, out, fmt)
     assert sorted(files) == sorted(output_files(fmt, "hello"))  # and no hidden leftovers
     for name in files:

@@ -23,7 +23,7 @@ import pytest
 
 from composer.errors import ComposerError, UsageError
 from composer.tar.canon import Entry, Kind
-from outputs import FORMATS, Options, bootloader_debs, bootloaders, check_arch
+from outputs import FORMATS, Options, bootloader_debs, check_arch
 from outputs.rpi3 import formats as rpi3
 from outputs.rpi3 import uimage
 from tests.unit.test_outputs import CMDLINE, KERNEL, OPTS, build, make_rootfs, rootfs_entries
@@ -40,6 +40,15 @@ def need(tool: str) -> str:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{tool} is required in CI (apt-get install u-boot-tools)")
         pytest.skip(f"{tool} not installed (apt-get install u-boot-tools)")
+    return path
+
+
+def need_dpkg_deb() -> str:
+    path = shutil.which("dpkg-deb")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dpkg-deb is required in CI (apt-get install dpkg)")
+        pytest.skip("dpkg-deb not installed")
     return path
 
 
@@ -103,10 +112,24 @@ def test_the_members_linuxkit_writes(card: bytes) -> None:
 
 
 def test_firmware_is_the_pinned_debs_files(card: bytes) -> None:
-    pinned = bootloaders.load_all(tuple(bootloaders.DEFAULTS[r] for r in FIRMWARE))
+    """Each firmware file is the pinned .deb's file, as dpkg-deb unpacks it."""
+    from composer.debian.pool import fetch
+
+    rows = {role: bootloader_debs.FILES[role] for role in FIRMWARE}
+    debs = fetch({row.deb for row in rows.values()})
+    unpacked: dict[str, bytes] = {}
+    for deb, path in debs.items():
+        raw = subprocess.run([need_dpkg_deb(), "--fsys-tarfile", str(path)], check=True,
+                             capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+            for role, row in rows.items():
+                if row.deb == deb:
+                    f = tf.extractfile("./" + row.member)
+                    assert f is not None
+                    unpacked[role] = f.read()
     for role in FIRMWARE:
         data = member(card, role)
-        assert data == pinned[role]
+        assert data == unpacked[role], role
         assert hashlib.sha256(data).hexdigest() == bootloader_debs.FILES[role].sha256
     assert bootloader_debs.FILES["bootcode.bin"].deb.pool_paths()[0] == (
         "pool/non-free-firmware/r/raspi-firmware/raspi-firmware_1.20220830+ds-1_all.deb")
