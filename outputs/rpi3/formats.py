@@ -24,6 +24,10 @@ and starts u-boot, which runs ``boot.scr``: load ``kernel.uimg``, the device tre
 - ``dtb/broadcom/bcm2837-rpi-3-b*.dtb``: from the rootfs's ``boot/dtb/`` (where a linuxkit
   kernel image's ``kernel.tar`` puts the device trees); none there is an error.
 - no ``uboot.log`` (linuxkit's captures mkimage's output, which names the build's time).
+- the kernel is loaded at 0x10000000, not linuxkit's 0x01000000: u-boot unpacks it to 0x80000,
+  and a kernel over ~15 MiB uncompressed (Debian's arm64 one is 33 MB) would overwrite its own
+  compressed copy there (``inflate() returned -3``). ``boot/ucode.cpio`` (x86 microcode) is
+  not used.
 
 Every uImage's time is the epoch; the tar is the canonical one (sorted, 0:0, mode 0644/0755,
 mtime the epoch), so two builds are byte-identical. Everything larger than the firmware goes
