@@ -315,6 +315,14 @@ def _loads(loads: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.1f}" for x in loads)
 
 
+def load_line(start: tuple[float, float, float],
+              end: tuple[float, float, float] | None = None) -> str:
+    """The results' load-average sentence: wall times mean little without it."""
+    end = os.getloadavg() if end is None else end
+    return (f"Load average (1/5/15 min) at start {_loads(start)}, at end {_loads(end)}, on "
+            f"{os.cpu_count()} cores.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--workload", default="small", choices=sorted(WORKLOADS))
@@ -395,8 +403,7 @@ def main() -> int:
               "", "Ratio: image-composer time / other time (below 1.00x, image-composer is "
               "faster). No-op rows compare a rebuild with the cold build. CPU: user + system "
               "seconds of each process tree.",
-              "", f"Load average (1/5/15 min) at start {_loads(load_start)}, at end "
-              f"{_loads(os.getloadavg())}, on {os.cpu_count()} cores."]
+              "", load_line(load_start)]
     if notes:
         lines += ["", *notes]
     if STEPS:

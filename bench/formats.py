@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import EPOCH, boot_spec, composer, machine
+from bench.__main__ import EPOCH, boot_spec, composer, load_line, machine
 from bench.vdisk import timed
 from bench.workload import WORKLOADS, generate, kernel_file
 from outputs import FORMATS
@@ -84,9 +84,8 @@ def main() -> int:
               "Wall and CPU (user + system) seconds of the whole `build` process, phase-one "
               "cache lookup included; \"size\" is the files' length, \"allocated\" the blocks "
               "they occupy (sparse raw images).", "",
-              f"Load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load_start)}, "
-              f"at end {'/'.join(f'{x:.1f}' for x in load_end)}, on {os.cpu_count()} cores "
-              "shared with other jobs: wall times are noisy, CPU times steadier."]
+              load_line(load_start, load_end)
+              + " Shared with other jobs: wall times are noisy, CPU times steadier."]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

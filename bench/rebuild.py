@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import CMDLINE, EPOCH, ROOT, Measure, composer, machine, timed
+from bench.__main__ import CMDLINE, EPOCH, ROOT, Measure, composer, load_line, machine, timed
 from bench.workload import WORKLOADS, Workload, generate, kernel_file
 
 HERE = Path(__file__).resolve().parent
@@ -162,9 +162,7 @@ def main() -> int:
     lines += ["", f"Medians of {args.runs} runs; regenerate with `python -m bench.rebuild "
               f"--workload {work.name} --runs {args.runs}`. Every incremental output was "
               "compared byte for byte with a from-scratch build of the same spec.", "",
-              f"Load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load_start)}"
-              f", at end {'/'.join(f'{x:.1f}' for x in os.getloadavg())}, on "
-              f"{os.cpu_count()} cores."]
+              load_line(load_start)]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

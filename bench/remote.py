@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from bench.__main__ import CMDLINE, EPOCH, HERE, Measure, composer, machine, timed
+from bench.__main__ import CMDLINE, EPOCH, HERE, Measure, composer, load_line, machine, timed
 from bench.workload import WORKLOADS, generate, kernel_file
 
 
@@ -149,9 +149,7 @@ def main() -> int:
              *rows, "", f"Medians of {args.runs} runs; regenerate with "
              f"`python -m bench.remote --workload {work.name} --runs {args.runs}`. "
              "B's outputs are checked byte-identical to A's, and B's cache to hold no layer.",
-             "", f"Load average (1/5/15 min) at start "
-             f"{'/'.join(f'{x:.1f}' for x in load_start)}, at end "
-             f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}, on {os.cpu_count()} cores."]
+             "", load_line(load_start)]
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

@@ -15,7 +15,7 @@ import filecmp
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -211,6 +211,39 @@ class OutputSet:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+class Held:
+    """Several :class:`OutputSet` committed together: a build over several architectures
+    (``--arch amd64,arm64``) leaves every architecture's files or none, as one build does.
+    ``hold`` keeps a set's temporaries pending; ``commit`` renames them all into place and
+    then runs what waited for them (``after``); ``abort`` removes them."""
+
+    def __init__(self) -> None:
+        self._sets: list[OutputSet] = []
+        self._after: list[Callable[[], None]] = []
+
+    def hold(self, outs: OutputSet) -> list[Path]:
+        """Keep ``outs`` for :meth:`commit`; the paths its files will have."""
+        self._sets.append(outs)
+        return [outs.directory / name for name, _ in outs.since(0)]
+
+    def after(self, action: Callable[[], None]) -> None:
+        self._after.append(action)
+
+    def commit(self) -> list[list[Path]]:
+        done = [outs.commit() for outs in self._sets]
+        self._sets.clear()
+        for action in self._after:
+            action()
+        self._after.clear()
+        return done
+
+    def abort(self) -> None:
+        for outs in self._sets:
+            outs.abort()
+        self._sets.clear()
+        self._after.clear()
 
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)

@@ -10,7 +10,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from composer.streams.digest import sha256_file
 from composer.tar.canon import CanonError
 
 if TYPE_CHECKING:
+    from composer.atomic import Held
     from composer.cache.remote.use import RemoteCache, Settings
     from composer.repro.record import RecordingOutputSet
     from outputs import Format, Options
@@ -60,9 +61,25 @@ class BuildRequest:
     remote: Settings | None = None
 
 
-def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
+@dataclass(frozen=True)
+class Platform:
+    """One architecture's part of a multi-platform output: its rootfs (in the cache), the
+    converter options and what the record says of its images and host files."""
+
+    arch: str
+    rootfs: memo.Stored
+    options: Options
+    images: list[dict[str, Any]]
+    host_files: list[dict[str, object]]
+
+
+def run_build(req: BuildRequest, log: Callable[[str], None],
+              platforms: list[Platform] | None = None, held: Held | None = None) -> list[Path]:
     """Build; the outputs, ``NAME.build.json``, ``NAME.spdx.json`` and ``NAME.SHA256SUMS``
-    appear together when everything succeeded (see :mod:`composer.repro.record`)."""
+    appear together when everything succeeded (see :mod:`composer.repro.record`). With
+    ``platforms``, this architecture's :class:`Platform` is appended to it (for
+    :func:`run_platforms_build`). With ``held``, the files stay pending until the caller
+    commits it (several architectures: all or none)."""
     from composer.spec import load_spec
     from outputs import check_arch
 
@@ -77,7 +94,7 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
     cache.on_layer = flatten.prescan  # layer headers are read while other layers download
     try:
         with cache.in_use():
-            made = _build(req, spec, cache, epoch, log)
+            made = _build(req, spec, cache, epoch, log, platforms, held)
     finally:
         flatten.forget_prescans()
     from composer.cache.gc import trim
@@ -87,7 +104,8 @@ def run_build(req: BuildRequest, log: Callable[[str], None]) -> list[Path]:
 
 
 def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
-           log: Callable[[str], None]) -> list[Path]:
+           log: Callable[[str], None], platforms: list[Platform] | None = None,
+           held: Held | None = None) -> list[Path]:
     from composer.images.lock import resolve_spec
     from outputs import FORMATS, Options
 
@@ -127,11 +145,19 @@ def _build(req: BuildRequest, spec: Spec, cache: Cache, epoch: Epoch,
             write_record_files(req, spec, images, epoch, options, stored.path,
                                (stored.sha256, stored.size), outs, packages,
                                remote.provenance() if remote is not None else None)
-            done = outs.commit()
+            done = outs.commit() if held is None else held.hold(outs)
     except CanonError as exc:
         raise ComposerError(str(exc)) from exc
-    if remote is not None:
-        remote.publish()  # after the outputs are in place: a failed push costs only a warning
+    if platforms is not None:
+        tar = rootfs.tar()  # a remote hit may not have fetched it: the image layer reads it
+        platforms.append(Platform(req.arch, replace(stored, path=tar), options,
+                                  image_list(spec, images),
+                                  host_files(spec)))
+    if remote is not None:  # after the outputs are in place: a failed push costs only a warning
+        if held is None:
+            remote.publish()
+        else:
+            held.after(remote.publish)
     return done
 
 
@@ -478,14 +504,11 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
     from composer.repro import record
     from composer.streams.gz import compressor_id
 
-    image_list = [{"ref": ref.text, "name": images[ref.text].ref,
-                   "digest": images[ref.text].digest,
-                   "index_digest": images[ref.text].index_digest}
-                  for ref in spec.image_refs()]
+    listed = image_list(spec, images)
     if req.sbom:
         from composer.repro.sbom import spdx_document
 
-        doc = spdx_document(req.name, rootfs, rootfs_digest[0], image_list, epoch.generated,
+        doc = spdx_document(req.name, rootfs, rootfs_digest[0], listed, epoch.generated,
                             packages)
         if req.sbom_format == "cyclonedx":
             from composer.repro.sbom import cyclonedx_document
@@ -501,12 +524,21 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
         name=req.name, arch=req.arch, formats=req.formats,
         source_date_epoch=epoch.source_date_epoch,
         compressor=compressor_id(options.gzip_level),
-        specs=[record.spec_file(p) for p in req.specs], images=image_list,
+        specs=[record.spec_file(p) for p in req.specs], images=listed,
         host_files=host_files(spec), rootfs=rootfs_digest, outputs=done,
         options=record.options_record(options, req.formats),
         sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None},
         decompress_kernel=req.decompress_kernel)
-    data = canonjson.pretty(doc)
+    _write_record(req, canonjson.pretty(doc), done, outs, remote_cache)
+
+
+def _write_record(req: BuildRequest, data: bytes, done: list[tuple[str, str, int]],
+                  outs: RecordingOutputSet, remote_cache: dict[str, Any] | None) -> None:
+    """NAME.build.json (``data``), NAME.SHA256SUMS over it and ``done``, the signed files
+    with a key, NAME.build-env.json."""
+    from composer import canonjson
+    from composer.repro import record
+
     with outs.create(record.record_name(req.name)) as fh:
         fh.write(data)
     sums = [(n, h) for n, h, _ in done]
@@ -522,6 +554,85 @@ def write_record_files(req: BuildRequest, spec: Spec, images: dict[str, Image], 
                 fh.write(content)
     with outs.create(record.env_name(req.name)) as fh:  # after the sums: not listed in them
         fh.write(canonjson.pretty(record.build_environment(remote_cache)))
+
+
+def image_list(spec: Spec, images: dict[str, Image]) -> list[dict[str, Any]]:
+    """The record's ``images``: each ref of the spec, its name and the digests it resolved to."""
+    return [{"ref": ref.text, "name": images[ref.text].ref, "digest": images[ref.text].digest,
+             "index_digest": images[ref.text].index_digest} for ref in spec.image_refs()]
+
+
+def run_platforms_build(req: BuildRequest, parts: list[Platform],
+                        log: Callable[[str], None], held: Held | None = None) -> list[Path]:
+    """The ONE file of each of ``req.formats`` over several architectures' builds (``parts``,
+    in ``--arch`` order; ``req.arch`` is ``amd64,arm64``): a multi-platform index, with
+    NAME.build.json (its images and rootfs by architecture), NAME.SHA256SUMS and
+    NAME.build-env.json, committed together. ``verify NAME.build.json`` rebuilds it."""
+    from composer import canonjson
+    from composer.repro import record
+    from composer.repro.record import RecordingOutputSet
+    from composer.streams.gz import compressor_id
+    from outputs import FORMATS
+
+    options = parts[0].options
+    epoch = resolve_epoch(req.source_date_epoch)
+    req.output_dir.mkdir(parents=True, exist_ok=True)
+    cache = Cache(req.cache_dir)
+    try:
+        with cache.in_use(), RecordingOutputSet(req.output_dir, {}) as outs:
+            for p in parts:
+                if not p.rootfs.path.is_file():  # another process's gc, between the builds
+                    raise ComposerError(f"{p.arch}: its rootfs ({p.rootfs.sha256[:12]}) left "
+                                        "the cache before the multi-platform files were "
+                                        "written; build again")
+            for fmt in req.formats:
+                _convert_platforms(FORMATS[fmt], parts, req.name, outs, cache, log)
+            done = [(name, *(outs.digests.get(tmp) or sha256_file(tmp)))
+                    for name, tmp in outs.pending()]
+            doc = record.build_record(
+                name=req.name, arch=req.arch, formats=req.formats,
+                source_date_epoch=epoch.source_date_epoch,
+                compressor=compressor_id(options.gzip_level),
+                specs=[record.spec_file(p) for p in req.specs],
+                images=[{**image, "arch": p.arch} for p in parts for image in p.images],
+                host_files=parts[0].host_files,
+                rootfs={p.arch: (p.rootfs.sha256, p.rootfs.size) for p in parts},
+                outputs=done,
+                options=record.options_record(replace(options, arch=req.arch), req.formats),
+                sbom={"rootfs": req.sbom_path, "beside": req.sbom_format if req.sbom else None},
+                decompress_kernel=req.decompress_kernel)
+            _write_record(req, canonjson.pretty(doc), done, outs, None)
+            return outs.commit() if held is None else held.hold(outs)
+    except CanonError as exc:
+        raise ComposerError(str(exc)) from exc
+
+
+def _convert_platforms(fmt: Format, parts: list[Platform], name: str,
+                       outs: RecordingOutputSet, cache: Cache, log: Callable[[str], None]
+                       ) -> None:
+    """:func:`convert` for the one multi-platform file: kept in the cache under a key over
+    every part's (in ``--arch`` order: docker's ``manifest.json`` names the first)."""
+    from composer.cache import outputs as kept
+    from composer.cache.gc import touch
+
+    key = kept.output_key({"platforms": [output_key_parts(fmt, p.rootfs, name, p.options)
+                                         for p in parts]})
+    hit = kept.lookup(cache.root, key)
+    touch(cache.root, "outputs", key)
+    wanted = set(fmt.output_files(name))
+    if hit is not None and {k.name for k in hit} == wanted:
+        kept.place(outs, hit)
+        log(f"{fmt.name}: unchanged (reused {key[:12]} from the cache)")
+        return
+    log(f"{fmt.name}: one multi-platform image ({', '.join(p.arch for p in parts)})")
+    fmt.convert_platforms([(p.rootfs.path, p.options) for p in parts], name, outs)
+    files = []
+    for out_name, tmp in outs.since(0):
+        if out_name in wanted:
+            digest = outs.digests.get(tmp) or sha256_file(tmp)
+            outs.digests[tmp] = digest
+            files.append((out_name, tmp, *digest))
+    kept.store(cache.root, key, files)
 
 
 def host_files(spec: Spec) -> list[dict[str, object]]:

@@ -47,6 +47,9 @@ class Format:
     depend on, for the record.
     ``arches``: the architectures (OCI names) it can be built for; None: any (it only
     assembles files; whether the kernel boots is the kernel's business).
+    ``platforms``: ``module:function(parts, name, outset)`` writing its ONE file for several
+    architectures (``--arch amd64,arm64``: one multi-platform index); ``parts`` is each
+    architecture's (rootfs tar, options) in ``--arch`` order. None: one file per architecture.
     """
 
     name: str
@@ -62,6 +65,7 @@ class Format:
     tools: str | None = None
     by_format: bool = False
     arches: frozenset[str] | None = None
+    platforms: str | None = None
 
     def supports(self, arch: str) -> bool:
         return self.arches is None or arch.partition("/")[0] in self.arches
@@ -74,6 +78,11 @@ class Format:
             _load(self.converter)(rootfs, name, outset, options, fmt=self.name)
         else:
             _load(self.converter)(rootfs, name, outset, options)
+
+    def convert_platforms(self, parts: list[tuple[Path, Options]], name: str,
+                          outset: OutputSet) -> None:
+        assert self.platforms is not None, f"{self.name}: one file per architecture"
+        _load(self.platforms)(parts, name, outset)
 
     def tool_versions(self) -> dict[str, str]:
         return dict(_load(self.tools)(self.name)) if self.tools else {}
@@ -128,9 +137,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "ISO booting under BIOS and UEFI, from a CD or as a disk", **_ISO, arches=_X86),
 
     Format("docker", ("{name}-docker.tar",), "outputs.image.formats:write_docker", "image",
-           "docker load-able image (manifest.json + OCI layout)", pushable=True, loadable=True),
+           "docker load-able image (manifest.json + OCI layout)", pushable=True, loadable=True,
+           platforms="outputs.image.formats:write_docker_platforms"),
     Format("oci", ("{name}-oci.tar",), "outputs.image.formats:write_oci", "image",
-           "OCI image layout in a tar", pushable=True),
+           "OCI image layout in a tar", pushable=True,
+           platforms="outputs.image.formats:write_oci_platforms"),
     Format("oci-dir", ("{name}-oci",), "outputs.image.formats:write_oci_dir", "image",
            "OCI image layout in a directory", pushable=True, kept=False),
     Format("docker-context", ("{name}.docker",), "outputs.image.formats:write_docker_context",

@@ -55,7 +55,8 @@ def register(sub, common) -> None:
     b.add_argument("--push", default=None, metavar="REF",
                    help="push the image output (-f docker, oci or oci-dir) to a registry")
     b.add_argument("--load", action="store_true",
-                   help="load the docker output (-f docker) into the local Docker engine")
+                   help="load the docker output (-f docker) into the local Docker engine "
+                   "(several --arch: the first one's image, which must be this machine's)")
     from composer.commands.lock import add_fetch_options
 
     add_fetch_options(b)
@@ -168,7 +169,10 @@ def remote_settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from composer.build import BuildRequest, run_build
+    from dataclasses import replace
+
+    from composer.atomic import Held
+    from composer.build import BuildRequest, Platform, run_build, run_platforms_build
     from composer.images.network import network_from_args
     from outputs.options import from_args
 
@@ -206,8 +210,15 @@ def run(args: argparse.Namespace) -> int:
 
     for arch in arches:
         check_arch(chosen, arch)
-    if args.load and len(arches) > 1:
-        raise UsageError("--load takes one architecture (docker load keeps one image per tag)")
+    # several architectures: docker and oci make ONE file (a multi-platform index), the
+    # other formats one per architecture (docs/architectures.md)
+    several = [f for f in chosen if FORMATS[f].platforms] if len(arches) > 1 else []
+    per_arch = tuple(f for f in chosen if f not in several)
+    if args.load and len(arches) > 1 and arches[0].partition("/")[0] != host_arch():
+        raise UsageError(f"--load with several architectures loads the first one's image "
+                         f"({arches[0]}; docker load's classic store keeps one image per tag), "
+                         f"which this {host_arch()} machine cannot run: give {host_arch()} "
+                         "first in --arch")
     if one is not None and len(arches) > 1:
         raise UsageError("--o writes one output: give one --arch")
     name = args.name or args.specs[-1].stem  # linuxkit names outputs after the last spec
@@ -217,37 +228,54 @@ def run(args: argparse.Namespace) -> int:
     remote = remote_settings(args)
     quiet_log = (lambda _m: None) if args.quiet else log
     built: list[list[Path]] = []
-    for arch in arches:
-        # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
-        request = BuildRequest(
-            specs=tuple(args.specs),
-            formats=tuple(chosen),
-            output_dir=staging or args.output or Path.cwd(),
-            name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
-            arch=arch,
-            cache_dir=cache_dir,
-            pull=args.pull,
-            offline=args.offline,
-            source_date_epoch=args.source_date_epoch,
-            locked=args.locked,
-            docker=args.docker,
-            quiet=args.quiet,
-            insecure=tuple(args.insecure_registry),
-            network=network,
-            sbom=not args.no_sbom,
-            sbom_path="" if args.no_sbom else args.sbom_output,
-            sbom_format=args.sbom_format,
-            sign_key=args.sign,
-            decompress_kernel=args.decompress_kernel,
-            output_options=from_args(args),
-            remote=remote,
-        )
-        if staging is not None and one is not None:
-            return _build_one(request, staging, one, args.output_file, quiet_log)
-        paths = run_build(request, log=quiet_log)
+    parts: list[Platform] = []
+    # several architectures: every one's files or none, committed together at the end
+    held = Held() if len(arches) > 1 else None
+    try:
+        for arch in arches:
+            # one arch: linuxkit's names; several: NAME-ARCH-kernel, NAME-ARCH.tar, ...
+            request = BuildRequest(
+                specs=tuple(args.specs),
+                formats=per_arch,
+                output_dir=staging or args.output or Path.cwd(),
+                name=name if len(arches) == 1 else f"{name}-{arch.replace('/', '-')}",
+                arch=arch,
+                cache_dir=cache_dir,
+                pull=args.pull,
+                offline=args.offline,
+                source_date_epoch=args.source_date_epoch,
+                locked=args.locked,
+                docker=args.docker,
+                quiet=args.quiet,
+                insecure=tuple(args.insecure_registry),
+                network=network,
+                sbom=not args.no_sbom,
+                sbom_path="" if args.no_sbom else args.sbom_output,
+                sbom_format=args.sbom_format,
+                sign_key=args.sign,
+                decompress_kernel=args.decompress_kernel,
+                output_options=from_args(args),
+                remote=remote,
+            )
+            if staging is not None and one is not None:
+                return _build_one(request, staging, one, args.output_file, quiet_log)
+            built.append(run_build(request, log=quiet_log,
+                                   platforms=parts if several else None, held=held))
+        if several:
+            built.append(run_platforms_build(replace(request, name=name, arch=",".join(arches),
+                                                     formats=tuple(several)), parts,
+                                             log=quiet_log, held=held))
+        if held is not None:
+            built = held.commit()
+    except BaseException:
+        if held is not None:
+            held.abort()
+        raise
+    for paths in built:
         for path in paths:
             print(path)
-        built.append(paths)
+    if several:
+        built = built[-1:]  # the one multi-platform file is what --push sends, --load loads
     if args.push or args.load:
         from composer.commands.push import publish
 

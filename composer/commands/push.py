@@ -1,6 +1,7 @@
 """``image-composer push FILE... REF``: push ``docker``/``oci``/``oci-dir`` outputs to a registry.
 
-One FILE is pushed as it is; several (one per ``--arch`` build) as one multi-platform index.
+One FILE is pushed as it is (``build --arch amd64,arm64``'s one ``NAME-oci.tar``: its index);
+several (one per ``--arch`` build) as one multi-platform index, the same bytes.
 ``push --release REF NAME.build.json`` pushes a whole build as a release (:mod:`composer.release`).
 The pushed manifest's digest is printed as ``NAME@DIGEST``. :func:`publish` is what
 ``build --push/--load`` calls once the outputs are committed.

@@ -32,7 +32,7 @@ import requests
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.registry import RegistryClient, RegistryError
-from composer.oci.documents import index_document
+from composer.oci.documents import platform_index
 from composer.oci.media import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from composer.oci.refs import Ref
 from composer.streams.digest import CHUNK, VerifyingReader, check_digest
@@ -307,7 +307,7 @@ def push_index(sources: list[Path], ref: Ref, pusher: Pusher) -> Pushed:
 
     The index lists them sorted by platform, so the order of ``sources`` does not matter.
     """
-    entries: dict[tuple[str, str, str], dict] = {}
+    images: list[tuple[dict, dict]] = []
     for source in sources:
         with Layout(source) as layout:
             desc = layout.image()
@@ -315,22 +315,13 @@ def push_index(sources: list[Path], ref: Ref, pusher: Pusher) -> Pushed:
                 raise ComposerError(f"{source}: not a single-platform image")
             manifest = _json(layout.read_blob(desc), f"{source}: manifest")
             config = _json(layout.read_blob(manifest["config"]), f"{source}: config")
-            os_name, arch = config.get("os"), config.get("architecture")
-            variant = config.get("variant") or ""
-            if not (isinstance(os_name, str) and isinstance(arch, str)
-                    and isinstance(variant, str)):
-                raise ComposerError(f"{source}: config: os, architecture and variant must be "
-                                    "strings")
-            platform = {"architecture": arch, "os": os_name}
-            if variant:
-                platform["variant"] = variant
-            key = (os_name, arch, variant)
-            if key in entries:
-                raise ComposerError(f"{source}: a second image for platform {'/'.join(key)}")
+            try:
+                platform_index([*images, (desc, config)])  # a platform given twice fails now
+            except ValueError as exc:
+                raise ComposerError(f"{source}: {exc}") from None
             _push_tree(layout, desc, ref, pusher, desc["digest"])
-            entries[key] = {"mediaType": desc["mediaType"], "digest": desc["digest"],
-                            "size": desc["size"], "platform": platform}
-    index = canonjson.compact(index_document(list(entries.values())))
+            images.append((desc, config))
+    index = platform_index(images)
     digest = "sha256:" + hashlib.sha256(index).hexdigest()
     pusher.put_manifest(ref, _reference(ref, digest), index, OCI_INDEX)
     return Pushed(ref, digest, len(index), OCI_INDEX)

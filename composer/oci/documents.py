@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from composer import canonjson
 from composer.oci.media import OCI_INDEX, OCI_MANIFEST
 
 
@@ -22,15 +23,19 @@ def descriptor(media_type: str, data: bytes) -> dict:
             "size": len(data)}
 
 
-def config_document(diff_ids: list[str], arch: str, config: dict, created: str) -> dict:
+def config_document(diff_ids: list[str], arch: str, config: dict, created: str,
+                    variant: str | None = None) -> dict:
     """An image config: no history, no host names, nothing but what is passed in."""
-    return {
+    doc = {
         "architecture": arch,
         "config": config,
         "created": created,
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
     }
+    if variant:
+        doc["variant"] = variant
+    return doc
 
 
 def manifest_document(config: dict, layers: list[dict],
@@ -52,6 +57,37 @@ def platform_key(desc: dict) -> tuple[str, str, str]:
     platform = desc.get("platform") or {}
     return (platform.get("os", ""), platform.get("architecture", ""),
             platform.get("variant", ""))
+
+
+def platform_of(config: dict) -> dict[str, str]:
+    """The index ``platform`` of an image by its config: os and architecture, and the variant
+    only if the config has one (ours have none: ``arm64`` is ``arm64``, as Debian's images).
+    ValueError if they are not strings."""
+    os_name, arch = config.get("os"), config.get("architecture")
+    variant = config.get("variant") or ""
+    if not (isinstance(os_name, str) and isinstance(arch, str) and isinstance(variant, str)):
+        raise ValueError("config: os, architecture and variant must be strings")
+    platform = {"architecture": arch, "os": os_name}
+    if variant:
+        platform["variant"] = variant
+    return platform
+
+
+def platform_index(images: list[tuple[dict, dict]]) -> bytes:
+    """THE multi-platform index (its bytes) over (manifest descriptor, config) pairs: what
+    ``push`` sends for several single-platform images and what the ``oci``/``docker`` formats
+    hold for several ``--arch``. Entries carry mediaType, digest, size and platform only (no
+    annotations), sorted by platform. ValueError on two images of one platform."""
+    entries: dict[tuple[str, str, str], dict] = {}
+    for desc, config in images:
+        platform = platform_of(config)
+        entry = {"mediaType": desc["mediaType"], "digest": desc["digest"],
+                 "size": desc["size"], "platform": platform}
+        key = platform_key(entry)
+        if key in entries:
+            raise ValueError(f"a second image for platform {'/'.join(filter(None, key))}")
+        entries[key] = entry
+    return canonjson.compact(index_document(list(entries.values())))
 
 
 def index_document(manifests: list[dict]) -> dict:

@@ -21,7 +21,7 @@ from composer import canonjson
 from composer.errors import ComposerError
 from composer.images.cache import Cache, open_decompressed
 from composer.report.data import Item, KernelNames, attribute
-from composer.repro.record import load_record, parse_sha256sums, sums_name
+from composer.repro.record import load_record, parse_sha256sums, rootfs_digests, sums_name
 from composer.tar.canon import CanonError
 from composer.tar.read import read_entries
 
@@ -271,4 +271,9 @@ def merged_spec(record: dict[str, Any]) -> str | None:
 def load(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ComposerError(f"{path}: no such file")
-    return load_record(Path(path))
+    record = load_record(Path(path))
+    if "" not in rootfs_digests(record):
+        raise ComposerError(f"{path}: the record of a multi-platform file (--arch "
+                            f"{record['build'].get('arch')}); report each architecture's "
+                            "NAME-ARCH.build.json")
+    return record

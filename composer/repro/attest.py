@@ -50,8 +50,16 @@ def statement(record_bytes: bytes) -> dict[str, Any]:
         "subject": sorted(subjects, key=lambda s: s["name"]),
         "predicateType": PREDICATE_TYPE,
         "predicate": {"record": {"name": f"{name}.build.json", "sha256": record_sha},
-                      "rootfs": record.get("rootfs", {}).get("sha256")},
+                      "rootfs": _rootfs(record)},
     }
+
+
+def _rootfs(record: dict[str, Any]) -> Any:
+    """The rootfs sha256, or for the multi-platform files' record each architecture's."""
+    from composer.repro.record import rootfs_digests
+
+    digests = rootfs_digests(record)
+    return digests.get("", digests)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

@@ -28,7 +28,7 @@ from typing import Any
 from composer import canonjson
 from composer.errors import ComposerError
 from composer.repro.attest import STATEMENT_TYPE
-from composer.repro.record import bootloader_sources, record_name
+from composer.repro.record import bootloader_sources, record_name, rootfs_digests
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://image-composer.dev/build-type/v1"  # defined in docs/build-type.md
@@ -96,8 +96,9 @@ def statement(record_bytes: bytes) -> dict[str, Any]:
                 "builder": {"id": BUILDER_ID,
                             "version": {"image-composer": str(composer.get("version"))}},
                 "byproducts": [
-                    {"name": "rootfs.tar",
-                     "digest": {"sha256": (record.get("rootfs") or {}).get("sha256")}},
+                    *({"name": f"rootfs-{arch}.tar" if arch else "rootfs.tar",
+                       "digest": {"sha256": sha}}
+                      for arch, sha in rootfs_digests(record).items()),
                     {"name": record_name(build["name"]),
                      "digest": {"sha256": hashlib.sha256(record_bytes).hexdigest()}},
                 ],

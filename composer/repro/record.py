@@ -154,11 +154,15 @@ def spec_file(path: Path) -> SpecFile:
 def build_record(*, name: str, arch: str, formats: tuple[str, ...],
                  source_date_epoch: int | None, compressor: str, specs: list[SpecFile],
                  images: list[dict[str, Any]], host_files: list[dict[str, Any]],
-                 rootfs: tuple[str, int], outputs: list[tuple[str, str, int]],
+                 rootfs: tuple[str, int] | dict[str, tuple[str, int]],
+                 outputs: list[tuple[str, str, int]],
                  options: dict[str, Any] | None = None,
                  sbom: dict[str, Any] | None = None,
                  decompress_kernel: bool = False) -> dict[str, Any]:
-    """The record as a JSON value; every list is in a fixed order (spec order or sorted)."""
+    """The record as a JSON value; every list is in a fixed order (spec order or sorted).
+
+    ``rootfs`` is the build's rootfs, or for a multi-platform output (``arch`` ``amd64,arm64``)
+    each architecture's by name; the images then name their ``arch``."""
     return {
         "schema": SCHEMA,
         "composer": {"version": __version__, "libraries": library_versions()},
@@ -170,9 +174,25 @@ def build_record(*, name: str, arch: str, formats: tuple[str, ...],
         "images": images,
         "files": sorted(host_files, key=lambda f: f["path"]),
         "options": options or {},
-        "rootfs": {"sha256": rootfs[0], "size": rootfs[1]},
+        "rootfs": _rootfs(rootfs) if isinstance(rootfs, tuple) else
+        {arch: _rootfs(one) for arch, one in rootfs.items()},
         "outputs": [{"name": n, "sha256": h, "size": s} for n, h, s in sorted(outputs)],
     }
+
+
+def _rootfs(digest: tuple[str, int]) -> dict[str, Any]:
+    return {"sha256": digest[0], "size": digest[1]}
+
+
+def rootfs_digests(record: dict[str, Any]) -> dict[str, str | None]:
+    """The record's rootfs sha256: ``{"": sha}`` for one build, ``{arch: sha}`` for the
+    multi-platform files' record (``rootfs`` by architecture)."""
+    rootfs = record.get("rootfs") or {}
+    if not isinstance(rootfs, dict):
+        return {"": None}
+    if "sha256" in rootfs or not all(isinstance(v, dict) for v in rootfs.values()):
+        return {"": rootfs.get("sha256")}
+    return {arch: one.get("sha256") for arch, one in sorted(rootfs.items())}
 
 
 def sha256sums(files: list[tuple[str, str]]) -> bytes:

@@ -120,6 +120,7 @@ def pin_images(record: dict[str, Any], fresh: Cache, source_cache: Cache | None,
             continue
         assert isinstance(ref, Ref)
         top = image.get("index_digest") or image["digest"]
+        image_arch = image.get("arch") or arch  # a multi-platform record: each image's own
         what = f"{image['ref']} ({top})"
         have = source_cache is not None and copy_image(source_cache, fresh, top,
                                                        image["digest"], what)
@@ -127,7 +128,7 @@ def pin_images(record: dict[str, Any], fresh: Cache, source_cache: Cache | None,
             if offline:
                 raise ComposerError(f"{what}: not in the cache (offline)")
             log(f"fetching {ref.name}@{top}")
-            resolve_image(f"{ref.name}@{top}", cache=fresh, arch=arch, log=log)
+            resolve_image(f"{ref.name}@{top}", cache=fresh, arch=image_arch, log=log)
         if ref.digest is None:
             data = fresh.read_blob(top, None, what)
             _, media_type = classify(data, None, what)

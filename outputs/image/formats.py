@@ -6,11 +6,19 @@ store: ``manifest.json`` (classic store) beside an OCI image layout (``oci-layou
 Docker 25. ``oci`` writes ``NAME-oci.tar``, the same OCI layout without ``manifest.json``, and
 ``oci-dir`` the layout unpacked as the directory ``NAME-oci``.
 
+With several architectures (``--arch amd64,arm64``; :func:`write_oci_platforms`,
+:func:`write_docker_platforms`) the same file name holds every platform's image, each the
+bytes a one-architecture build writes, and ``index.json`` names one multi-platform index over
+them (:func:`composer.oci.documents.platform_index`: the bytes ``push`` sends), stored as a
+blob; ``manifest.json`` lists the first architecture's image only, the one Docker's classic
+store loads (docs/architectures.md).
+
 The image has one uncompressed layer: the canonical rootfs minus ``boot/`` (the kernel is no
 use in a container), rewritten through the one canonical tar writer, so the layer is itself a
 canonical tar. Uncompressed keeps the digests independent of the zlib build and is what
 ``docker save`` writes. The config has no history and no host data: ``created`` is
-``Options.mtime``, the architecture ``Options.arch``, the entrypoint ``Options.entrypoint`` or
+``Options.mtime``, the architecture ``Options.arch`` (``arm64/v8``: architecture ``arm64``,
+variant ``v8``), the entrypoint ``Options.entrypoint`` or
 else ``/bin/rc.init`` if the rootfs has it (linuxkit's convention), else ``/init``. The image is
 tagged ``Options.image_tag`` or ``NAME:latest``.
 
@@ -35,7 +43,13 @@ from typing import IO
 from composer import canonjson
 from composer.atomic import OutputSet
 from composer.errors import ComposerError
-from composer.oci.documents import config_document, descriptor, manifest_document, rfc3339
+from composer.oci.documents import (
+    config_document,
+    descriptor,
+    manifest_document,
+    platform_index,
+    rfc3339,
+)
 from composer.oci.media import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 from composer.oci.refs import RefError, parse_registry_ref
 from composer.streams.behind import write_behind
@@ -135,34 +149,77 @@ def blob_path(digest: str) -> str:
     return "blobs/sha256/" + digest.removeprefix("sha256:")
 
 
-def layout_members(layer: Layer, name: ImageName, options: Options,
-                   docker: bool) -> list[Member]:
-    """The files of the OCI layout (plus ``manifest.json`` if ``docker``), in sorted order."""
+@dataclass(frozen=True)
+class ImageDocs:
+    """One platform's image: its config and manifest bytes and their descriptors."""
+
+    layer: Layer
+    config: bytes
+    config_desc: dict
+    manifest: bytes
+    manifest_desc: dict
+
+
+def image_documents(layer: Layer, options: Options) -> ImageDocs:
+    """The config and manifest of the one-layer image (the same bytes however many
+    architectures are built: a multi-platform file holds each single-arch build's manifest)."""
+    arch, _, variant = options.arch.partition("/")  # --arch arm64/v8: arm64, variant v8
     config = canonjson.compact(config_document(
-        [layer.digest], options.arch,
-        {"Entrypoint": entrypoint(options, layer.has_rc_init)}, rfc3339(options.mtime)))
+        [layer.digest], arch,
+        {"Entrypoint": entrypoint(options, layer.has_rc_init)}, rfc3339(options.mtime),
+        variant or None))
     config_desc = descriptor(OCI_CONFIG, config)
     layer_desc = {"mediaType": OCI_LAYER, "digest": layer.digest, "size": layer.size}
     manifest = canonjson.compact(manifest_document(config_desc, [layer_desc]))
-    manifest_desc = descriptor(OCI_MANIFEST, manifest)
-    manifest_desc["annotations"] = {NAME_ANNOTATION: name.full, REF_ANNOTATION: name.tag}
+    return ImageDocs(layer, config, config_desc, manifest, descriptor(OCI_MANIFEST, manifest))
+
+
+def _image_members(image: ImageDocs) -> list[Member]:
+    return [Member(blob_path(image.config_desc["digest"]), data=image.config),
+            Member(blob_path(image.layer.digest), file=image.layer.path),
+            Member(blob_path(image.manifest_desc["digest"]), data=image.manifest)]
+
+
+def _top(desc: dict, name: ImageName, images: list[ImageDocs], docker: bool,
+         blobs: list[Member]) -> list[Member]:
+    """``index.json`` naming ``desc`` (a manifest or an index) by the image's name, the docker
+    ``manifest.json`` over the first of ``images``, ``oci-layout``; sorted, each path once
+    (identical blobs are stored once)."""
+    desc = {**desc, "annotations": {NAME_ANNOTATION: name.full, REF_ANNOTATION: name.tag}}
     index = canonjson.compact({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                               "manifests": [manifest_desc]})
-    members = [
-        Member(blob_path(config_desc["digest"]), data=config),
-        Member(blob_path(layer.digest), file=layer.path),
-        Member(blob_path(manifest_desc["digest"]), data=manifest),
-        Member("index.json", data=index),
-    ]
+                               "manifests": [desc]})
+    members = [*blobs, Member("index.json", data=index)]
     if docker:
+        first = images[0]
         members.append(Member("manifest.json", data=canonjson.compact([{
-            "Config": blob_path(config_desc["digest"]),
-            "Layers": [blob_path(layer.digest)],
+            "Config": blob_path(first.config_desc["digest"]),
+            "Layers": [blob_path(first.layer.digest)],
             "RepoTags": [name.familiar],
         }])))
     members.append(Member("oci-layout", data=OCI_LAYOUT))
     unique = {m.path: m for m in members}  # config and layer could (absurdly) coincide
     return sorted(unique.values(), key=lambda m: m.path)
+
+
+def layout_members(layer: Layer, name: ImageName, options: Options,
+                   docker: bool) -> list[Member]:
+    """The files of the OCI layout (plus ``manifest.json`` if ``docker``), in sorted order."""
+    image = image_documents(layer, options)
+    return _top(image.manifest_desc, name, [image], docker, _image_members(image))
+
+
+def platforms_members(images: list[ImageDocs], name: ImageName, docker: bool) -> list[Member]:
+    """One layout over several platforms' images (``images`` in ``--arch`` order): its
+    ``index.json`` names one multi-platform index (:func:`platform_index`, the bytes ``push``
+    sends), stored as a blob; ``manifest.json`` (docker) lists the first platform only."""
+    try:
+        index = platform_index([(image.manifest_desc, canonjson.loads(image.config))
+                                for image in images])
+    except ValueError as exc:
+        raise ComposerError(f"several architectures: {exc}") from None
+    blobs = [m for image in images for m in _image_members(image)]
+    blobs.append(Member(blob_path(descriptor(OCI_INDEX, index)["digest"]), data=index))
+    return _top(descriptor(OCI_INDEX, index), name, images, docker, blobs)
 
 
 def write_members_tar(members: list[Member], out, mtime: int) -> None:
@@ -201,6 +258,33 @@ def _image(rootfs: Path, name: str, outset: OutputSet, options: Options, fmt: st
         filename = f"{name}-docker.tar" if fmt == "docker" else f"{name}-oci.tar"
         with outset.create(filename) as out:
             write_members_tar(members, out, options.mtime)
+
+
+def _platforms(parts: list[tuple[Path, Options]], name: str, outset: OutputSet,
+               fmt: str) -> None:
+    """``NAME-oci.tar``/``NAME-docker.tar`` for several architectures: ``parts`` is each
+    one's (rootfs tar, options), in ``--arch`` order."""
+    options = parts[0][1]
+    ref = image_name(name, options.image_tag)
+    outset.directory.mkdir(parents=True, exist_ok=True)
+    with outset.scratch(f"{name}-{fmt}") as t:
+        images = []
+        for n, (rootfs, opts) in enumerate(parts):
+            (Path(t) / str(n)).mkdir()
+            images.append(image_documents(spool_layer(rootfs, Path(t) / str(n)), opts))
+        members = platforms_members(images, ref, docker=fmt == "docker")
+        with outset.create(f"{name}-{fmt}.tar") as out:
+            write_members_tar(members, out, options.mtime)
+
+
+def write_docker_platforms(parts: list[tuple[Path, Options]], name: str,
+                           outset: OutputSet) -> None:
+    _platforms(parts, name, outset, "docker")
+
+
+def write_oci_platforms(parts: list[tuple[Path, Options]], name: str,
+                        outset: OutputSet) -> None:
+    _platforms(parts, name, outset, "oci")
 
 
 def write_docker(rootfs: Path, name: str, outset: OutputSet, options: Options) -> None:

@@ -1,7 +1,7 @@
 """Build the golden inputs and write ``tests/golden/digests.json``.
 
-Usage: ``python -m tests.golden.regenerate [--formats tar,...] [--arch arm64]`` from the
-repository root.
+Usage: ``python -m tests.golden.regenerate [--formats tar,...] [--arch arm64|amd64,arm64]``
+from the repository root.
 
 Run it only when an output's bytes are *meant* to change (a new format, a deliberate format
 change, a new composer version, which the SBOM names) and say why in the commit; never to make a
@@ -33,6 +33,28 @@ ARM64_FORMATS = ("tar", "kernel+initrd", "tar-kernel-initrd", "iso-efi", "iso-ef
 # inside the "arm64" one
 RPI3_FORMATS = ("rpi3",)
 RPI3_NAME = "golden-rpi3"
+
+
+# The two-architecture goldens (the "two-arch" entry): the one docker and oci file that
+# ``build --arch amd64,arm64`` makes, over the amd64 and the arm64 builds' rootfs tars.
+TWO_ARCH_FORMATS = ("oci", "docker")
+
+
+def build_two_arch(workdir: Path, amd64_tar: Path, arm64_tar: Path) -> dict[str, Path]:
+    """The two-architecture files from the two rootfs tars, through the converter the build
+    runs for several ``--arch`` (with the build's options: the epoch's mtime, each arch)."""
+    from composer.atomic import OutputSet
+    from composer.epoch import resolve_epoch
+    from outputs import FORMATS, Options
+    from tests.golden.inputs import NAME, SOURCE_DATE_EPOCH
+
+    mtime = resolve_epoch(SOURCE_DATE_EPOCH).generated
+    parts = [(amd64_tar, Options(mtime=mtime, arch="amd64")),
+             (arm64_tar, Options(mtime=mtime, arch="arm64"))]
+    with OutputSet(workdir / "two-arch") as outs:
+        for fmt in TWO_ARCH_FORMATS:
+            FORMATS[fmt].convert_platforms(parts, NAME, outs)
+        return {p.name: p for p in outs.commit()}
 
 
 def build_golden(workdir: Path, formats: tuple[str, ...], arch: str = "amd64",
@@ -95,14 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default=",".join(one_build(FORMATS)),
                         help="comma-separated formats (default: every registered format that "
                              "one build can make: kernel+iso and iso-bios both write NAME.iso)")
-    parser.add_argument("--arch", choices=("amd64", "arm64"), default="amd64",
-                        help="which entries to rewrite: amd64 (the top level, the default) or "
-                        "arm64 (the \"arm64\" entry, ARM64_FORMATS); the other is kept")
+    parser.add_argument("--arch", choices=("amd64", "arm64", "amd64,arm64"), default="amd64",
+                        help="which entries to rewrite: amd64 (the top level, the default), "
+                        "arm64 (the \"arm64\" entry, ARM64_FORMATS) or amd64,arm64 (the "
+                        "\"two-arch\" entry, TWO_ARCH_FORMATS); the others are kept")
     args = parser.parse_args(argv)
     formats = tuple(f for f in args.formats.split(",") if f)
     old = canonjson.loads(DIGESTS.read_bytes()) if DIGESTS.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.arch == "arm64":
+        if args.arch == "amd64,arm64":
+            doc = dict(old)
+            tars = [build_golden(Path(tmp) / arch, ("tar",), arch)["golden.tar"]
+                    for arch in ("amd64", "arm64")]
+            made = build_two_arch(Path(tmp), *tars)
+            doc["two-arch"] = {"formats": list(TWO_ARCH_FORMATS), "outputs": {
+                name: hashlib.sha256(path.read_bytes()).hexdigest()
+                for name, path in sorted(made.items())}}
+        elif args.arch == "arm64":
             doc = dict(old)
             doc["arm64"] = digests(build_golden(Path(tmp), ARM64_FORMATS, "arm64"),
                                    ARM64_FORMATS)
@@ -113,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             del doc["arm64"]["rpi3"]["compressor"]
         else:
             doc = digests(build_golden(Path(tmp), formats), formats)
-            if "arm64" in old:
-                doc["arm64"] = old["arm64"]
+            for kept in ("arm64", "two-arch"):
+                if kept in old:
+                    doc[kept] = old[kept]
     DIGESTS.write_bytes(canonjson.pretty(doc))
     print(f"wrote {DIGESTS}", file=sys.stderr)
     return 0

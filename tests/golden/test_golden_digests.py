@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
+import tarfile
 
 import pytest
 
@@ -20,7 +22,9 @@ from tests.golden.regenerate import (
     DIGESTS,
     RPI3_FORMATS,
     RPI3_NAME,
+    TWO_ARCH_FORMATS,
     build_golden,
+    build_two_arch,
     digests,
 )
 
@@ -99,6 +103,38 @@ def test_every_rpi3_golden_output_is_built(built_rpi3):
 @pytest.mark.parametrize("name", sorted(RPI3["outputs"]))
 def test_rpi3_output_matches_golden_digest(built_rpi3, name):
     check_output(built_rpi3, name, RPI3)
+
+
+TWO_ARCH = GOLDEN["two-arch"]
+
+
+@pytest.fixture(scope="module")
+def built_two_arch(built, built_arm64, tmp_path_factory):
+    """docker and oci for amd64 and arm64 at once, over the two builds' (golden) rootfs tars."""
+    assert tuple(TWO_ARCH["formats"]) == TWO_ARCH_FORMATS
+    return build_two_arch(tmp_path_factory.mktemp("golden-two-arch"), built["golden.tar"],
+                          built_arm64["golden.tar"])
+
+
+@pytest.mark.parametrize("name", sorted(TWO_ARCH["outputs"]))
+def test_two_arch_output_matches_golden_digest(built_two_arch, name):
+    assert sorted(built_two_arch) == sorted(TWO_ARCH["outputs"])
+    check_output(built_two_arch, name, TWO_ARCH)
+
+
+def test_two_arch_platforms_are_the_single_arch_golden_images(built, built_arm64,
+                                                              built_two_arch):
+    def top(archive) -> dict:
+        with tarfile.open(archive) as tf:
+            [desc] = json.loads(tf.extractfile("index.json").read())["manifests"]
+            if desc["mediaType"].endswith("index.v1+json"):
+                return json.loads(tf.extractfile("blobs/sha256/" + desc["digest"][7:]).read())
+            return desc
+
+    entries = top(built_two_arch["golden-oci.tar"])["manifests"]
+    assert [(m["platform"]["architecture"], m["digest"]) for m in entries] == [
+        ("amd64", top(built["golden-oci.tar"])["digest"]),
+        ("arm64", top(built_arm64["golden-oci.tar"])["digest"])]
 
 
 def check_output(built, name, golden):

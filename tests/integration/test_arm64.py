@@ -7,9 +7,11 @@ qemu``): the kernel and initrd by direct kernel boot on ``-M virt -cpu cortex-a5
 raw-efi disk (systemd-boot and a UKI on arm64's systemd-stub) and the iso-efi CD (GRUB) under
 AAVMF, which ``run qemu`` implies for media on arm64 (no BIOS). In each, the page
 the httpd service serves is fetched from the host through the port forward and the power
-button runs the onshutdown container. A two-architecture build pushed to a real registry is
-one index whose manifests are, byte for byte, the ones each architecture's build wrote
-(``skopeo inspect --raw``, and ``umoci`` unpacks each: its runc is that architecture's).
+button runs the onshutdown container. A two-architecture ``-f oci,docker`` build writes one
+file per format holding one multi-platform index, the one it pushes to a real registry, whose
+manifests are, byte for byte, the ones each single-architecture build writes (``skopeo inspect
+--raw``; ``umoci`` unpacks each platform: its runc is that architecture's); the docker file
+loads and runs in a real dockerd, and ``verify`` reproduces both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -118,41 +121,142 @@ def test_arm64_iso_efi_boots_under_aavmf(arm64_outputs: Path) -> None:
     assert any('"UEFI QEMU QEMU CD-ROM' in ln for ln in lines)  # booted as a CD
 
 
-def test_two_arch_build_pushes_one_index(two_arch_packages, registry, tmp_path: Path) -> None:
-    """``build --arch amd64,arm64 -f oci --push``: NAME-amd64-oci.tar and NAME-arm64-oci.tar,
-    and the registry serves one index whose entries are exactly those two manifests."""
+@dataclass(frozen=True)
+class TwoArch:
+    """``build --arch amd64,arm64 -f oci,docker --push REF`` (``out``, its stdout) and the
+    single-arch ``-f oci`` builds of the same spec (``single[arch]``)."""
+
+    cache: Path
+    out: Path
+    stdout: str
+    ref: str
+    single: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def two_arch(two_arch_packages, registry, tmp_path_factory) -> TwoArch:
+    cache = next(iter(two_arch_packages.values()))[0].root
+    base = tmp_path_factory.mktemp("two-arch")
+    ref = f"{registry.host}/composer-test/services:two-arch"
+    started = time.monotonic()
+    stdout = composer("build", "--cache", str(cache), "--arch", "amd64,arm64", "-f",
+                      "oci,docker", "-o", str(base / "out"), "--name", "services",
+                      "--insecure-registry", registry.host, "--push", ref, str(SPEC)).stdout
+    print(f"two-arch oci+docker build and push: {time.monotonic() - started:.1f} s")
+    single = {}
+    for arch in ("amd64", "arm64"):
+        single[arch] = base / f"single-{arch}"
+        composer("build", "--cache", str(cache), "--arch", arch, "-f", "oci", "-o",
+                 str(single[arch]), "--name", "services", str(SPEC))
+    return TwoArch(cache, base / "out", stdout, ref, single)
+
+
+def layout_file(archive: Path, name: str) -> bytes:
+    with tarfile.open(archive) as tf:
+        return tf.extractfile(name).read()  # type: ignore[union-attr]
+
+
+def single_manifest(two_arch: TwoArch, arch: str) -> str:
+    """The manifest digest the single-arch ``-f oci`` build of ``arch`` wrote."""
+    index = json.loads(layout_file(two_arch.single[arch] / "services-oci.tar", "index.json"))
+    [desc] = index["manifests"]
+    return desc["digest"]
+
+
+def test_two_arch_build_pushes_one_index(two_arch: TwoArch) -> None:
+    """One ``services-oci.tar`` and one ``services-docker.tar`` (no per-arch image files), and
+    the registry serves the index they hold, byte for byte, over the single-arch manifests."""
+    skopeo = require_tool("skopeo")
+    wrote = {Path(line).name for line in two_arch.stdout.splitlines() if line.startswith("/")}
+    assert {"services-oci.tar", "services-docker.tar", "services.build.json",
+            "services.SHA256SUMS", "services-amd64.build.json", "services-arm64.build.json"
+            } <= wrote
+    assert not any(n.endswith(("-amd64-oci.tar", "-arm64-oci.tar", "-amd64-docker.tar",
+                               "-arm64-docker.tar")) for n in wrote)
+    raw = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false",
+                          f"docker://{two_arch.ref}"], capture_output=True, check=True).stdout
+    index = json.loads(raw)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]} == \
+        {arch: single_manifest(two_arch, arch) for arch in ("amd64", "arm64")}
+    assert two_arch.stdout.splitlines()[-1].endswith("@sha256:" + hashlib.sha256(raw).hexdigest())
+    for fmt in ("oci", "docker"):  # the file's index is what was pushed
+        archive = two_arch.out / f"services-{fmt}.tar"
+        assert subprocess.run([skopeo, "inspect", "--raw", f"oci-archive:{archive}"],
+                              capture_output=True, check=True).stdout == raw
+
+
+def test_two_arch_oci_file_holds_each_platforms_build(two_arch: TwoArch, tmp_path: Path) -> None:
+    """skopeo picks each platform out of ``services-oci.tar`` (digests preserved): its manifest
+    is the single-arch build's, and umoci unpacks it: its runc is that architecture's."""
     skopeo = require_tool("skopeo")
     umoci = require_tool("umoci")
-    cache = next(iter(two_arch_packages.values()))[0].root
-    ref = f"{registry.host}/composer-test/services:two-arch"
-    out = composer("build", "--cache", str(cache), "--arch", "amd64,arm64", "-f", "oci",
-                   "-o", str(tmp_path), "--name", "services", "--insecure-registry",
-                   registry.host, "--push", ref, str(SPEC)).stdout
-    wrote = {Path(line).name for line in out.splitlines() if line.startswith("/")}
-    assert {"services-amd64-oci.tar", "services-arm64-oci.tar", "services-amd64.build.json",
-            "services-arm64.build.json"} <= wrote
-    built = {}
+    archive = two_arch.out / "services-oci.tar"
+    with tarfile.open(archive) as tf:
+        names = tf.getnames()
+    assert len(names) == len(set(names))  # every blob once
+    layout = tmp_path / "layout"
     for arch in ("amd64", "arm64"):
-        with tarfile.open(tmp_path / f"services-{arch}-oci.tar") as tf:
-            index = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
-        [desc] = index["manifests"]
-        built[arch] = desc["digest"]
-        layout = tmp_path / f"layout-{arch}"
-        layout.mkdir()
-        with tarfile.open(tmp_path / f"services-{arch}-oci.tar") as tf:
-            tf.extractall(layout, filter="data")
-        tag = desc.get("annotations", {}).get("org.opencontainers.image.ref.name", "latest")
-        subprocess.run([umoci, "unpack", "--rootless", "--image", f"{layout}:{tag}",
+        subprocess.run([skopeo, "--insecure-policy", "copy", "--quiet", "--preserve-digests",
+                        "--override-arch", arch, f"oci-archive:{archive}",
+                        f"oci:{layout}:{arch}"], capture_output=True, check=True)
+        raw = subprocess.run([skopeo, "inspect", "--raw", f"oci:{layout}:{arch}"],
+                             capture_output=True, check=True).stdout
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == single_manifest(two_arch, arch)
+        subprocess.run([umoci, "unpack", "--rootless", "--image", f"{layout}:{arch}",
                         str(tmp_path / f"bundle-{arch}")], check=True, capture_output=True)
         # the image is the rootfs minus boot/: its runc is each architecture's (ELF e_machine)
         runc = (tmp_path / f"bundle-{arch}" / "rootfs" / "usr" / "sbin" / "runc").read_bytes()
         assert int.from_bytes(runc[18:20], "little") == {"amd64": 62, "arm64": 183}[arch]
-    raw = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
-                         capture_output=True, check=True).stdout
-    index = json.loads(raw)
-    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]} == built
-    assert out.splitlines()[-1].endswith("@sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def test_two_arch_docker_file_loads_and_runs_the_host_platform(two_arch: TwoArch, dockerd,
+                                                               monkeypatch, tmp_path) -> None:
+    """The classic image store (dockerd with vfs) loads manifest.json's image, the first
+    ``--arch`` (amd64, this machine's), under the spec's tag, and runs it; ``build --load``
+    with several architectures loads that one file, and refuses when the first is not the
+    host's."""
+    archive = two_arch.out / "services-docker.tar"
+    [entry] = json.loads(layout_file(archive, "manifest.json"))
+    amd64_config = entry["Config"].removeprefix("blobs/sha256/")
+    assert "services:latest" in dockerd.run("load", "-i", str(archive))
+    [image] = json.loads(dockerd.run("image", "inspect", "services:latest"))
+    assert (image["Architecture"], image["Id"]) == ("amd64", "sha256:" + amd64_config)
+    assert dockerd.run("run", "--rm", "--network", "none", "--entrypoint", "/bin/busybox",
+                       "services:latest", "uname", "-m") == "x86_64\n"
+    dockerd.run("rmi", "services:latest")
+    monkeypatch.setenv("DOCKER_HOST", dockerd.host)
+    proc = composer("build", "--cache", str(two_arch.cache), "--arch", "amd64,arm64", "-f",
+                    "docker", "-o", str(tmp_path), "--name", "services", "--load", str(SPEC))
+    assert proc.stdout.splitlines()[-1] == "loaded services:latest"
+    assert "docker: unchanged (reused" in proc.stderr  # kept in the cache, as other formats
+    assert (tmp_path / "services-docker.tar").read_bytes() == archive.read_bytes()
+    assert json.loads(dockerd.run("image", "inspect", "services:latest"))[0]["Id"] == image["Id"]
+    refused = subprocess.run([sys.executable, "-m", "composer", "build", "--cache",
+                              str(two_arch.cache), "--arch", "arm64,amd64", "-f", "docker",
+                              "-o", str(tmp_path / "no"), "--load", str(SPEC)],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "give amd64 first in --arch" in refused.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_two_arch_record_names_the_file_once_and_verify_reproduces_it(two_arch: TwoArch
+                                                                      ) -> None:
+    record = canonjson.loads((two_arch.out / "services.build.json").read_bytes())
+    assert record["build"]["arch"] == "amd64,arm64"
+    assert [o["name"] for o in record["outputs"]] == ["services-docker.tar", "services-oci.tar"]
+    assert set(record["rootfs"]) == {"amd64", "arm64"}
+    for arch in ("amd64", "arm64"):  # each architecture's record lists no image file
+        per_arch = canonjson.loads((two_arch.out / f"services-{arch}.build.json").read_bytes())
+        assert not any(o["name"].endswith(".tar") for o in per_arch["outputs"])
+        assert per_arch["rootfs"] == record["rootfs"][arch]
+    started = time.monotonic()
+    proc = composer("verify", "--cache", str(two_arch.cache),
+                    str(two_arch.out / "services.SHA256SUMS"), str(SPEC))
+    print(f"verify of the two-arch oci+docker build: {time.monotonic() - started:.1f} s")
+    assert "services-oci.tar: reproduced" in proc.stdout
+    assert "services-docker.tar: reproduced" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "verified"
 
 
 # -- rpi3: the Raspberry Pi 3 SD card tar, on QEMU's raspi3b ------------------------------------

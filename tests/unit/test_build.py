@@ -203,6 +203,25 @@ def test_missing_kernel_for_kernel_initrd_leaves_nothing(tmp_path, layout):
     assert sorted(p.name for p in out.iterdir()) == []
 
 
+def test_a_later_architecture_failing_leaves_no_earlier_ones_files(tmp_path, layout):
+    """``--arch amd64,arm64`` is one build: the amd64 part succeeds, the arm64 part fails
+    (these images are amd64 only), and nothing of the amd64 part is placed; what an earlier
+    build left in the directory is untouched."""
+    spec = tmp_path / "s.yml"
+    spec.write_text(spec_text(layout))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s-amd64-kernel").write_bytes(b"an earlier build's kernel")
+    proc = run_cli(["build", "--arch", "amd64,arm64", "-f", "kernel+initrd", "-o", str(out),
+                    "--cache", str(tmp_path / "c"), str(spec)], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not linux/arm64" in errors[0], proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["s-amd64-kernel"]
+    assert (out / "s-amd64-kernel").read_bytes() == b"an earlier build's kernel"
+    assert proc.stdout == ""  # no path printed for a file that was not placed
+
+
 def test_offline_never_downloads_the_bootloader_debs_either(tmp_path, layout):
     """``--offline`` holds for phase two: with an empty .deb cache and a mirror that would
     answer, iso-bios fails saying the pinned packages are not cached, and leaves nothing."""

@@ -259,3 +259,137 @@ def test_memory_stays_flat(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 12 << 20, peak
+
+
+# -- several architectures: one file, one multi-platform index ---------------------------------
+def two_rootfs(tmp: Path) -> dict[str, Path]:
+    """A different rootfs per architecture (its own busybox bytes), as a cross-build makes."""
+    return {arch: write_rootfs(tmp / f"rootfs-{arch}.tar", busybox=arch.encode() * 100)
+            for arch in ("amd64", "arm64")}
+
+
+def build_platforms(tmp: Path, fmt: str, order: tuple[str, ...], rootfs: dict[str, Path],
+                    name: str = "hello") -> Path:
+    parts = [(rootfs[arch], Options(mtime=MTIME, arch=arch)) for arch in order]
+    with OutputSet(tmp / "-".join(order)) as outs:
+        FORMATS[fmt].convert_platforms(parts, name, outs)
+        (path,) = outs.commit()
+    assert [path.name] == list(output_files(fmt, name))  # the one-arch file name
+    return path
+
+
+def single(tmp: Path, fmt: str, arch: str, rootfs: Path) -> dict[str, bytes]:
+    with OutputSet(tmp / f"single-{arch}") as outs:
+        FORMATS[fmt].convert(rootfs, "hello", outs, Options(mtime=MTIME, arch=arch))
+        (path,) = outs.commit()
+    return members(path)
+
+
+def test_platform_index_is_sorted_and_refuses_a_platform_twice():
+    from composer.oci.documents import platform_index
+
+    def image(arch: str, variant: str | None = None) -> tuple[dict, dict]:
+        config = {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}
+        desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha(arch.encode() + (variant or "").encode()), "size": 1,
+                "annotations": {"dropped": "yes"}}
+        return desc, config
+
+    one = platform_index([image("arm64", "v8"), image("amd64"), image("arm64")])
+    assert one == platform_index([image("amd64"), image("arm64"), image("arm64", "v8")])
+    doc = json.loads(one)
+    assert doc["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"] for m in doc["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+    assert all(set(m) == {"mediaType", "digest", "size", "platform"} for m in doc["manifests"])
+    with pytest.raises(ValueError, match="second image for platform linux/amd64"):
+        platform_index([image("amd64"), image("amd64")])
+    with pytest.raises(ValueError, match="must be strings"):
+        platform_index([({"mediaType": "m", "digest": "d", "size": 1}, {"os": 1})])
+
+
+def test_two_platform_oci_holds_each_single_arch_image(tmp_path):
+    from composer.oci.documents import platform_index
+
+    rootfs = two_rootfs(tmp_path)
+    archive = build_platforms(tmp_path, "oci", ("amd64", "arm64"), rootfs)
+    assert check_tar(archive) is None  # a canonical tar, like the one-arch file
+    with tarfile.open(archive) as tf:
+        names = tf.getnames()
+    assert len(names) == len(set(names))
+    files = members(archive)
+    [top] = json.loads(files["index.json"])["manifests"]
+    assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert top["annotations"] == {"io.containerd.image.name": "docker.io/library/hello:latest",
+                                  "org.opencontainers.image.ref.name": "latest"}
+    index = blob(files, top["digest"])
+    entries = json.loads(index)["manifests"]
+    assert [m["platform"]["architecture"] for m in entries] == ["amd64", "arm64"]
+    pairs = []
+    for arch, entry in zip(("amd64", "arm64"), entries, strict=True):
+        one = single(tmp_path, "oci", arch, rootfs[arch])
+        [desc] = json.loads(one["index.json"])["manifests"]
+        assert entry["digest"] == desc["digest"]  # the single-arch build's manifest, byte for byte
+        manifest = blob(files, entry["digest"])
+        assert manifest == blob(one, desc["digest"])
+        for part in [json.loads(manifest)["config"], *json.loads(manifest)["layers"]]:
+            assert blob(files, part["digest"]) == blob(one, part["digest"])
+        config = json.loads(blob(files, json.loads(manifest)["config"]["digest"]))
+        pairs.append((desc, config))
+    assert index == platform_index(pairs)  # what push sends for the two single-arch files
+    assert sorted(n for n in files if not n.startswith("blobs/sha256/")) == [
+        "blobs", "blobs/sha256", "index.json", "oci-layout"]
+    # two configs, two layers, two manifests and the index, each once
+    assert len([n for n in files if n.startswith("blobs/sha256/")]) == 7
+
+
+def test_two_platform_files_do_not_depend_on_arch_order_but_docker_loads_the_first(tmp_path):
+    rootfs = two_rootfs(tmp_path)
+    oci = {order: build_platforms(tmp_path, "oci", order, rootfs).read_bytes()
+           for order in (("amd64", "arm64"), ("arm64", "amd64"))}
+    assert oci[("amd64", "arm64")] == oci[("arm64", "amd64")]
+    for order in (("amd64", "arm64"), ("arm64", "amd64")):
+        files = members(build_platforms(tmp_path / "docker", "docker", order, rootfs))
+        assert {k: v for k, v in files.items() if k != "manifest.json"} == \
+            members(build_platforms(tmp_path / "oci-again", "oci", order, rootfs))
+        [entry] = json.loads(files["manifest.json"])
+        config = json.loads(files[entry["Config"]])
+        assert config["architecture"] == order[0]  # classic docker load takes this one
+        assert entry["RepoTags"] == ["hello:latest"]
+        assert entry["Layers"] == ["blobs/sha256/" + config["rootfs"]["diff_ids"][0][7:]]
+
+
+def test_two_platforms_of_one_arch_is_an_error(tmp_path):
+    rootfs = two_rootfs(tmp_path)
+    parts = [(rootfs["amd64"], OPTS), (rootfs["arm64"], OPTS)]
+    with OutputSet(tmp_path / "out") as outs, \
+            pytest.raises(ComposerError, match="second image for platform linux/amd64"):
+        FORMATS["oci"].convert_platforms(parts, "hello", outs)
+    assert not (tmp_path / "out" / "hello-oci.tar").exists()
+
+
+def test_arch_with_a_variant_is_architecture_and_variant(tmp_path):
+    """``--arch arm64/v8``: the config says architecture arm64, variant v8 (not "arm64/v8"),
+    and the multi-platform index's entry has that platform."""
+    rootfs = two_rootfs(tmp_path)
+    files = single(tmp_path, "oci", "arm64/v8", rootfs["arm64"])
+    [desc] = json.loads(files["index.json"])["manifests"]
+    config = json.loads(blob(files, json.loads(blob(files, desc["digest"]))["config"]["digest"]))
+    assert (config["architecture"], config["variant"]) == ("arm64", "v8")
+    plain = single(tmp_path / "plain", "oci", "arm64", rootfs["arm64"])
+    [plain_desc] = json.loads(plain["index.json"])["manifests"]
+    plain_config = blob(plain, json.loads(blob(plain, plain_desc["digest"]))["config"]["digest"])
+    assert "variant" not in json.loads(plain_config)  # unchanged without one
+    parts = [(rootfs["amd64"], Options(mtime=MTIME, arch="amd64")),
+             (rootfs["arm64"], Options(mtime=MTIME, arch="arm64/v8"))]
+    with OutputSet(tmp_path / "two") as outs:
+        FORMATS["oci"].convert_platforms(parts, "hello", outs)
+        (path,) = outs.commit()
+    two = members(path)
+    [top] = json.loads(two["index.json"])["manifests"]
+    entries = json.loads(blob(two, top["digest"]))["manifests"]
+    assert [m["platform"] for m in entries] == [
+        {"architecture": "amd64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+    assert entries[1]["digest"] == desc["digest"]

@@ -139,3 +139,24 @@ def test_the_machine_goes_into_the_env_file_not_the_record(tmp_path, monkeypatch
     sums = first[f"{NAME}.SHA256SUMS"].read_text()
     assert "build-env" not in sums
     assert zlib.ZLIB_RUNTIME_VERSION not in second[f"{NAME}.build.json"].read_text()
+
+
+def test_multi_platform_record_has_rootfs_by_arch_and_attests_each():
+    from composer.repro.attest import statement
+    from composer.repro.record import build_record, rootfs_digests
+
+    def record(rootfs) -> dict:
+        return build_record(name="s", arch="amd64,arm64", formats=("oci",),
+                            source_date_epoch=1, compressor="c", specs=[], images=[],
+                            host_files=[], rootfs=rootfs, outputs=[("s-oci.tar", "ab", 2)])
+
+    one = record(("11", 5))
+    assert one["rootfs"] == {"sha256": "11", "size": 5}
+    assert rootfs_digests(one) == {"": "11"}
+    multi = record({"arm64": ("22", 6), "amd64": ("11", 5)})
+    assert multi["rootfs"] == {"amd64": {"sha256": "11", "size": 5},
+                               "arm64": {"sha256": "22", "size": 6}}
+    assert rootfs_digests(multi) == {"amd64": "11", "arm64": "22"}
+    assert statement(canonjson.pretty(one))["predicate"]["rootfs"] == "11"
+    assert statement(canonjson.pretty(multi))["predicate"]["rootfs"] == {"amd64": "11",
+                                                                         "arm64": "22"}
