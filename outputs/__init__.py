@@ -9,6 +9,7 @@ so they appear only when the whole build commits. Every format is one row of
     iso/      iso-bios, iso-efi, iso-efi-initrd, iso-hybrid: ISO 9660 + El Torito (pycdlib)
     image/    docker, oci, oci-dir, docker-context: OCI images and linuxkit's build context
     disk/     partitioned disk images and the VM/cloud containers around them
+    rpi3/     rpi3: the Raspberry Pi 3 SD card tar (firmware, u-boot, uImages)
     tar.py    tar: the canonical rootfs tar itself
 
 Shared by the families: :mod:`outputs.options` (the options table), :mod:`outputs.bootloaders`

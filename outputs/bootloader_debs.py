@@ -35,6 +35,24 @@ SYSTEMD_BOOT_EFI_ARM64 = PoolDeb("systemd-boot-efi", "252.39-1~deb12u2", "arm64"
 GRUB_EFI_ARM64_BIN = PoolDeb("grub-efi-arm64-bin", "2.06-13+deb12u2", "arm64",
                              "04e469e0221a357bfe0a1f0fc558f08a92edf99ef13c321aa9ea1e04951a2914",
                              source="grub2")
+# the Raspberry Pi 3 (format rpi3): the Pi's boot firmware (Debian's component
+# non-free-firmware) and u-boot's 64-bit Pi 3 build
+RASPI_FIRMWARE = PoolDeb("raspi-firmware", "1.20220830+ds-1", "all",
+                         "0094ced47a7fbb6a220ff83e7b43aa637a5d8f6802461e2e4e474597fb796f62",
+                         component="non-free-firmware")
+U_BOOT_RPI = PoolDeb("u-boot-rpi", "2023.01+dfsg-2+deb12u3", "arm64",
+                     "3722f286cfafca03f4cac7adade04fccf66158ad8467501b9deabd154162b5e8",
+                     source="u-boot")
+_RPI = "usr/lib/raspi-firmware/"
+RPI_FIRMWARE_SHA256 = {
+    "bootcode.bin": "098d5a2a61c485f757733390244319d4c992807e21ffd4e199b88de42d6e52ff",
+    "fixup.dat": "d07e005f90a24f46d0e8094dadd470593d333f028d9d0e5cf6fac7eb83654280",
+    "fixup_cd.dat": "b4df5747bfbdb77b1316f714f62aa6223fe918cf27d6b5e2e8f5f3d8335b937c",
+    "fixup_x.dat": "8c30bd1d3a77414c9f324350ece49df4a43ae941d00da732e97e72b40dcac080",
+    "start.elf": "9ab4a7281be2ae3c720b4d80209e3bf73dd5e787438e30d6a6820887d2e1adcc",
+    "start_cd.elf": "ffc3dd37e697c0a42020865a6ed460fdd09f084c41fa0d8f0697d36ef17304c0",
+    "start_x.elf": "a9d92552de31a6bbec03e90eb2d8dfd672c0abd3bc2d5a20e93927edc9c49dcd",
+}
 
 # role -> the pinned file (roles as in outputs.bootloaders)
 FILES: dict[str, DebFile] = {
@@ -75,4 +93,15 @@ FILES: dict[str, DebFile] = {
     "efiaa64.stub": DebFile(
         SYSTEMD_BOOT_EFI_ARM64, "usr/lib/systemd/boot/efi/linuxaa64.efi.stub",
         "e937f97467a4cebf48189e1f1348025c03d69bdee82a31cb2cf7e8307cb51dbf"),
+    # rpi3: the firmware files linuxkit puts on the card, each under its own name (the role);
+    # LICENCE.broadcom is Debian's copyright file of the package, which carries the Broadcom
+    # licence (whose terms ask for it to go along); u-boot.bin is u-boot's rpi_3 build
+    **{role: DebFile(RASPI_FIRMWARE, _RPI + role, sha)
+       for role, sha in RPI_FIRMWARE_SHA256.items()},
+    "LICENCE.broadcom": DebFile(
+        RASPI_FIRMWARE, "usr/share/doc/raspi-firmware/copyright",
+        "b42abc27eb1f944c7082a8358cec668fa680b3db8f9690f37e48b59ff8f4d795"),
+    "u-boot.bin": DebFile(
+        U_BOOT_RPI, "usr/lib/u-boot/rpi_3/u-boot.bin",
+        "ab6647b5621e5220b2e8e09a274e19c063a86df14426aa86e6a62d6655ec01cd"),
 }

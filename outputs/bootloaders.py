@@ -23,6 +23,12 @@ efi.stub        usr/lib/systemd/boot/efi/linuxx64.efi.stub         systemd-boot-
 bootaa64.efi    usr/lib/grub/arm64-efi/monolithic/gcdaa64.efi      grub-efi-arm64-bin (arm64)
 sd-bootaa64.efi usr/lib/systemd/boot/efi/systemd-bootaa64.efi      systemd-boot-efi (arm64)
 efiaa64.stub    usr/lib/systemd/boot/efi/linuxaa64.efi.stub        systemd-boot-efi (arm64)
+bootcode.bin,   usr/lib/raspi-firmware/ROLE (the Raspberry Pi's    raspi-firmware
+start*.elf,     boot firmware; format ``rpi3``)                    (non-free-firmware)
+fixup*.dat
+LICENCE.        usr/share/doc/raspi-firmware/copyright             raspi-firmware
+broadcom
+u-boot.bin      usr/lib/u-boot/rpi_3/u-boot.bin                    u-boot-rpi (arm64)
 ==============  =================================================  ============================
 
 The last three are the arm64 builds of the EFI roles: :func:`for_arch` maps a format's roles
@@ -60,8 +66,11 @@ EFI_STUB = "efi.stub"
 GRUB_EFI_AA64 = "bootaa64.efi"
 SYSTEMD_BOOT_AA64 = "sd-bootaa64.efi"
 EFI_STUB_AA64 = "efiaa64.stub"
+# rpi3: each role is the file's name on the SD card
+RPI3_ROLES = ("LICENCE.broadcom", "bootcode.bin", "fixup.dat", "fixup_cd.dat", "fixup_x.dat",
+              "start.elf", "start_cd.elf", "start_x.elf", "u-boot.bin")
 ROLES = (GRUB_EFI, EFI_STUB, ISOHDPFX, ISOLINUX, LDLINUX, MBR, SYSTEMD_BOOT, SYSLINUX,
-         GRUB_EFI_AA64, SYSTEMD_BOOT_AA64, EFI_STUB_AA64)
+         GRUB_EFI_AA64, SYSTEMD_BOOT_AA64, EFI_STUB_AA64, *RPI3_ROLES)
 # per architecture: the role that plays an (amd64-named) EFI role, and the file UEFI boots
 ARCH_ROLES = {"arm64": {GRUB_EFI: GRUB_EFI_AA64, SYSTEMD_BOOT: SYSTEMD_BOOT_AA64,
                         EFI_STUB: EFI_STUB_AA64}}

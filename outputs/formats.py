@@ -174,6 +174,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
     Format("gcp", ("{name}.img.tar.gz",), "outputs.disk.formats:write_container", "disk",
            "GCE image: gzip'd tar of disk.raw, 1 GiB: MBR, FAT and syslinux", **_DISK, arches=_X86),
+
+    Format("rpi3", ("{name}.tar",), "outputs.rpi3.formats:write_rpi3", "rpi3",
+           "Raspberry Pi 3 SD card tar: firmware, u-boot, config.txt, boot script, uImage "
+           "kernel and initrd, device trees", pins="outputs.rpi3.formats:bootloader_pins",
+           arches=frozenset({"arm64"})),
 )}
 
 

@@ -20,7 +20,7 @@ if [ "${1:-}" = "--test" ]; then
     # oracles and services the tests start: registry, skopeo, umoci, dockerd, xorriso, objdump...
     packages+=(docker-registry skopeo umoci xorriso mtools dosfstools genisoimage faketime
                time tar docker.io apache2-utils zstd lz4 chromium fdisk gdisk qemu-utils
-               squashfs-tools erofs-utils openssl binutils)
+               squashfs-tools erofs-utils openssl binutils u-boot-tools)
 fi
 if [ "${1:-}" = "--test" ] || [ "${ARCH:-}" = arm64 ]; then
     # arm64 guests: qemu-system-aarch64 (-M virt, TCG) and AAVMF for the EFI formats

@@ -32,6 +32,7 @@ CACHE_ENV = "IMAGE_COMPOSER_DEB_CACHE"
 TIMEOUT = 60  # seconds without a byte before a download is given up
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+COMPONENTS = ("main", "contrib", "non-free", "non-free-firmware")  # Debian 12's archive areas
 
 
 #: set by ``build --offline`` for what it calls (the bootloader files of phase two): no download
@@ -57,15 +58,20 @@ class PoolError(ComposerError):
 @dataclass(frozen=True)
 class PoolDeb:
     """One pinned .deb: ``source`` is its source package (the pool directory), default the
-    package's own name."""
+    package's own name; ``component`` the archive area it is in (``main``, or
+    ``non-free-firmware`` for the Raspberry Pi firmware)."""
 
     package: str
     version: str
     arch: str
     sha256: str
     source: str = ""
+    component: str = "main"
 
     def __post_init__(self) -> None:
+        if self.component not in COMPONENTS:
+            raise ComposerError(f"{self.package}: unknown archive component "
+                                f"{self.component!r} (known: {', '.join(COMPONENTS)})")
         for value in (self.package, self.source or self.package, self.arch):
             if not _NAME.fullmatch(value):
                 raise ComposerError(f"{self.package}: not a Debian package or arch name: "
@@ -83,11 +89,11 @@ class PoolDeb:
         return f"{self.package}={self.version} ({self.arch})"
 
     def pool_paths(self) -> tuple[str, ...]:
-        """Where the archive keeps it: ``pool/main/...``, and ``pool/updates/main/...`` in the
-        security archive."""
+        """Where the archive keeps it: ``pool/COMPONENT/...``, and ``pool/updates/COMPONENT/...``
+        in the security archive."""
         source = self.source or self.package
         prefix = source[:4] if source.startswith("lib") else source[0]
-        rest = f"main/{prefix}/{source}/{self.filename}"
+        rest = f"{self.component}/{prefix}/{source}/{self.filename}"
         return (f"pool/{rest}", f"pool/updates/{rest}")
 
 

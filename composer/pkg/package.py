@@ -18,6 +18,7 @@ A package directory holds a ``build.yml`` (small and strict; unknown keys are er
       arm64:                       # OCI arch name; its pins default to that Debian arch
         debs: [...]                # as above
         rootfs: rootfs-arm64       # copied in after ``rootfs``
+        rename: [...]              # as below, after the top-level ones
     rename:                        # move one entry each (optional)
       - {from: "boot/vmlinuz-*", to: kernel}
     nested:                        # move entries into a tar inside the image (optional)
@@ -119,15 +120,18 @@ class PackageSpec:
         if part is None:
             raise ComposerError(f"{self.directory}: package {self.image} is not made for {arch} "
                                 f"(its build.yml has arches: {', '.join(sorted(self.arches))})")
-        return replace(self, debs=self.debs + part.debs, arch_rootfs=part.rootfs, arches={})
+        return replace(self, debs=self.debs + part.debs, arch_rootfs=part.rootfs,
+                       renames=self.renames + part.renames, arches={})
 
 
 @dataclass(frozen=True)
 class ArchPart:
-    """One architecture's pins and rootfs directory (``arches.ARCH`` in build.yml)."""
+    """One architecture's pins, rootfs directory and renames (``arches.ARCH`` in build.yml;
+    its renames run after the top-level ones)."""
 
     debs: tuple[DebPin, ...] = ()
     rootfs: str | None = None
+    renames: tuple[Rename, ...] = ()
 
 
 class _Yaml:
@@ -237,12 +241,13 @@ def _arches(y: _Yaml, node: yaml.Node, directory: Path) -> dict[str, ArchPart]:
         if arch not in DEBIAN_ARCH:
             raise y.fail(value, f"arches: unknown architecture {arch!r} (known: "
                          f"{', '.join(sorted(DEBIAN_ARCH))})")
-        m = y.mapping(value, f"arches.{arch}", (), ("debs", "rootfs"))
+        m = y.mapping(value, f"arches.{arch}", (), ("debs", "rootfs", "rename"))
         debs = _debs(y, m["debs"], f"arches.{arch}.debs") if "debs" in m else ()
         out[arch] = ArchPart(
             debs=tuple(p if p.arch else replace(p, arch=DEBIAN_ARCH[arch]) for p in debs),
             rootfs=_rootfs(y, m["rootfs"], directory, f"arches.{arch}.rootfs")
-            if "rootfs" in m else None)
+            if "rootfs" in m else None,
+            renames=_renames(y, m["rename"], f"arches.{arch}.rename") if "rename" in m else ())
     return out
 
 
@@ -281,12 +286,12 @@ def _globs(y: _Yaml, node: yaml.Node, what: str) -> tuple[str, ...]:
     return globs
 
 
-def _renames(y: _Yaml, node: yaml.Node) -> tuple[Rename, ...]:
+def _renames(y: _Yaml, node: yaml.Node, where: str = "rename") -> tuple[Rename, ...]:
     out = []
-    for i, item in enumerate(_list(y, node, "rename")):
-        m = y.mapping(item, f"rename[{i}]", ("from", "to"), ())
-        source = y.text(m["from"], f"rename[{i}].from")
-        out.append(Rename(source, y.path(m["to"], f"rename[{i}].to"), y.pos(item)))
+    for i, item in enumerate(_list(y, node, where)):
+        m = y.mapping(item, f"{where}[{i}]", ("from", "to"), ())
+        source = y.text(m["from"], f"{where}[{i}].from")
+        out.append(Rename(source, y.path(m["to"], f"{where}[{i}].to"), y.pos(item)))
     return tuple(out)
 
 

@@ -50,13 +50,16 @@ def in_initrd(path: str) -> bool:
     return path != "boot" and not path.startswith("boot/")
 
 
-def split_boot(rootfs: Path, sink: Callable[[str], BinaryIO], name: str, fmt: str) -> HardLinks:
-    """Pass one: copy each boot file present to ``sink(path)``; count the initrd's hard links."""
+def split_boot(rootfs: Path, sink: Callable[[str], BinaryIO], name: str, fmt: str,
+               also: Callable[[str], bool] | None = None) -> HardLinks:
+    """Pass one: copy each boot file present (and each file under ``boot/`` that ``also``
+    picks: rpi3's device trees) to ``sink(path)``; count the initrd's hard links."""
     links = HardLinks()
     found = set()
     with open(rootfs, "rb") as f:
         for entry, data in read_entries(f):
-            if entry.path in BOOT_FILES:
+            if entry.path in BOOT_FILES or (also is not None and entry.kind is Kind.FILE
+                                            and not in_initrd(entry.path) and also(entry.path)):
                 if entry.kind is not Kind.FILE:
                     raise ComposerError(f"{name}: {entry.path} in the root filesystem is a "
                                         f"{entry.kind.name.lower()}, not a regular file")

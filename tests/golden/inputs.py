@@ -104,14 +104,23 @@ files:
 """
 
 
-def make_inputs(dest: Path, arch: str = "amd64") -> Path:
+# what the rpi3 golden adds: the Raspberry Pi 3 device tree where a linuxkit arm64 kernel image
+# puts it (the other goldens' inputs stay as they were)
+RPI3_FILES = """\
+  - path: boot/dtb/broadcom/bcm2837-rpi-3-b.dtb
+    contents: "golden device tree\\n"
+"""
+
+
+def make_inputs(dest: Path, arch: str = "amd64", rpi3: bool = False) -> Path:
     """Write ``dest/oci`` (an OCI layout with the images, for ``arch``) and ``dest/golden.yml``;
-    return it. The arm64 inputs differ from the amd64 ones only in the configs' architecture."""
+    return it. The arm64 inputs differ from the amd64 ones only in the configs' architecture;
+    ``rpi3`` adds :data:`RPI3_FILES` to the spec."""
     store = Cache(dest / ".store")
     for tag, layers in IMAGES.items():
         config = {"Cmd": ["/bin/app"]} if tag == "app" else {}
         written = write_image(store, layers, config=config, compress=False, arch=arch)
         export_layout(store, written, dest / "oci", tag)
     spec = dest / f"{NAME}.yml"
-    spec.write_text(SPEC)
+    spec.write_text(SPEC + (RPI3_FILES if rpi3 else ""))
     return spec

@@ -28,6 +28,11 @@ DIGESTS = HERE / "digests.json"
 ARM64_FORMATS = ("tar", "kernel+initrd", "tar-kernel-initrd", "iso-efi", "iso-efi-initrd",
                  "docker", "oci", "oci-dir", "docker-context", "raw-efi", "kernel+squashfs",
                  "kernel+erofs")
+# rpi3 writes NAME.tar, as tar does: its golden is a build of its own (named RPI3_NAME), from the
+# same arm64 inputs with a Pi 3 device tree in the spec (inputs.RPI3_FILES): the "rpi3" entry
+# inside the "arm64" one
+RPI3_FORMATS = ("rpi3",)
+RPI3_NAME = "golden-rpi3"
 
 
 # The two-architecture goldens (the "two-arch" entry): the one docker and oci file that
@@ -52,23 +57,26 @@ def build_two_arch(workdir: Path, amd64_tar: Path, arm64_tar: Path) -> dict[str,
         return {p.name: p for p in outs.commit()}
 
 
-def build_golden(workdir: Path, formats: tuple[str, ...], arch: str = "amd64"
-                 ) -> dict[str, Path]:
-    """Generate the inputs in ``workdir`` and build ``formats``; returns name -> output path."""
+def build_golden(workdir: Path, formats: tuple[str, ...], arch: str = "amd64",
+                 name: str | None = None) -> dict[str, Path]:
+    """Generate the inputs in ``workdir`` and build ``formats``; returns name -> output path.
+    The rpi3 build (``name`` RPI3_NAME) gets the rpi3 inputs."""
     from composer.build import BuildRequest, run_build
     from tests.golden.inputs import NAME, SOURCE_DATE_EPOCH, make_inputs
 
-    spec = make_inputs(workdir / "inputs", arch)
-    req = BuildRequest(specs=(spec,), formats=formats, output_dir=workdir / "out", name=NAME,
+    spec = make_inputs(workdir / "inputs", arch, rpi3=name == RPI3_NAME)
+    req = BuildRequest(specs=(spec,), formats=formats, output_dir=workdir / "out",
+                       name=name or NAME,
                        arch=arch, cache_dir=workdir / "cache",
                        source_date_epoch=SOURCE_DATE_EPOCH)
     # not offline: the images are local OCI layouts (nothing to pull), but a fresh machine
-    # has yet to fetch the pinned Debian packages (bootloaders, tar2sqfs, mtools), which are
+    # has yet to fetch the pinned Debian packages (bootloaders, Pi firmware, tar2sqfs, mtools), which are
     # checked by sha256 whatever serves them
     return {p.name: p for p in run_build(req, log=lambda _m: None)}
 
 
-def digests(outputs: dict[str, Path], formats: tuple[str, ...]) -> dict:
+def digests(outputs: dict[str, Path], formats: tuple[str, ...], name: str | None = None
+            ) -> dict:
     """The golden document: every output file's sha256 as the build record lists it (files of
     directory outputs one by one), except the record and SHA256SUMS, which name the composer's
     library versions; the pinned compressor that made the deflate streams (the initrd, in the
@@ -78,11 +86,12 @@ def digests(outputs: dict[str, Path], formats: tuple[str, ...]) -> dict:
     from outputs import compressor_id
     from tests.golden.inputs import NAME
 
-    record = canonjson.loads(outputs[record_name(NAME)].read_bytes())
+    name = name or NAME
+    record = canonjson.loads(outputs[record_name(name)].read_bytes())
     doc: dict = {"compressor": compressor_id(), "formats": list(formats),
                  "outputs": {o["name"]: o["sha256"] for o in record["outputs"]},
                  "content": {}}
-    initrd = outputs.get(f"{NAME}-initrd.img")
+    initrd = outputs.get(f"{name}-initrd.img")
     if initrd is not None and initrd.read_bytes()[:2] == b"\x1f\x8b":
         data = gzip.decompress(initrd.read_bytes())
         doc["content"][initrd.name] = hashlib.sha256(data).hexdigest()
@@ -132,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             doc["arm64"] = digests(build_golden(Path(tmp), ARM64_FORMATS, "arm64"),
                                    ARM64_FORMATS)
             del doc["arm64"]["compressor"]  # the top level's: one zlib makes both
+            rpi3 = Path(tmp) / "rpi3"
+            doc["arm64"]["rpi3"] = digests(
+                build_golden(rpi3, RPI3_FORMATS, "arm64", RPI3_NAME), RPI3_FORMATS, RPI3_NAME)
+            del doc["arm64"]["rpi3"]["compressor"]
         else:
             doc = digests(build_golden(Path(tmp), formats), formats)
             for kept in ("arm64", "two-arch"):

@@ -16,8 +16,10 @@ loads and runs in a real dockerd, and ``verify`` reproduces both.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -36,17 +38,19 @@ from tests.integration.test_runtime_boot import ROOT, Boot, composer
 pytestmark = pytest.mark.integration
 
 SPEC = ROOT / "examples" / "services.yml"
+RPI3_FILES = ("LICENCE.broadcom", "bootcode.bin", "fixup.dat", "fixup_cd.dat", "fixup_x.dat",
+              "start.elf", "start_cd.elf", "start_x.elf", "u-boot.bin")
 
 
 @pytest.fixture(scope="module")
 def arm64_outputs(two_arch_packages, tmp_path_factory) -> Path:
-    """``build --arch arm64 -f kernel+initrd,raw-efi,iso-efi examples/services.yml``."""
+    """``build --arch arm64 -f kernel+initrd,raw-efi,iso-efi,rpi3 examples/services.yml``."""
     cache = next(iter(two_arch_packages.values()))[0].root
     out = tmp_path_factory.mktemp("arm64") / "out"
     started = time.monotonic()
     composer("build", "--cache", str(cache), "--arch", "arm64", "-f",
-             "kernel+initrd,raw-efi,iso-efi", "-o", str(out), str(SPEC))
-    print(f"arm64 cross-build of services.yml (kernel+initrd, raw-efi, iso-efi): "
+             "kernel+initrd,raw-efi,iso-efi,rpi3", "-o", str(out), str(SPEC))
+    print(f"arm64 cross-build of services.yml (kernel+initrd, raw-efi, iso-efi, rpi3): "
           f"{time.monotonic() - started:.1f} s")
     return out
 
@@ -94,9 +98,10 @@ def test_arm64_outputs_are_arm64(arm64_outputs: Path) -> None:
     assert record["build"]["arch"] == "arm64"
     kernel = (arm64_outputs / "services-kernel").read_bytes()
     assert kernel[:2] == b"MZ" and kernel[0x38:0x3C] == b"ARMd"
-    # the arm64 builds of GRUB (iso-efi), systemd-boot and its stub (raw-efi), from arm64 debs
-    assert sorted(record["options"]["bootloaders"]) == ["bootaa64.efi", "efiaa64.stub",
-                                                        "sd-bootaa64.efi"]
+    # the arm64 builds of GRUB (iso-efi), systemd-boot and its stub (raw-efi), from arm64 debs,
+    # and the Pi's firmware and u-boot (rpi3)
+    assert sorted(record["options"]["bootloaders"]) == sorted([
+        "bootaa64.efi", "efiaa64.stub", "sd-bootaa64.efi", *RPI3_FILES])
 
 
 def test_arm64_kernel_initrd_boots_and_serves(arm64_outputs: Path) -> None:
@@ -252,3 +257,126 @@ def test_two_arch_record_names_the_file_once_and_verify_reproduces_it(two_arch: 
     assert "services-oci.tar: reproduced" in proc.stdout
     assert "services-docker.tar: reproduced" in proc.stdout
     assert proc.stdout.splitlines()[-1] == "verified"
+
+
+# -- rpi3: the Raspberry Pi 3 SD card tar, on QEMU's raspi3b ------------------------------------
+
+def tar_member(path: Path, name: str) -> bytes:
+    with tarfile.open(path) as tf:
+        f = tf.extractfile(name)
+        assert f is not None, name
+        return f.read()
+
+
+def test_rpi3_uimages_hold_the_kernel_and_initrd(arm64_outputs: Path, tmp_path: Path) -> None:
+    """dumpimage (u-boot-tools) checks each uImage's CRCs and takes the data out: the kernel
+    gunzips to the kernel+initrd format's kernel, the ramdisk is its initrd, byte for byte;
+    the device trees are the example kernel's (Debian's arm64 kernel package)."""
+    dumpimage = require_tool("dumpimage", "u-boot-tools")
+    card = arm64_outputs / "services.tar"
+    with tarfile.open(card) as tf:
+        names = tf.getnames()
+    assert sorted(names) == sorted([
+        "kernel.uimg", "initrd.uimg", "boot.scr", "boot.script", "config.txt", *RPI3_FILES,
+        "dtb", "dtb/broadcom", "dtb/broadcom/bcm2837-rpi-3-b.dtb",
+        "dtb/broadcom/bcm2837-rpi-3-b-plus.dtb"])
+    for name, image_type in (("kernel.uimg", "kernel"), ("initrd.uimg", "ramdisk")):
+        (tmp_path / name).write_bytes(tar_member(card, name))
+        subprocess.run([dumpimage, "-T", image_type, "-p", "0", "-o", str(tmp_path / image_type),
+                        str(tmp_path / name)], check=True, capture_output=True)
+    kernel = (arm64_outputs / "services-kernel").read_bytes()
+    assert gzip.decompress((tmp_path / "kernel").read_bytes()) == kernel
+    assert (tmp_path / "ramdisk").read_bytes() == \
+        (arm64_outputs / "services-initrd.img").read_bytes()
+    dtb = tar_member(card, "dtb/broadcom/bcm2837-rpi-3-b.dtb")
+    assert dtb[:4] == b"\xd0\x0d\xfe\xed" and b"raspberrypi,3-model-b" in dtb
+
+
+def test_rpi3_is_reproducible_and_arm64_only(two_arch_packages, arm64_outputs: Path,
+                                           tmp_path: Path) -> None:
+    """Again under another zone and umask: the same bytes. For amd64: a usage error (exit 2)
+    naming the architectures it is for."""
+    cache = next(iter(two_arch_packages.values()))[0].root
+    env = {**os.environ, "TZ": "Pacific/Kiritimati"}
+    proc = subprocess.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", sys.executable, "-m",
+                           "composer", "build", "--cache", str(cache), "--arch", "arm64",
+                           "-f", "rpi3", "-o", str(tmp_path / "again"), str(SPEC)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "again" / "services.tar").read_bytes() == \
+        (arm64_outputs / "services.tar").read_bytes()
+    amd64 = subprocess.run([sys.executable, "-m", "composer", "build", "--cache", str(cache),
+                            "--arch", "amd64", "-f", "rpi3", "-o", str(tmp_path / "amd64"),
+                            str(SPEC)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert amd64.returncode == 2, amd64.stderr
+    assert "format rpi3 is for arm64 only, not amd64" in amd64.stderr
+    assert not (tmp_path / "amd64").exists() or not list((tmp_path / "amd64").iterdir())
+
+
+# the image's init at work: rc.init starting the onboot container under runc (the rest of the
+# boot, about as long again under TCG, is what the other arm64 boots test)
+ONBOOT = "runc: onboot 000-net: starting"
+
+
+def sd_card(tar: Path, tmp_path: Path) -> Path:
+    """A 128 MiB SD image (QEMU wants a power of two): MBR, one FAT32 partition at 1 MiB with
+    the tar's files, as extracting it onto a card would give (test side only)."""
+    for tool, package in (("sfdisk", "fdisk"), ("mkfs.vfat", "dosfstools"),
+                          ("mcopy", "mtools")):
+        require_tool(tool, package)
+    files = tmp_path / "card"
+    with tarfile.open(tar) as tf:
+        tf.extractall(files, filter="data")
+    image = tmp_path / "sd.img"
+    with open(image, "wb") as f:
+        f.truncate(128 << 20)
+    subprocess.run(["sfdisk", "-q", str(image)], input=b"label: dos\nstart=2048, type=c\n",
+                   check=True, capture_output=True)
+    subprocess.run(["mkfs.vfat", "-F", "32", "--offset", "2048", str(image),
+                    str((128 << 10) - 1024)], check=True, capture_output=True)
+    subprocess.run(["mcopy", "-s", "-i", f"{image}@@1M", *sorted(str(p) for p in files.iterdir()),
+                    "::"], check=True, capture_output=True)
+    return image
+
+
+def test_rpi3_boots_on_qemu_raspi3b(arm64_outputs: Path, tmp_path: Path) -> None:
+    """QEMU has no VideoCore, so bootcode.bin/start.elf cannot run: QEMU starts the card's
+    u-boot.bin itself (as the firmware would, at 0x80000, with the Pi 3 B device tree); from
+    there it is the card's own boot: u-boot finds boot.scr on mmc 0:1, which loads and checks
+    kernel.uimg, the device tree and initrd.uimg and boots them; the kernel's console is the
+    PL011 (ttyAMA0, QEMU's first serial), u-boot's the mini UART (the second). It stops when
+    rc.init starts the first onboot container."""
+    qemu_bin = require_tool("qemu-system-aarch64", "qemu-system-arm")
+    image = sd_card(arm64_outputs / "services.tar", tmp_path)
+    card = tmp_path / "card"
+    uart0, uart1 = tmp_path / "uart0.log", tmp_path / "uart1.log"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [qemu_bin, "-M", "raspi3b", "-kernel", str(card / "u-boot.bin"),
+         "-dtb", str(card / "dtb" / "broadcom" / "bcm2837-rpi-3-b.dtb"),
+         "-drive", f"file={image},if=sd,format=raw", "-serial", f"file:{uart0}",
+         "-serial", f"file:{uart1}", "-display", "none", "-monitor", "none", "-no-reboot"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        booted = None
+        while time.monotonic() - started < 400:
+            assert proc.poll() is None, (f"QEMU ended early: {proc.stdout.read()!r}\n"  # type: ignore[union-attr]
+                                         + uart1.read_text(errors="replace")[-3000:])
+            if uart0.exists() and ONBOOT in uart0.read_text(errors="replace"):
+                booted = time.monotonic() - started
+                break
+            time.sleep(1)
+    finally:
+        proc.kill()
+        proc.wait()
+    boot = uart1.read_text(errors="replace")
+    console = uart0.read_text(errors="replace") if uart0.exists() else ""
+    assert booted is not None, boot[-3000:] + "\n----\n" + console[-3000:]
+    print(f"rpi3 on QEMU raspi3b (TCG): the init's first container started {booted:.1f} s "
+          f"after QEMU started")
+    assert "Found U-Boot script /boot.scr" in boot
+    assert boot.count("Verifying Checksum ... OK") == 2  # kernel.uimg, initrd.uimg
+    assert "Image Type:   AArch64 Linux Kernel Image (gzip compressed)" in boot
+    assert "Booting using the fdt blob" in boot and "Starting kernel ..." in boot
+    assert "Machine model: Raspberry Pi 3 Model B" in console
+    assert console.index("Run /init as init process") < console.index(ONBOOT)

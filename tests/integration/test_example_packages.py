@@ -41,7 +41,7 @@ GOLDEN = {
               "sha256:cecad35175ba3928d68b9f44eebdf94ffa0bc83ef03b3e8b5275cd9ae1816896"),
     "init": ("63c28a3eb9263237c715c1b2d084e23943ab76f1",
              "sha256:5b4a46f95a3d747661ca72ad90c3fc3d4c6211a64eb3e23ac8a4a51af7586f13"),
-    "kernel": ("e314427a3b9691ecf01ddcc42e79c21ef76f9ee4",
+    "kernel": ("808f2283184b0737b99e0e47a68c25e85c78daf1",
                "sha256:c249a837f3e46f31fbe858aca69d7fdd939a8a4f334ba56000bfd34f30f74826"),
 }
 
@@ -49,7 +49,7 @@ GOLDEN = {
 # the same bytes an arm64 machine makes, as nothing in a package build runs its programs.
 ARM64_GOLDEN = {
     "hello": "sha256:c59107bdbda490cad0e69933e4b5b23d8dd2127df04f87fe6c85c1727907390a",
-    "kernel": "sha256:797880335526fe3f7f987c07c79aaca943736be33286ef80f7692e6e2f729f86",
+    "kernel": "sha256:94da15733d5081ba7d8b22b7007f36b0126e2217a4588fe2167da09bdcf09212",
     "rcinit": "sha256:b8b67ab02685b9d8e73d7a9c59f2c60b3873e3253e69f67ee1dd3535ccf968e5",
     "runc": "sha256:d20a4cbabe9cb00534c4b1f3cecb6ca8806176296a557f0855cade0e239a753f",
 }
@@ -201,6 +201,14 @@ def test_arm64_kernel_image(two_arch_packages, debs_dir: Path) -> None:
         named.update([module, *deps.split()])
     assert {f"{mods}/{m}" for m in named} == set(kos)
     assert not [p for p in inner if "amd64" in p]
+    # the Pi 3 B/B+ device trees, where linuxkit's arm64 kernels have them (format rpi3)
+    dtbs = sorted(p for p in inner if p.endswith(".dtb"))
+    assert dtbs == ["boot/dtb/broadcom/bcm2837-rpi-3-b-plus.dtb",
+                    "boot/dtb/broadcom/bcm2837-rpi-3-b.dtb"]
+    for path in dtbs:
+        deb_path = f"usr/lib/linux-image-{version}/broadcom/{path.rsplit('/', 1)[1]}"
+        assert hashlib.sha256(inner[path][1]).digest() == oracle[deb_path], path
+    assert not [p for p in inner if p.startswith("usr")]
 
 
 def test_arm64_runc_and_busybox_are_aarch64(two_arch_packages) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from composer.debian import pool as debpool
 from composer.debian.pool import DebFile, PoolDeb, PoolError
+from composer.errors import ComposerError
 from tests.unit.test_deb import make_deb
 
 
@@ -87,6 +88,13 @@ def test_pool_paths_are_debians():
         "pool/updates/main/s/syslinux/isolinux_6.04~git20190206.bf6db5b4+dfsg1-3_all.deb")
     assert PoolDeb("libfoo1", "1-1", "amd64", "0" * 64).pool_paths()[0] == \
         "pool/main/libf/libfoo1/libfoo1_1-1_amd64.deb"
+    firmware = PoolDeb("raspi-firmware", "1.20220830+ds-1", "all", "0" * 64,
+                       component="non-free-firmware")
+    assert firmware.pool_paths() == (
+        "pool/non-free-firmware/r/raspi-firmware/raspi-firmware_1.20220830+ds-1_all.deb",
+        "pool/updates/non-free-firmware/r/raspi-firmware/raspi-firmware_1.20220830+ds-1_all.deb")
+    with pytest.raises(ComposerError, match="unknown archive component 'free'"):
+        PoolDeb("x", "1", "all", "0" * 64, component="free")
 
 
 def test_fetch_verifies_and_caches(archive, tmp_path):

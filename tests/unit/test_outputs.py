@@ -50,7 +50,7 @@ def ucode_cpio() -> bytes:
     return buf.getvalue()
 
 
-def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False):
+def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False, dtb=False):
     out: list[tuple[Entry, bytes | None]] = [
         (Entry("bin", Kind.DIR, 0o755), None),
         (Entry("bin/busybox", Kind.FILE, 0o755, mtime=7, size=4), b"BBOX"),
@@ -68,6 +68,11 @@ def rootfs_entries(kernel=True, cmdline: bytes | None = CMDLINE, ucode=False):
     if ucode:
         u = ucode_cpio()
         out.append((Entry("boot/ucode.cpio", Kind.FILE, 0o644, size=len(u)), u))
+    if dtb:  # where a linuxkit arm64 kernel image puts the Pi 3's device tree (format rpi3)
+        out += [(Entry("boot/dtb", Kind.DIR, 0o755), None),
+                (Entry("boot/dtb/broadcom", Kind.DIR, 0o755), None),
+                (Entry("boot/dtb/broadcom/bcm2837-rpi-3-b.dtb", Kind.FILE, 0o644, size=4),
+                 b"\xd0\x0d\xfe\xed")]
     return out
 
 
@@ -114,8 +119,11 @@ def newc_names_and_data(data: bytes) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def rootfs(tmp_path) -> Path:
-    return make_rootfs(tmp_path / "rootfs.tar", rootfs_entries())
+def rootfs(tmp_path, request) -> Path:
+    """The test rootfs; for a test parametrized with ``fmt`` rpi3, with the Pi's device tree."""
+    callspec = getattr(request.node, "callspec", None)
+    rpi3 = callspec is not None and callspec.params.get("fmt") == "rpi3"
+    return make_rootfs(tmp_path / "rootfs.tar", rootfs_entries(dtb=rpi3))
 
 
 def test_format_table():
@@ -334,7 +342,7 @@ def test_memory_stays_flat_with_big_and_hard_linked_files(tmp_path):
     rootfs = tmp_path / "big.tar"
     with open(rootfs, "wb") as f:
         w = CanonicalTarWriter(f)
-        for entry, data in sorted(rootfs_entries(), key=lambda e: sort_key(e[0].path)):
+        for entry, data in sorted(rootfs_entries(dtb=True), key=lambda e: sort_key(e[0].path)):
             w.add(entry, data)
         w.add(Entry("var", Kind.DIR, 0o755))
         w.add(Entry("var/big", Kind.FILE, size=size), Zeros(size))

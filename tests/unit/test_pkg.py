@@ -489,6 +489,26 @@ def test_arches_parts_and_a_two_platform_index(tmp_path: Path) -> None:
         "architecture"] == "arm64"
 
 
+def test_an_architectures_own_renames(tmp_path: Path) -> None:
+    """``arches.ARCH.rename`` runs for that architecture only, after the top-level renames
+    (the example kernel moves arm64's Pi 3 device trees to boot/dtb/ this way)."""
+    directory, debs = make_two_arch(tmp_path)
+    yml = directory / "build.yml"
+    yml.write_text(yml.read_text() + "    rename:\n"
+                   "      - {from: \"boot/vmlinuz-*\", to: boot/dtb/moved}\n")
+    spec = pkgdir.load_spec(directory)
+    assert [r.dest for r in spec.for_arch("arm64").renames] == ["boot/dtb/moved"]
+    assert spec.for_arch("amd64").renames == ()
+    both = build(directory, debs, tmp_path / "two", arch=("arm64", "amd64"))
+    cache = Cache(tmp_path / "two")
+    arm_manifest = canonjson.loads(cache.read_blob(both.image_for("arm64").digest))
+    arm = entries(gzip.decompress(cache.read_blob(arm_manifest["layers"][0]["digest"])))
+    assert "boot/dtb/moved" in arm and "boot/vmlinuz-6.1.0-test" not in arm
+    yml.write_text(yml.read_text().replace("to: boot/dtb/moved", "into: x"))
+    with pytest.raises(SpecError, match=r"arches\.arm64\.rename\[0\]"):
+        pkgdir.load_spec(directory)
+
+
 def test_an_architecture_the_package_does_not_list(tmp_path: Path) -> None:
     directory, debs = make_two_arch(tmp_path)
     with pytest.raises(ComposerError, match=r"not made for riscv64 .*arches: amd64, arm64"):

@@ -76,7 +76,7 @@ def test_format_rows() -> None:
     assert {f for f in FORMATS if FORMATS[f].pushable} == {"docker", "oci", "oci-dir"}
     assert {f for f in FORMATS if FORMATS[f].loadable} == {"docker"}
     assert {f for f in FORMATS if FORMATS[f].pins} == {"iso-bios", "iso-efi", "iso-efi-initrd",
-                                                         "iso-hybrid"} | DISKS
+                                                         "iso-hybrid", "rpi3"} | DISKS
 
 
 def test_every_converter_resolves() -> None:
