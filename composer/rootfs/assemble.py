@@ -156,6 +156,9 @@ def _overlay(root: Tree, fs: Tree, prefix: str = "") -> None:
     """Apply ``fs`` onto ``root`` under ``prefix`` (like :meth:`Tree.graft`), except that a
     symlink replacing a directory keeps the directory's contents reachable through the symlink:
     they are put back under it afterwards wherever ``fs`` did not put something itself."""
+    if _empty_below(root, fs, prefix):
+        _copy_below(root, fs, prefix)
+        return
     fresh: dict[int, Node] = {}
     displaced: list[tuple[str, list[tuple[str, Node]]]] = []
     for path in fs.sorted_paths():
@@ -175,6 +178,36 @@ def _overlay(root: Tree, fs: Tree, prefix: str = "") -> None:
         for rel, node in entries:
             if root.get(root.resolve_parent(f"{link}/{rel}")) is None:
                 root.put(f"{link}/{rel}", node)
+
+
+def _empty_below(root: Tree, fs: Tree, prefix: str) -> bool:
+    """Whether ``root`` has nothing where ``fs`` goes: ``prefix`` an empty directory (reached
+    without a symlink), or at the root, none of ``fs``'s top-level names taken. Then
+    overlaying is plain copying: no put can replace, displace or follow anything."""
+    if prefix:
+        node = root.get(prefix)
+        return node is not None and node.entry.kind is Kind.DIR and not root.children.get(
+            prefix) and root.resolve_parent(f"{prefix}/x") == f"{prefix}/x"
+    return not any(top in root.nodes for top in fs.children.get("", ()))
+
+
+def _copy_below(root: Tree, fs: Tree, prefix: str) -> None:
+    """:func:`_overlay` where :func:`_empty_below` holds: every node copied (hard-link groups
+    kept as groups of fresh nodes, as :meth:`Tree.graft` does) with its children. ``fs`` is a
+    tree put together by :meth:`Tree.put`: every path's parent is a directory in it, and no
+    symlink is among any path's parents."""
+    fresh: dict[int, Node] = {}
+    nodes, children = root.nodes, root.children
+    base = f"{prefix}/" if prefix else ""
+    for path, node in fs.nodes.items():
+        copy = fresh.get(id(node))
+        if copy is None:
+            copy = Node(node.entry, node.content, node.source, node.location, node.implicit)
+            fresh[id(node)] = copy
+        nodes[base + path] = copy
+        if node.entry.kind is Kind.DIR:
+            children[base + path] = {base + child for child in fs.children.get(path, ())}
+    children[prefix].update(base + top for top in fs.children.get("", ()))
 
 
 def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:

@@ -80,6 +80,17 @@ class TreeError(ComposerError):
     pass
 
 
+def _clean(path: str) -> bool:
+    """Whether ``path`` is already normal: not empty, no leading, trailing or double slash, no
+    ``.`` or ``..`` component (tested cheaply first: most names hold no ``/.``)."""
+    if not path or path[0] == "/" or path[-1] == "/" or "//" in path:
+        return False
+    if path[0] != "." and "/." not in path:
+        return True
+    framed = f"/{path}/"
+    return "/./" not in framed and "/../" not in framed
+
+
 class Tree:
     def __init__(self, implicit_mtime: int):
         self.nodes: dict[str, Node] = {}
@@ -95,8 +106,7 @@ class Tree:
 
     def resolve_parent(self, path: str) -> str:
         """``path`` with every symlink among its parent components resolved inside the root."""
-        if path and "//" not in path and path[0] != "/" and path[-1] != "/" \
-                and "/./" not in f"/{path}/" and "/../" not in f"/{path}/":
+        if _clean(path):
             # the common case, a clean path: only its parents' kinds matter
             nodes = self.nodes
             cut = path.find("/")
@@ -159,12 +169,18 @@ class Tree:
 
     def put(self, path: str, node: Node) -> str:
         """Place ``node`` at ``path`` (parents resolved); returns the path actually used."""
-        path = self.resolve_parent(path)
-        if not path:
-            return ""  # an entry for the root itself: nothing to keep
-        parent = posixpath.dirname(path)
-        self._ensure_dir(parent)
-        old = self.nodes.get(path)
+        nodes = self.nodes
+        parent = path.rpartition("/")[0]
+        known = nodes.get(parent) if parent else None
+        if known is None or known.entry.kind is not Kind.DIR or not _clean(path):
+            # (a directory already in the tree has no symlink among its own parents: put
+            # resolved them, and a symlink put over a directory removed what was below it)
+            path = self.resolve_parent(path)
+            if not path:
+                return ""  # an entry for the root itself: nothing to keep
+            parent = posixpath.dirname(path)
+            self._ensure_dir(parent)
+        old = nodes.get(path)
         if node.entry.kind is Kind.DIR:
             if old is not None and old.entry.kind is not Kind.DIR:
                 self.remove(path)
