@@ -40,7 +40,15 @@ from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.packages import APK_INSTALLED, MAX_DB, is_database
-from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content, read_content
+from composer.rootfs.tree import (
+    HostFile,
+    Node,
+    ReadAhead,
+    Span,
+    Tree,
+    open_content,
+    read_content,
+)
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -524,22 +532,28 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
 
     writer = CanonicalTarWriter(out)
     handles: dict[str, BinaryIO] = {}
+    ahead: dict[str, ReadAhead] = {}
     recorder = Recorder(regions) if regions is not None else None
     count = 0
+    add, file_kind = writer.add, Kind.FILE
     try:
         for entry, node in tree.entries(clamp=epoch.clamp):
             if databases is not None and is_database(entry, sbom_path):
                 databases.append((entry, node))
             if recorder is not None:
                 recorder.before(entry, node, writer.written)
-            data = None
-            if entry.kind is Kind.FILE and node.content is not None:
-                data = open_content(node.content, handles)
-            try:
-                writer.add(entry, data)
-            finally:
-                if isinstance(node.content, HostFile) and hasattr(data, "close"):
-                    data.close()  # type: ignore[union-attr]
+            content = node.content
+            if entry.kind is not file_kind or content is None:
+                add(entry)
+            elif isinstance(content, HostFile):
+                data = open_content(content, handles)
+                try:
+                    add(entry, data)
+                finally:
+                    if hasattr(data, "close"):
+                        data.close()  # type: ignore[union-attr]
+            else:
+                add(entry, open_content(content, handles, ahead))
             count += 1
             if recorder is not None and regions is not None:
                 recorder.after(entry.path, writer.written)
