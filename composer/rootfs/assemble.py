@@ -550,8 +550,8 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
                 try:
                     add(entry, data)
                 finally:
-                    if hasattr(data, "close"):
-                        data.close()  # type: ignore[union-attr]
+                    if not isinstance(data, bytes):
+                        data.close()
             else:
                 add(entry, open_content(content, handles, ahead))
             count += 1
