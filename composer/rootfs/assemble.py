@@ -478,9 +478,11 @@ def _fill_provenance(root: Tree) -> None:
     """Directories the tree made implicitly (a layer without parent entries, a path put through
     a symlink) take the records of their first child, so every entry has them (linuxkit's
     ``tarheaders`` check)."""
-    for path in reversed(root.sorted_paths()):
+    # (only nodes without records change; children first, as in reversed path order)
+    bare = [path for path, node in root.nodes.items() if not node.source]
+    for path in sorted(bare, key=sort_key, reverse=True):
         node = root.nodes[path]
-        if node.source:
+        if node.source:  # a hard link of a node filled meanwhile
             continue
         for child in sorted(root.children.get(path, ()), key=sort_key):
             other = root.nodes[child]

@@ -38,7 +38,7 @@ from composer.rootfs import memo
 from composer.rootfs.tree import Node, Span, Tree
 from composer.spec.model import Spec
 from composer.streams.digest import sha256_file
-from composer.tar.canon import Entry, Kind
+from composer.tar.canon import Entry, Kind, sort_key
 
 SCHEMA = "image-composer/rootfs-region/v1"
 
@@ -340,9 +340,7 @@ def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[
     nodes = []
     offset = 0
     with atomic_file(meta.with_suffix(".data")) as data:
-        for number, path in enumerate(fs.sorted_paths()):
-            if any(path.startswith(top + "/") for top in tops):
-                continue
+        for number, path in enumerate(_outside(fs, set(tops))):
             node = fs.nodes[path]
             group = groups.setdefault(id(node), number)
             entry = node.entry
@@ -363,6 +361,20 @@ def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[
             "schema": SCHEMA, "data": digest, "regions": tops,
             "pointers": [region_key(image, location, top, plan.epoch) for top in tops],
             "implicit_mtime": fs.implicit_mtime, "nodes": nodes}))
+
+
+def _outside(fs: Tree, tops: set[str]) -> list[str]:
+    """``fs``'s paths not below any of ``tops`` (they themselves included), in path order:
+    walked from the root, so the regions' own entries are never visited."""
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        current = stack.pop()
+        for child in fs.children.get(current, ()):
+            found.append(child)
+            if child not in tops:
+                stack.append(child)
+    return sorted(found, key=sort_key)
 
 
 def _residue_tree(info: dict, data: Path) -> Tree:
