@@ -247,11 +247,13 @@ class Recorder:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.open: Found | None = None
+        # of the open region: "LOWER/", and the location and source its entries must have
+        self._below, self._location, self._source = "", "", ""
 
     def before(self, entry: Entry, node: Node, offset: int) -> None:
         current = self.open
         path = entry.path
-        if current is not None and not path.startswith(current.lower + "/"):
+        if current is not None and not path.startswith(self._below):
             self._close(offset)
             current = None
         if entry.kind is Kind.HARDLINK:
@@ -262,15 +264,15 @@ class Recorder:
             return
         current.count += 1
         current.last = path
-        _key, location, source = self.plan.overlays[current.lower]
         # (an empty implicit directory has no records: nothing below it to take them from)
-        if node.location not in (location, "") or node.source not in (source, ""):
+        if current.isolated and (node.location not in (self._location, "")
+                                 or node.source not in (self._source, "")):
             current.isolated = False
-        rel = path[len(current.lower) + 1:]
-        if not current.head[0] and node.source and "/" not in rel:
+        if not current.head[0] and node.source and "/" not in path[len(self._below):]:
             current.head = (node.source, node.location)
-        if not current.lower.startswith("containers/"):
+        if not self._below.startswith("containers/"):
             return  # (the shadow serves the read-only check of containers only)
+        rel = path[len(self._below):]
         kind = "dir" if entry.kind is Kind.DIR else "symlink" if entry.kind is Kind.SYMLINK \
             else "other"
         current.shadow.append((rel, kind, entry.linkname if kind == "symlink" else ""))
@@ -278,7 +280,9 @@ class Recorder:
     def after(self, path: str, offset: int) -> None:
         """``path`` was just written, ending at ``offset``."""
         if path in self.plan.overlays and self.open is None:
-            self.open = Found(path, self.plan.overlays[path][0], offset)
+            key, self._location, self._source = self.plan.overlays[path]
+            self.open = Found(path, key, offset)
+            self._below = path + "/"
 
     def spliced(self, region: Region, offset: int) -> None:
         found = self.open
