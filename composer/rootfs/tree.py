@@ -325,13 +325,14 @@ class ReadAhead:
         end = len(self._buf)
         if start >= 0 and start + size <= end:
             return self._buf[start:start + size]
-        near = end and 0 <= start <= end + AHEAD  # just after what was read last
+        near = end and end <= start <= end + GAP  # just after what was read last
         self._ahead = min(max(2 * self._ahead, 16 << 10), AHEAD) if near else 0
         self._buf, self._at = os.pread(self._fd, max(size, self._ahead), offset), offset
         return self._buf[:size]
 
 
 AHEAD = 256 << 10  # bytes one ReadAhead holds at most
+GAP = 8 << 10  # a read starting at most this far after the buffer's end continues a run
 
 
 def open_content(content: Content, cache: dict[str, BinaryIO],
