@@ -359,7 +359,7 @@ def _build_rootfs(spec: Spec, cache: Cache, epoch: Epoch, images: dict[str, Imag
     path = memo.tar_path(cache.root, key)
     databases: list = []
     try:
-        with atomic_file(path, cache.root / "tmp") as fh:
+        with atomic_file(path, cache.root / "tmp", durable=memo.durable()) as fh:
             hashing = HashingWriter(fh)
             with write_behind(hashing) as out:
                 count = write_tree(tree, out, epoch, regions=plan, databases=databases,
