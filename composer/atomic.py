@@ -21,18 +21,24 @@ from typing import BinaryIO, Self
 
 
 @contextlib.contextmanager
-def atomic_file(dest: Path, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+def atomic_file(dest: Path, tmp_dir: Path | None = None, *, durable: bool = True
+                ) -> Iterator[BinaryIO]:
     """Write ``dest`` whole or not at all: a temporary file (in ``tmp_dir``, default beside
     ``dest``) is fsync'd, made 0644 whatever the umask, and renamed over ``dest``; on any
     error or interruption it is removed instead. The one way single files are written
-    atomically (cache blobs, cache index, lock files, exported archives)."""
+    atomically (cache blobs, cache index, lock files, exported archives).
+
+    ``durable=False`` skips the fsync: the file is still whole or absent for every process
+    (a killed one included), but a power loss may leave it renamed and empty; only for files
+    the reader trusts no longer than the boot that wrote them (the cache's layer copies)."""
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or dest.parent, prefix=f".{dest.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:

@@ -11,7 +11,13 @@ Layout under the cache root::
 
 Crash safety: a blob is renamed into place only after it was verified and fsync'd, and index.json
 is replaced atomically, so ``kill -9`` at any point leaves at worst a stray file in ``tmp/``
-(removed by :meth:`Cache.clean`, ignored by everything else).
+(removed by :meth:`Cache.clean`, ignored by everything else). Uncompressed layer copies are
+derived and dropped after the build (composer.cache.gc.trim), so they are renamed in without an
+fsync (which cost a cold build a second per GiB): they are trusted only during the boot that
+wrote them. ``uncompressed/boot_id`` names that boot and is written before any copy is; a cache
+whose marker names another boot (a power loss or crash, which is a reboot, may have left a copy
+renamed but empty) drops every copy first. A ``kill -9`` loses no written page, so within one
+boot a renamed copy is whole.
 
 Every byte read back goes through :class:`VerifyingReader`, the one digest-verifying reader: a
 blob is trusted only as far as its hash, whichever source it came from.
@@ -146,11 +152,24 @@ def open_decompressed(raw: io.RawIOBase | io.BufferedIOBase, media_type: str) ->
     return buffered
 
 
+def boot_id() -> str | None:
+    """This boot's id (Linux), None where there is none: then every copy is fsync'd."""
+    return _read_text(Path("/proc/sys/kernel/random/boot_id")) or None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 class Cache:
     """A cache directory. Cheap to construct; creates its layout on first use."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._boot_checked = False
         #: called (in the storing thread) with each uncompressed layer file this object has
         #: just stored: phase one reads the layer's headers there, while other layers download
         self.on_layer: Callable[[Path], None] | None = None
@@ -160,7 +179,47 @@ class Cache:
         return self.root / "blobs" / "sha256" / check_digest(digest)
 
     def uncompressed_path(self, diff_id: str) -> Path:
+        if not self._boot_checked:
+            self._check_boot()
         return self.root / "uncompressed" / "sha256" / check_digest(diff_id)
+
+    def _check_boot(self) -> None:
+        """Drop the uncompressed copies if another boot wrote them (see the module's
+        docstring). Under the index lock, so two builds never both drop and one of them
+        writes meanwhile."""
+        self._boot_checked = True
+        current = boot_id()
+        marker = self.root / "uncompressed" / "boot_id"
+        found = _read_text(marker)
+        if current is None or not found or found == current:
+            return  # (no marker: every copy there was fsync'd)
+        with self.locked():
+            self._drop_other_boots(current)
+
+    def _drop_other_boots(self, current: str) -> None:
+        marker = self.root / "uncompressed" / "boot_id"
+        found = _read_text(marker)
+        if found and found != current:
+            directory = self.root / "uncompressed" / "sha256"
+            for stale in directory.iterdir() if directory.is_dir() else ():
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            marker.unlink()
+
+    def _copies_durable(self) -> bool:
+        """Whether a new uncompressed copy must be fsync'd: only where no boot id marks it
+        (the marker is written first otherwise)."""
+        current = boot_id()
+        marker = self.root / "uncompressed" / "boot_id"
+        if current is None:
+            return True
+        if _read_text(marker) != current:
+            with self.locked():
+                self._drop_other_boots(current)
+                if _read_text(marker) != current:
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    self._atomic_write(marker, current.encode())
+        return False
 
     def _ensure(self) -> None:
         for sub in ("blobs/sha256", "uncompressed/sha256", "tmp"):
@@ -347,8 +406,9 @@ class Cache:
                          what: str) -> None:
         """Decompress a layer into ``uncompressed/``, verified by diff_id. A corrupt download is
         reported as a digest mismatch, not as the bad gzip stream it also is."""
+        dest = self.uncompressed_path(diff_id)  # (checks the boot marker first)
         try:
-            with atomic_file(self.uncompressed_path(diff_id), self.root / "tmp") as fh:
+            with atomic_file(dest, self.root / "tmp", durable=self._copies_durable()) as fh:
                 plain = open_decompressed(compressed, media_type)
                 drain(VerifyingReader(plain, diff_id, None, f"{what} (uncompressed)",
                                       close_raw=False), fh)

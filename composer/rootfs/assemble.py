@@ -40,7 +40,15 @@ from composer.oci.refs import Ref, linuxkit_name, parse_ref
 from composer.rootfs import bootchecks, bundle, sbom
 from composer.rootfs.flatten import image_tree, nested_tar
 from composer.rootfs.packages import APK_INSTALLED, MAX_DB, is_database
-from composer.rootfs.tree import HostFile, Node, Span, Tree, open_content, read_content
+from composer.rootfs.tree import (
+    HostFile,
+    Node,
+    ReadAhead,
+    Span,
+    Tree,
+    open_content,
+    read_content,
+)
 from composer.spec.document import spec_metadata
 from composer.spec.model import File, Spec, resolve_id
 from composer.tar.canon import CanonicalTarWriter, Entry, Kind, sort_key
@@ -156,6 +164,9 @@ def _overlay(root: Tree, fs: Tree, prefix: str = "") -> None:
     """Apply ``fs`` onto ``root`` under ``prefix`` (like :meth:`Tree.graft`), except that a
     symlink replacing a directory keeps the directory's contents reachable through the symlink:
     they are put back under it afterwards wherever ``fs`` did not put something itself."""
+    if _empty_below(root, fs, prefix):
+        _copy_below(root, fs, prefix)
+        return
     fresh: dict[int, Node] = {}
     displaced: list[tuple[str, list[tuple[str, Node]]]] = []
     for path in fs.sorted_paths():
@@ -175,6 +186,36 @@ def _overlay(root: Tree, fs: Tree, prefix: str = "") -> None:
         for rel, node in entries:
             if root.get(root.resolve_parent(f"{link}/{rel}")) is None:
                 root.put(f"{link}/{rel}", node)
+
+
+def _empty_below(root: Tree, fs: Tree, prefix: str) -> bool:
+    """Whether ``root`` has nothing where ``fs`` goes: ``prefix`` an empty directory (reached
+    without a symlink), or at the root, none of ``fs``'s top-level names taken. Then
+    overlaying is plain copying: no put can replace, displace or follow anything."""
+    if prefix:
+        node = root.get(prefix)
+        return node is not None and node.entry.kind is Kind.DIR and not root.children.get(
+            prefix) and root.resolve_parent(f"{prefix}/x") == f"{prefix}/x"
+    return not any(top in root.nodes for top in fs.children.get("", ()))
+
+
+def _copy_below(root: Tree, fs: Tree, prefix: str) -> None:
+    """:func:`_overlay` where :func:`_empty_below` holds: every node copied (hard-link groups
+    kept as groups of fresh nodes, as :meth:`Tree.graft` does) with its children. ``fs`` is a
+    tree put together by :meth:`Tree.put`: every path's parent is a directory in it, and no
+    symlink is among any path's parents."""
+    fresh: dict[int, Node] = {}
+    nodes, children = root.nodes, root.children
+    base = f"{prefix}/" if prefix else ""
+    for path, node in fs.nodes.items():
+        copy = fresh.get(id(node))
+        if copy is None:
+            copy = Node(node.entry, node.content, node.source, node.location, node.implicit)
+            fresh[id(node)] = copy
+        nodes[base + path] = copy
+        if node.entry.kind is Kind.DIR:
+            children[base + path] = {base + child for child in fs.children.get(path, ())}
+    children[prefix].update(base + top for top in fs.children.get("", ()))
 
 
 def _kernel(ctx: Context, spec: Spec, root: Tree) -> None:
@@ -437,9 +478,11 @@ def _fill_provenance(root: Tree) -> None:
     """Directories the tree made implicitly (a layer without parent entries, a path put through
     a symlink) take the records of their first child, so every entry has them (linuxkit's
     ``tarheaders`` check)."""
-    for path in reversed(root.sorted_paths()):
+    # (only nodes without records change; children first, as in reversed path order)
+    bare = [path for path, node in root.nodes.items() if not node.source]
+    for path in sorted(bare, key=sort_key, reverse=True):
         node = root.nodes[path]
-        if node.source:
+        if node.source:  # a hard link of a node filled meanwhile
             continue
         for child in sorted(root.children.get(path, ()), key=sort_key):
             other = root.nodes[child]
@@ -491,22 +534,28 @@ def write_tree(tree: Tree, out: BinaryIO, epoch: Epoch,
 
     writer = CanonicalTarWriter(out)
     handles: dict[str, BinaryIO] = {}
+    ahead: dict[str, ReadAhead] = {}
     recorder = Recorder(regions) if regions is not None else None
     count = 0
+    add, file_kind = writer.add, Kind.FILE
     try:
         for entry, node in tree.entries(clamp=epoch.clamp):
             if databases is not None and is_database(entry, sbom_path):
                 databases.append((entry, node))
             if recorder is not None:
                 recorder.before(entry, node, writer.written)
-            data = None
-            if entry.kind is Kind.FILE and node.content is not None:
-                data = open_content(node.content, handles)
-            try:
-                writer.add(entry, data)
-            finally:
-                if isinstance(node.content, HostFile) and hasattr(data, "close"):
-                    data.close()  # type: ignore[union-attr]
+            content = node.content
+            if entry.kind is not file_kind or content is None:
+                add(entry)
+            elif isinstance(content, HostFile):
+                data = open_content(content, handles)
+                try:
+                    add(entry, data)
+                finally:
+                    if not isinstance(data, bytes):
+                        data.close()
+            else:
+                add(entry, open_content(content, handles, ahead))
             count += 1
             if recorder is not None and regions is not None:
                 recorder.after(entry.path, writer.written)

@@ -14,6 +14,13 @@ nearly free; any write or truncation changes the mtime, any replacement the inod
 back the full hash. (ctime is left out on purpose: a ``tar`` output may be a hard link of the
 entry, and linking changes it. Writing to such an output changes the shared mtime, so the entry
 is re-hashed, not trusted.) ``cache verify`` always re-hashes.
+
+The tar and its ``.json`` are renamed in without an fsync (a cold build's largest file: the
+fsync cost it a second per GiB): the ``.json`` names the boot that wrote it, and the stat
+signature is trusted only in that boot. A power loss or kernel crash, the only way an un-fsync'd
+rename can come back empty or stale, is a reboot, after which the tar is re-hashed before it is
+used (and recorded again, as this boot's, once it matched). Where there is no boot id, both are
+fsync'd as before.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from composer import canonjson
 from composer.epoch import Epoch
+from composer.images.cache import boot_id
 from composer.images.model import Image
 from composer.spec.model import Spec
 
@@ -109,7 +117,7 @@ def lookup(cache_root: Path, key: str) -> Stored | None:
     try:
         info = canonjson.loads(meta.read_bytes())
         stored = Stored(tar, info["sha256"], info["size"], info["entries"])
-        if info.get("stat") == stat_signature(tar):
+        if info.get("stat") == stat_signature(tar) and info.get("boot") == boot_id():
             return stored
         if tar.stat().st_size != stored.size or _file_digest(str(tar)) != stored.sha256:
             return None
@@ -133,9 +141,15 @@ def record(cache_root: Path, key: str, sha256: str, size: int, entries: int) -> 
     from composer.atomic import atomic_file
 
     signature = stat_signature(directory(cache_root) / f"{key}.tar")
-    with atomic_file(directory(cache_root) / f"{key}.json") as fh:
-        fh.write(canonjson.compact({"entries": entries, "sha256": sha256, "size": size,
-                                    "stat": signature}))
+    boot = boot_id()
+    with atomic_file(directory(cache_root) / f"{key}.json", durable=boot is None) as fh:
+        fh.write(canonjson.compact({"boot": boot, "entries": entries, "sha256": sha256,
+                                    "size": size, "stat": signature}))
+
+
+def durable() -> bool:
+    """Whether a new rootfs tar must be fsync'd before it is renamed in (no boot id here)."""
+    return boot_id() is None
 
 
 def tar_path(cache_root: Path, key: str) -> Path:

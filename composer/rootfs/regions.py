@@ -38,7 +38,7 @@ from composer.rootfs import memo
 from composer.rootfs.tree import Node, Span, Tree
 from composer.spec.model import Spec
 from composer.streams.digest import sha256_file
-from composer.tar.canon import Entry, Kind
+from composer.tar.canon import Entry, Kind, sort_key
 
 SCHEMA = "image-composer/rootfs-region/v1"
 
@@ -247,11 +247,13 @@ class Recorder:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.open: Found | None = None
+        # of the open region: "LOWER/", and the location and source its entries must have
+        self._below, self._location, self._source = "", "", ""
 
     def before(self, entry: Entry, node: Node, offset: int) -> None:
         current = self.open
         path = entry.path
-        if current is not None and not path.startswith(current.lower + "/"):
+        if current is not None and not path.startswith(self._below):
             self._close(offset)
             current = None
         if entry.kind is Kind.HARDLINK:
@@ -262,15 +264,15 @@ class Recorder:
             return
         current.count += 1
         current.last = path
-        _key, location, source = self.plan.overlays[current.lower]
         # (an empty implicit directory has no records: nothing below it to take them from)
-        if node.location not in (location, "") or node.source not in (source, ""):
+        if current.isolated and (node.location not in (self._location, "")
+                                 or node.source not in (self._source, "")):
             current.isolated = False
-        rel = path[len(current.lower) + 1:]
-        if not current.head[0] and node.source and "/" not in rel:
+        if not current.head[0] and node.source and "/" not in path[len(self._below):]:
             current.head = (node.source, node.location)
-        if not current.lower.startswith("containers/"):
+        if not self._below.startswith("containers/"):
             return  # (the shadow serves the read-only check of containers only)
+        rel = path[len(self._below):]
         kind = "dir" if entry.kind is Kind.DIR else "symlink" if entry.kind is Kind.SYMLINK \
             else "other"
         current.shadow.append((rel, kind, entry.linkname if kind == "symlink" else ""))
@@ -278,7 +280,9 @@ class Recorder:
     def after(self, path: str, offset: int) -> None:
         """``path`` was just written, ending at ``offset``."""
         if path in self.plan.overlays and self.open is None:
-            self.open = Found(path, self.plan.overlays[path][0], offset)
+            key, self._location, self._source = self.plan.overlays[path]
+            self.open = Found(path, key, offset)
+            self._below = path + "/"
 
     def spliced(self, region: Region, offset: int) -> None:
         found = self.open
@@ -340,9 +344,7 @@ def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[
     nodes = []
     offset = 0
     with atomic_file(meta.with_suffix(".data")) as data:
-        for number, path in enumerate(fs.sorted_paths()):
-            if any(path.startswith(top + "/") for top in tops):
-                continue
+        for number, path in enumerate(_outside(fs, set(tops))):
             node = fs.nodes[path]
             group = groups.setdefault(id(node), number)
             entry = node.entry
@@ -363,6 +365,20 @@ def _keep_residue(plan: Plan, image: Image, location: str, fs: Tree, tops: list[
             "schema": SCHEMA, "data": digest, "regions": tops,
             "pointers": [region_key(image, location, top, plan.epoch) for top in tops],
             "implicit_mtime": fs.implicit_mtime, "nodes": nodes}))
+
+
+def _outside(fs: Tree, tops: set[str]) -> list[str]:
+    """``fs``'s paths not below any of ``tops`` (they themselves included), in path order:
+    walked from the root, so the regions' own entries are never visited."""
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        current = stack.pop()
+        for child in fs.children.get(current, ()):
+            found.append(child)
+            if child not in tops:
+                stack.append(child)
+    return sorted(found, key=sort_key)
 
 
 def _residue_tree(info: dict, data: Path) -> Tree:

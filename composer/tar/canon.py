@@ -72,6 +72,16 @@ def normalise(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
+def _is_normal(path: str) -> bool:
+    """``path == normalise(path)`` and not empty, without normalising the usual path (no
+    ``.`` component: no ``/.`` in it and no leading dot)."""
+    if not path or path[0] == "/" or path[-1] == "/" or "//" in path:
+        return False
+    if path[0] != "." and "/." not in path:
+        return True
+    return normalise(path) == path
+
+
 def _octal(value: int, width: int) -> bytes | None:
     """``width``-byte NUL-terminated octal, or None if it does not fit."""
     if value < 0 or value >= 8 ** (width - 1):
@@ -123,8 +133,59 @@ def _pad(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
+_DEVICES0 = b"0000000\0" * 2  # devmajor and devminor 0, as _octal writes them
+_NUMBER_KEYS = frozenset(("path", "linkpath", "size", "mtime", "uid", "gid"))
+
+
+@functools.lru_cache(maxsize=4096)  # an image's entries share a few sets of records
+def _pax_block(xattrs: tuple[tuple[str, bytes], ...], extra: tuple[tuple[str, str], ...]
+               ) -> bytes | None:
+    """The pax header of an entry whose name, link and numbers fit the ustar header: its
+    xattrs and extra records (the same bytes :func:`_header_slow` makes); None if a record
+    would change the ustar fields, for the slow path to handle."""
+    records: dict[str, bytes] = {}
+    for xname, xvalue in xattrs:
+        records["SCHILY.xattr." + xname] = xvalue
+    for key, text in extra:
+        records[key] = encode(text)
+    if not records:
+        return b""
+    if not _NUMBER_KEYS.isdisjoint(records):
+        return None
+    payload = b"".join(_pax_record(k, records[k]) for k in sorted(records))
+    return _pax_header(len(payload)) + payload + _pad(len(payload))
+
+
 def header_bytes(entry: Entry) -> bytes:
     """The pax extended header (if needed) plus the ustar header of ``entry``."""
+    kind = entry.kind
+    path = entry.path
+    name = encode(path + "/" if kind is Kind.DIR else path)
+    link = encode(entry.linkname) if entry.linkname else b""
+    size = entry.size if kind is Kind.FILE else 0
+    mtime, uid, gid = entry.mtime, entry.uid, entry.gid
+    if len(name) <= 100 and len(link) <= 100 and name.isascii() and link.isascii() \
+            and 0 <= size < _MAX12 and 0 <= mtime < _MAX12 and 0 <= uid < _MAX8 \
+            and 0 <= gid < _MAX8:
+        # the usual entry: only its xattrs and extra records can need a pax header
+        pax = _pax_block(entry.xattrs, entry.records) if entry.xattrs or entry.records \
+            else b""
+        if pax is not None:
+            devmajor, devminor = entry.devmajor, entry.devminor
+            devices = _DEVICES0 if not (devmajor or devminor) else (
+                (_octal(devmajor, 8) or _ZERO8) + (_octal(devminor, 8) or _ZERO8))
+            numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (entry.mode & 0o7777, uid, gid,
+                                                              size, mtime)
+            kind_byte = kind.value
+            checksum = b"%06o\0 " % (sum(name) + sum(numbers) + 256 + kind_byte[0] + sum(link)
+                                      + _MAGIC_SUM + sum(devices))
+            return b"".join((pax, name, bytes(100 - len(name)), numbers, checksum, kind_byte,
+                             link, bytes(100 - len(link)), _MAGIC_NAMES, devices, _PREFIX_PAD))
+    return _header_slow(entry)
+
+
+def _header_slow(entry: Entry) -> bytes:
+    """:func:`header_bytes` for any entry: long or non-ASCII names, numbers that do not fit."""
     records: dict[str, bytes] = {}
     name = encode(entry.path + ("/" if entry.kind is Kind.DIR else ""))
     if len(name) > 100 or not name.isascii():
@@ -183,25 +244,33 @@ class CanonicalTarWriter:
     def add(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None = None) -> None:
         """Append ``entry``; for a regular file, ``data`` supplies exactly ``entry.size`` bytes."""
         path = entry.path
-        if not path or normalise(path) != path:
+        if not _is_normal(path):
             raise CanonError(f"not a canonical path: {path!r}")
         key = sort_key(path)
         if self._last is not None and key <= self._last:
             raise CanonError(f"{path}: out of order or duplicate")
-        parent = posixpath.dirname(path)
+        parent = path.rpartition("/")[0]  # posixpath.dirname, for a normal path
         if parent not in self._dirs:
             raise CanonError(f"{path}: parent directory {parent!r} has no entry before it")
-        if entry.kind is Kind.HARDLINK and entry.linkname not in self._files:
+        kind = entry.kind
+        if kind is Kind.HARDLINK and entry.linkname not in self._files:
             raise CanonError(f"{path}: hard link to {entry.linkname!r}, not an earlier file")
-        if list(entry.xattrs) != sorted(entry.xattrs):
+        if entry.xattrs and list(entry.xattrs) != sorted(entry.xattrs):
             raise CanonError(f"{path}: xattrs not sorted")
         self._last = key
-        self._write(header_bytes(entry))
-        if entry.kind is Kind.DIR:
+        header = header_bytes(entry)
+        if kind is Kind.DIR:
             self._dirs.add(path)
-        elif entry.kind is not Kind.HARDLINK:
+        elif kind is not Kind.HARDLINK:
             self._files.add(path)
-        if entry.kind is Kind.FILE:
+        if kind is not Kind.FILE:
+            self._write(header)
+        elif isinstance(data, bytes | bytearray):
+            if len(data) != entry.size:
+                raise CanonError(f"{entry.path}: {len(data)} bytes given, size {entry.size}")
+            self._write(b"".join((header, data, _pad(entry.size))))  # one write, not three
+        else:
+            self._write(header)
             self._copy(entry, data)
 
     def _copy(self, entry: Entry, data: IO[bytes] | io.RawIOBase | bytes | None) -> None:

@@ -236,3 +236,29 @@ def test_offline_never_downloads_the_bootloader_debs_either(tmp_path, layout):
     assert "(offline)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "debs").exists() or not any((tmp_path / "debs").iterdir())
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+def test_paused_gc_restores_the_collector_as_it_was():
+    """A build pauses the cyclic collector (phase one makes no cycles) and gives it back in
+    the state it found it, error or not."""
+    import gc
+
+    from composer.build import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with paused_gc():
+            raise KeyError("x")
+    except KeyError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -98,3 +98,42 @@ def test_put_layer_stores_nothing_when_anything_is_wrong(tmp_path, damage):
     assert not cache.has_blob(digest)
     assert not cache.uncompressed_path(diff_id).exists()
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
+
+
+def test_uncompressed_copies_are_trusted_only_in_the_boot_that_wrote_them(tmp_path,
+                                                                          monkeypatch):
+    """Layer copies are renamed in without an fsync, after ``uncompressed/boot_id`` names this
+    boot; a cache whose marker names another boot (a power loss is a reboot) drops them before
+    anything looks at them, and the layer is decompressed again. Blobs are always fsync'd."""
+    from composer.images import cache as cache_module
+    from composer.images.cache import Cache
+    from composer.streams.digest import sha256_digest
+
+    blob = gzip.compress(DATA)
+    digest, diff_id = sha256_digest(blob), sha256_digest(DATA)
+    media_type = "application/vnd.oci.image.layer.v1.tar+gzip"
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size)
+                        or real_fsync(fd))
+    monkeypatch.setattr(cache_module, "boot_id", lambda: "boot-one")
+    cache = Cache(tmp_path / "c")
+    cache.put_layer(io.BytesIO(blob), digest, len(blob), media_type, diff_id, "l")
+    assert len(blob) in synced and len(DATA) not in synced  # the blob, not the copy
+    marker = tmp_path / "c" / "uncompressed" / "boot_id"
+    assert marker.read_text() == "boot-one"
+    assert Cache(tmp_path / "c").uncompressed_path(diff_id).read_bytes() == DATA  # same boot
+
+    monkeypatch.setattr(cache_module, "boot_id", lambda: "boot-two")  # after a reboot
+    later = Cache(tmp_path / "c")
+    assert not later.uncompressed_path(diff_id).exists()
+    assert later.uncompressed_layer(digest, len(blob), media_type, diff_id, "l").read_bytes() \
+        == DATA
+    assert marker.read_text() == "boot-two"
+
+    monkeypatch.setattr(cache_module, "boot_id", lambda: None)  # no boot id: fsync'd, kept
+    synced.clear()
+    (tmp_path / "c" / "uncompressed" / "sha256" / diff_id.split(":")[1]).unlink()
+    none = Cache(tmp_path / "c")
+    none.uncompressed_layer(digest, len(blob), media_type, diff_id, "l")
+    assert len(DATA) in synced

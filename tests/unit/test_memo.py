@@ -118,3 +118,35 @@ def test_cache_verify_reports_a_damaged_result(tmp_path, layout):  # noqa: F811
     stored.write_bytes(bytes(data))
     bad = run_cli(["cache", "verify", "--cache", str(tmp_path / "cache")], cwd=tmp_path)
     assert bad.returncode != 0 and stored.name in bad.stdout + bad.stderr
+
+
+def test_a_result_from_another_boot_is_rehashed_before_it_is_trusted(tmp_path, layout,  # noqa: F811
+                                                                     monkeypatch):
+    """The rootfs tar is renamed in without an fsync, so its stat signature vouches for it only
+    in the boot that wrote it: after a reboot (a power loss may have left it renamed but stale,
+    with the same size and mtime) it is hashed again, and a damaged one is not used."""
+    import os
+
+    from composer.images import cache as cache_module
+
+    spec = tmp_path / "demo.yml"
+    spec.write_text(spec_text(layout))
+    build(tmp_path, spec, "a")
+    [stored] = (tmp_path / "cache" / "rootfs").glob("*.tar")
+    key = stored.stem
+    hashed = []
+    real = memo._file_digest
+    monkeypatch.setattr(memo, "_file_digest", lambda p: hashed.append(p) or real(p))
+    assert memo.lookup(tmp_path / "cache", key) is not None and hashed == []
+    monkeypatch.setattr(cache_module, "boot_id", lambda: "another-boot")
+    monkeypatch.setattr(memo, "boot_id", lambda: "another-boot")
+    assert memo.lookup(tmp_path / "cache", key) is not None and hashed == [str(stored)]
+    assert memo.lookup(tmp_path / "cache", key) is not None and len(hashed) == 1  # re-signed
+
+    monkeypatch.setattr(memo, "boot_id", lambda: "a-third-boot")
+    stat = stored.stat()
+    data = bytearray(stored.read_bytes())
+    data[600] ^= 0xFF  # what a lost write could leave: same size, mtime put back
+    stored.write_bytes(bytes(data))
+    os.utime(stored, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert memo.lookup(tmp_path / "cache", key) is None
