@@ -70,8 +70,8 @@ def build_golden(workdir: Path, formats: tuple[str, ...], arch: str = "amd64",
                        arch=arch, cache_dir=workdir / "cache",
                        source_date_epoch=SOURCE_DATE_EPOCH)
     # not offline: the images are local OCI layouts (nothing to pull), but a fresh machine
-    # has yet to fetch the pinned Debian packages (bootloaders, Pi firmware, tar2sqfs, mtools), which are
-    # checked by sha256 whatever serves them
+    # has yet to fetch the pinned Debian packages (bootloaders, Pi firmware, tar2sqfs,
+    # mtools), which are checked by sha256 whatever serves them
     return {p.name: p for p in run_build(req, log=lambda _m: None)}
 
 
