@@ -130,7 +130,9 @@ sys.path.insert(0, ".")
 from composer.errors import UsageError
 from outputs import FORMATS, check_clashes
 groups = []
-for fmt in (f for f in FORMATS if f not in sys.argv[1:]):
+# the host's formats (the example is built for amd64; rpi3 and the like are arm64 only)
+for fmt in (f for f, v in FORMATS.items()
+            if f not in sys.argv[1:] and (v.arches is None or "amd64" in v.arches)):
     for group in groups:
         try:
             check_clashes([*group, fmt])
